@@ -1,13 +1,34 @@
 """Run Pilot from a checkout: `python pilot.py -config FILE`.
 
-Monkey-patching must come before anything else imports socket, subprocess or
-threading: bottle's request objects and python-consul2's sockets rely on it.
+The supervisor monkey-patches gevent before anything else imports socket,
+subprocess or threading (bottle and python-consul2 rely on it). The client
+flags (`-putmetric` and friends, run by jobs every few seconds) need no
+gevent at all, so they skip that import and start faster.
 """
-from gevent import monkey
+import sys
 
-monkey.patch_all()
+CLIENT_FLAGS = {"version", "template", "reload", "maintenance", "putenv",
+                "putmetric", "ping", "status", "help", "h"}
 
-import sys  # noqa: E402
+
+def _client_only(argv):
+    """True when the flags ask for a client action, not the supervisor."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--" or not arg.startswith("-"):
+            return False
+        name = arg.lstrip("-").split("=", 1)[0]
+        if name in CLIENT_FLAGS:
+            return True
+        if name in ("config", "out") and "=" not in arg:
+            next(args, None)
+    return False
+
+
+if not _client_only(sys.argv[1:]):
+    from gevent import monkey
+
+    monkey.patch_all()
 
 from pilot.cli import main  # noqa: E402
 

@@ -1,0 +1,252 @@
+"""The App: builds every component from a Config, wires them to one bus,
+runs them, and shuts them down in order.
+
+Components never call each other: jobs, watches and servers publish and
+subscribe on the bus this class creates. Optional parts (Consul, control
+server, telemetry) are imported only when the config uses them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Dict, List, Optional
+
+import gevent
+import gevent.event
+import gevent.pool
+
+from pilot import events as ev
+from pilot.commands import Command, ExitStatus, pid_env_name
+from pilot.config.model import Config, JobConfig
+from pilot.events import Bus, Event, Timers
+from pilot.jobs import Job
+
+log = logging.getLogger("pilot")
+
+FORCED_EXIT = 2  # a second SIGTERM/SIGINT during shutdown
+
+
+def ip_env_name(job_name: str) -> str:
+    return "CONTAINERPILOT_" + job_name.upper().replace("-", "_") + "_IP"
+
+
+def exit_events(name: str, status: ExitStatus) -> List[Event]:
+    """What a finished exec publishes (SPEC §9.9)."""
+    if status.success:
+        return [Event(ev.EXIT_SUCCESS, name)]
+    return [Event(ev.EXIT_FAILED, name), Event(ev.ERROR, f"{name}: {status.reason}")]
+
+
+def dependents(jobs) -> Dict[str, str]:
+    """For each job, the job waited for when it halts: the last in config
+    order whose trigger is that job's `stopping` (SPEC §9.7)."""
+    out = {}
+    for j in jobs:
+        w = j.when
+        if w.event == ev.STOPPING and w.source and w.interval is None:
+            out[w.source] = j.name
+    return out
+
+
+class JobRunner:
+    """A Job with its mailbox, timers, commands and greenlet."""
+
+    def __init__(self, app: "App", cfg: JobConfig, dependent: Optional[str]):
+        self.cfg = cfg
+        self.box = app.bus.subscribe(cfg.name)
+        self.timers = Timers(self.box)
+        process = check = None
+        if cfg.exec:
+            process = Command(cfg.name, cfg.exec, timeout=cfg.exec_timeout,
+                              raw=cfg.raw_logging, environ=app.environ,
+                              on_exit=lambda st: app.publish_exit(cfg.name, st))
+        if cfg.health and cfg.health.exec:
+            h = cfg.health
+            timeout = h.interval if h.timeout is None else h.timeout
+            check = Command(f"check.{cfg.name}", h.exec, timeout=timeout,
+                            raw=h.raw_logging, field="check", environ=app.environ,
+                            env_names=(pid_env_name("check"), pid_env_name(f"check_{cfg.name}")),
+                            on_exit=lambda st: app.publish_exit(f"check.{cfg.name}", st))
+        self.job = Job(cfg, publish=app.bus.publish, timers=self.timers,
+                       process=process, check=check,
+                       service=app.service_for(cfg), dependent=dependent)
+        self.greenlet: Optional[gevent.Greenlet] = None
+
+    def start(self, group: gevent.pool.Group) -> None:
+        self.job.begin()
+        self.greenlet = group.spawn(self._loop)
+
+    def _loop(self) -> None:
+        try:
+            while self.job.handle(self.box.get()):
+                pass
+        finally:
+            self.timers.cancel_all()
+
+    def process_groups(self) -> List[Command]:
+        return [c for c in (self.job.process, self.job.check) if c is not None]
+
+
+class App:
+    def __init__(self, cfg: Config, environ=None):
+        self.cfg = cfg
+        self.environ = os.environ if environ is None else environ
+        self.bus = Bus()
+        self.group = gevent.pool.Group()
+        self.runners: Dict[str, JobRunner] = {}
+        self.components: list = []
+        self.exit_code = 0
+        self.maintenance = False
+        self._shutdown_started = False
+        self._stop_requested = gevent.event.Event()
+        self._consul = None
+        self._main = next((j.name for j in cfg.jobs if j.main), None)
+
+    # -- building ---------------------------------------------------------
+
+    @property
+    def consul(self):
+        """The Consul client, built on first use (only configs with consul)."""
+        if self._consul is None and self.cfg.consul is not None:
+            from pilot.discovery import Consul
+            self._consul = Consul(self.cfg.consul)
+        return self._consul
+
+    def service_for(self, cfg: JobConfig):
+        if not cfg.advertised or self.consul is None:
+            return None
+        from pilot.discovery import ServiceDefinition
+        return ServiceDefinition(cfg, self.consul)
+
+    def _build(self) -> None:
+        deps = dependents(self.cfg.jobs)
+        for jc in self.cfg.jobs:
+            self.runners[jc.name] = JobRunner(self, jc, deps.get(jc.name))
+            if jc.advertised and jc.ip:
+                self.environ[ip_env_name(jc.name)] = jc.ip
+        self.components = self._optional_components()
+
+    def _optional_components(self) -> list:
+        comps = []
+        try:
+            from pilot import control
+        except ImportError:
+            control = None
+        if control is not None:
+            comps.append(control.ControlServer(self, self.cfg.control.socket))
+        if self.cfg.watches:
+            from pilot.watches import Watch
+            comps += [Watch(w, self.consul, self.bus) for w in self.cfg.watches]
+        if self.cfg.telemetry is not None:
+            from pilot.telemetry import Telemetry
+            comps.append(Telemetry(self, self.cfg.telemetry))
+        return comps
+
+    # -- running ----------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until every job is complete or a shutdown finishes."""
+        self._build()
+        self.bus.listen(self._watch_main)
+        for comp in self.components:
+            comp.start()
+        for runner in self.runners.values():
+            runner.start(self.group)
+        self.bus.publish(ev.GLOBAL_STARTUP)
+        self._wait_for_jobs()
+        self._final_grace()
+        for comp in reversed(self.components):
+            comp.stop()
+        return self._exit_status()
+
+    def _wait_for_jobs(self) -> None:
+        if not self.runners:
+            self._stop_requested.wait()
+            return
+        self.group.join()
+        if not self._shutdown_started:
+            log.info("all jobs complete, shutting down")
+
+    def publish_exit(self, name: str, status: ExitStatus) -> None:
+        for e in exit_events(name, status):
+            self.bus.publish(e)
+
+    def _watch_main(self, e: Event) -> None:
+        if self._main and e == Event(ev.STOPPED, self._main) and not self._shutdown_started:
+            log.info("main job %s ended, shutting down", self._main)
+            gevent.spawn(self.shutdown)
+
+    def shutdown(self, signum: Optional[int] = None) -> None:
+        """Graceful shutdown; a second request during one forces exit."""
+        if self._shutdown_started:
+            if signum is not None:
+                log.warning("second %s: killing every process now", signal.Signals(signum).name)
+                self.exit_code = 128 + signum
+                self._kill_all(signal.SIGKILL)
+                self.group.kill(block=False)
+                self._stop_requested.set()
+            return
+        self._shutdown_started = True
+        self.bus.publish(ev.GLOBAL_SHUTDOWN)
+        self._stop_requested.set()
+
+    def _final_grace(self) -> None:
+        """SPEC §16.2 step 3, ending early once no job process remains."""
+        timeout = self.cfg.stop_timeout
+        if timeout > 0:
+            log.debug("killing all processes in %d seconds", timeout)
+            with gevent.Timeout(timeout, False):
+                while any(c.group_alive() for r in self.runners.values()
+                          for c in r.process_groups()):
+                    gevent.sleep(0.02)
+        for r in self.runners.values():
+            for c in r.process_groups():
+                if c.group_alive():
+                    log.info('killing processes for job "%s"', r.cfg.name)
+                    c.signal(signal.SIGKILL)
+
+    def _kill_all(self, sig: int) -> None:
+        for r in self.runners.values():
+            for c in r.process_groups():
+                c.signal(sig)
+
+    def _exit_status(self) -> int:
+        if self.exit_code:
+            return self.exit_code
+        if self._main:
+            cmd = self.runners[self._main].job.process
+            st = cmd.wait(timeout=1) if cmd is not None and cmd.running else (
+                cmd.last_status if cmd is not None else None)
+            if st is not None:
+                return st.shell_code
+        return 0
+
+    # -- orders from signals and the control plane -----------------------
+
+    def signal_event(self, name: str) -> None:
+        self.bus.publish(Event(ev.SIGNAL, name))
+
+    def set_maintenance(self, enabled: bool) -> None:
+        self.maintenance = enabled
+        self.bus.publish(ev.GLOBAL_ENTER_MAINTENANCE if enabled else ev.GLOBAL_EXIT_MAINTENANCE)
+
+    def putenv(self, values: Dict[str, str]) -> None:
+        for k, v in values.items():
+            self.environ[k] = v
+
+    def status(self) -> dict:
+        """Every job's state, for `GET /v3/status` and `-status`."""
+        jobs = []
+        for name, r in self.runners.items():
+            j = r.job
+            last = j.process.last_status if j.process is not None else None
+            jobs.append({
+                "name": name, "state": j.phase, "status": j.status,
+                "pid": j.process.pid if j.process is not None and j.process.running else None,
+                "restarts": j.restarts_done, "runs": j.runs,
+                "last_exit": None if last is None else (last.code if last.signal is None and last.error is None else last.reason),
+                "advertised": r.cfg.advertised,
+            })
+        return {"jobs": jobs, "maintenance": self.maintenance,
+                "watches": [c.status() for c in self.components if hasattr(c, "instances")]}

@@ -1,0 +1,199 @@
+"""Command-line flags (Go `flag` syntax, ContainerPilot's names) and the
+one place that prints usage or picks an exit status."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from pilot import __version__, GIT_HASH
+from pilot.errors import ControlError, PilotError, UsageError
+
+STRING_FLAGS = {"config", "out", "maintenance"}
+MAP_FLAGS = {"putenv", "putmetric"}
+BOOL_FLAGS = {"template", "version", "reload", "ping", "status", "help", "h"}
+
+USAGE = """Usage of pilot:
+  -config string
+        File path to JSON5 configuration file. Defaults to CONTAINERPILOT env var.
+  -maintenance string
+        Toggle maintenance mode for a running instance through its control socket.
+        Options: -maintenance enable, -maintenance disable
+  -out string
+        File path destination to write the rendered configuration (use with -template; '-' for stdout).
+  -ping
+        Check that the control socket of a running instance answers.
+  -putenv value
+        Update environ of a running instance through its control socket.
+        Usage: -putenv KEY=VALUE (repeatable)
+  -putmetric value
+        Update metrics of a running instance through its control socket.
+        Usage: -putmetric KEY=VALUE (repeatable)
+  -reload
+        Reload the configuration of a running instance through its control socket.
+  -status
+        Print the state of every job of a running instance.
+  -template
+        Render the configuration template and exit.
+  -version
+        Show version identifier and quit.
+"""
+
+
+@dataclass
+class Options:
+    config: str = ""
+    out: str = ""
+    maintenance: str = ""
+    template: bool = False
+    version: bool = False
+    reload: bool = False
+    ping: bool = False
+    status: bool = False
+    help: bool = False
+    putenv: Dict[str, str] = field(default_factory=dict)
+    putmetric: Dict[str, str] = field(default_factory=dict)
+
+
+def parse_args(argv: List[str]) -> Options:
+    """Go's flag package: -f v, -f=v, --f; stops at the first non-flag."""
+    opts = Options()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("---") or not name:
+            raise UsageError(f"bad flag syntax: {arg}")
+        if name in BOOL_FLAGS:
+            setattr(opts, "help" if name == "h" else name, _bool(name, value) if eq else True)
+        elif name in STRING_FLAGS or name in MAP_FLAGS:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"flag needs an argument: -{name}")
+                value = argv[i]
+            _set_value(opts, name, value)
+        else:
+            raise UsageError(f"flag provided but not defined: -{name}")
+        i += 1
+    return opts
+
+
+def _bool(name: str, value: str) -> bool:
+    v = value.lower()
+    if v in ("1", "t", "true"):
+        return True
+    if v in ("0", "f", "false"):
+        return False
+    raise UsageError(f'invalid boolean value "{value}" for -{name}: parse error')
+
+
+def _set_value(opts: Options, name: str, value: str) -> None:
+    if name in MAP_FLAGS:
+        key, eq, val = value.partition("=")
+        if not eq:
+            raise UsageError(f"invalid value \"{value}\" for flag -{name}: "
+                             f"flag value '{value}' was not in the format 'key=val'")
+        getattr(opts, name)[key] = val
+    elif name == "maintenance" and value not in ("enable", "disable"):
+        raise UsageError(f"invalid value \"{value}\" for flag -maintenance: "
+                         "expected 'enable' or 'disable'")
+    else:
+        setattr(opts, name, value)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        opts = parse_args(argv)
+    except UsageError as exc:
+        sys.stderr.write(f"{exc}\n{USAGE}")
+        return 2
+    if opts.help:
+        sys.stderr.write(USAGE)
+        return 2
+    if opts.version:
+        sys.stdout.write(f"Version: {__version__}\nGitHash: {GIT_HASH}\n")
+        return 0
+    try:
+        return _dispatch(opts)
+    except PilotError as exc:
+        _fail(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"pilot: {message}\n")
+    sys.stderr.flush()
+
+
+def _dispatch(opts: Options) -> int:
+    from pilot import config
+    os.environ["CONTAINERPILOT_PID"] = str(os.getpid())
+    path = config.resolve_path(opts.config or None, os.environ)
+    if opts.template:
+        return _template(config.read_and_render(path, os.environ), opts.out)
+    if opts.reload or opts.maintenance or opts.putenv or opts.putmetric or opts.ping or opts.status:
+        cfg = config.load(path, os.environ)
+        return _client(opts, cfg.control.socket)
+    from pilot.run import run
+    return run(path)
+
+
+def _template(text: str, out: str) -> int:
+    if not out or out == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return 0
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        raise PilotError(f"could not write config file: {exc}") from None
+    return 0
+
+
+def _client(opts: Options, socket_path: str) -> int:
+    from pilot import client
+    try:
+        if opts.reload:
+            client.reload(socket_path)
+        elif opts.maintenance:
+            client.maintenance(socket_path, opts.maintenance == "enable")
+        elif opts.putenv:
+            client.putenv(socket_path, opts.putenv)
+        elif opts.putmetric:
+            client.putmetric(socket_path, opts.putmetric)
+        elif opts.ping:
+            client.ping(socket_path)
+            sys.stdout.write("ok\n")
+        elif opts.status:
+            sys.stdout.write(client.status_table(client.status(socket_path)) + "\n")
+    except ControlError as exc:
+        _fail(f"{_flag_name(opts)}: failed: {exc}")
+        return 1
+    return 0
+
+
+def _flag_name(opts: Options) -> str:
+    for name in ("reload", "maintenance", "putenv", "putmetric", "ping", "status"):
+        if getattr(opts, name):
+            return "-" + name
+    return "pilot"
+
+
+def dump_config(cfg) -> str:
+    """`loaded config: ...` for the DEBUG log; tokens are never included."""
+    from dataclasses import asdict
+    doc = asdict(cfg)
+    if doc.get("consul"):
+        doc["consul"].pop("token", None)
+        doc["consul"].pop("auth", None)
+    return json.dumps(doc, default=str, sort_keys=True)

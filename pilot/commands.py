@@ -1,0 +1,289 @@
+"""Run one exec: its own process group, a timeout, output as log lines.
+
+Spawning uses `os.posix_spawn` (no fork of this large process) and starts
+gevent's child watcher for the pid before yielding to the hub, so the exit
+status cannot be reaped by anyone else first. Pilot never calls
+`waitpid(-1)` itself: gevent's loop reaps every child, orphans included.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional, Sequence
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.fileobject import FileObjectPosix
+
+job_log = logging.getLogger("pilot.job")
+log = logging.getLogger("pilot.commands")
+
+MAX_LINE = 64 * 1024
+DRAIN_AFTER_EXIT = 1.0  # seconds to let background holders of the pipe go
+_RESET_SIGNALS = tuple(
+    s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)
+    and 0 < int(s) < signal.SIGRTMIN
+)
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a run ended: an exit code, a signal, or a failure to start."""
+
+    code: Optional[int] = None
+    signal: Optional[int] = None
+    error: Optional[str] = None
+
+    @property
+    def success(self) -> bool:
+        return self.code == 0
+
+    @property
+    def reason(self) -> str:
+        """Go's wording: `exit status 1`, `signal: killed`."""
+        if self.error is not None:
+            return self.error
+        if self.signal is not None:
+            return "signal: " + signal_description(self.signal)
+        return f"exit status {self.code}"
+
+    @property
+    def shell_code(self) -> int:
+        """The code a shell would report: the code, or 128+signal."""
+        if self.signal is not None:
+            return 128 + self.signal
+        if self.code is None:
+            return 127
+        return self.code
+
+
+def signal_description(sig: int) -> str:
+    """Go's lower-case signal names (`killed`, `terminated`)."""
+    names = {
+        signal.SIGKILL: "killed", signal.SIGTERM: "terminated",
+        signal.SIGINT: "interrupt", signal.SIGHUP: "hangup",
+        signal.SIGQUIT: "quit", signal.SIGABRT: "aborted",
+        signal.SIGSEGV: "segmentation fault", signal.SIGPIPE: "broken pipe",
+        signal.SIGUSR1: "user defined signal 1",
+        signal.SIGUSR2: "user defined signal 2",
+    }
+    return names.get(sig, f"signal {sig}")
+
+
+def format_duration(seconds: float) -> str:
+    """Go's time.Duration String(): 100ms, 5s, 1m0s, 1.5s."""
+    ns = int(round(seconds * 1e9))
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _trim(ns / size) + unit
+    h, rem = divmod(ns, 3600 * 10**9)
+    m, rem = divmod(rem, 60 * 10**9)
+    s = _trim(rem / 1e9) + "s"
+    if h:
+        return f"{sign}{h}h{m}m{s}"
+    if m:
+        return f"{sign}{m}m{s}"
+    return sign + s
+
+
+def _trim(x: float) -> str:
+    return (f"{x:.9f}").rstrip("0").rstrip(".")
+
+
+def pid_env_name(name: str) -> str:
+    """`CONTAINERPILOT_<X>_PID` as 3.8 derives X from a command's name."""
+    base = name.rsplit("/", 1)[-1]
+    if "." in base:
+        ext = base[base.rfind("."):]
+        base = base.replace(ext, "", 1)
+    x = re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").upper()
+    return f"CONTAINERPILOT_{x}_PID"
+
+
+def which(program: str, env: Mapping[str, str]) -> str:
+    """Go's exec.LookPath: a name without `/` is looked up in PATH."""
+    if "/" in program:
+        return program
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if not found:
+        raise FileNotFoundError(f'exec: "{program}": executable file not found in $PATH')
+    return found
+
+
+class Command:
+    """One exec definition; `start()` runs it once, never two runs at once.
+
+    `on_exit(status)` is called in the command's own greenlet after the
+    process has exited, its group has been sent SIGTERM and its output
+    has been drained.
+    """
+
+    def __init__(self, name: str, args: Sequence[str], *, timeout: Optional[float] = None,
+                 raw: bool = False, field: str = "job",
+                 env_names: Sequence[str] = (),
+                 on_exit: Optional[Callable[[ExitStatus], None]] = None,
+                 environ: Optional[dict] = None):
+        self.name = name
+        self.args = list(args)
+        self.timeout = timeout if timeout and timeout > 0 else None
+        self.raw = raw
+        self.field = field
+        self.env_names = tuple(env_names) or (pid_env_name(name),)
+        self.on_exit = on_exit
+        self.environ = os.environ if environ is None else environ
+        self.pid: Optional[int] = None
+        self.pgid: Optional[int] = None
+        self.last_status: Optional[ExitStatus] = None
+        self.timed_out = False
+        self._done: Optional[AsyncResult] = None
+        self._greenlet: Optional[gevent.Greenlet] = None
+
+    @property
+    def running(self) -> bool:
+        return self._done is not None and not self._done.ready()
+
+    def start(self) -> None:
+        """Spawn the process; if a previous run is alive, wait for it first."""
+        if self.running:
+            self._done.wait()
+        self._done = AsyncResult()
+        self.timed_out = False
+        try:
+            pid, reader = self._spawn()
+        except OSError as exc:
+            self._spawn_failed(exc)
+            return
+        self._greenlet = gevent.spawn(self._supervise, pid, reader)
+
+    def wait(self, timeout: Optional[float] = None) -> Optional[ExitStatus]:
+        if self._done is None:
+            return None
+        return self._done.get(timeout=timeout)
+
+    def signal(self, sig: int) -> bool:
+        """Send `sig` to the process group of the current or last run."""
+        if self.pgid is None:
+            return False
+        try:
+            os.killpg(self.pgid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def group_alive(self) -> bool:
+        return self.pgid is not None and _group_exists(self.pgid)
+
+    # -- internals -------------------------------------------------------
+
+    def _spawn(self):
+        env = dict(self.environ)
+        path = which(self.args[0], env) if self.args and self.args[0] else None
+        if not path:
+            raise FileNotFoundError('exec: "": executable file not found in $PATH')
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+        reader = writer = None
+        if not self.raw:
+            reader, writer = os.pipe()
+            actions += [(os.POSIX_SPAWN_DUP2, writer, 1), (os.POSIX_SPAWN_DUP2, writer, 2)]
+        try:
+            pid = os.posix_spawn(path, self.args, env, file_actions=actions,
+                                 setpgroup=0, setsigdef=_RESET_SIGNALS, setsigmask=())
+        except OSError:
+            if reader is not None:
+                os.close(reader)
+                os.close(writer)
+            raise
+        finally:
+            if writer is not None:
+                os.close(writer)
+        # Watch before yielding to the hub, so the status cannot slip past.
+        self._watcher = gevent.get_hub().loop.child(pid, False)
+        self._exit = AsyncResult()
+        self._watcher.start(self._exit.set, None)
+        self.pid = self.pgid = pid
+        for n in self.env_names:
+            self.environ[n] = str(pid)
+        return pid, reader
+
+    def _spawn_failed(self, exc: OSError) -> None:
+        if exc.args and isinstance(exc.args[0], str):
+            msg = exc.args[0]
+        else:
+            program = self.args[0] if self.args else ""
+            msg = f"fork/exec {program}: {(exc.strerror or str(exc)).lower()}"
+        log.error("unable to start %s: %s", self.name, msg)
+        status = ExitStatus(error=msg)
+        self.last_status = status
+        self._done.set(status)
+        if self.on_exit:
+            self.on_exit(status)
+
+    def _supervise(self, pid: int, reader: Optional[int]) -> None:
+        pump = gevent.spawn(self._pump, reader, pid) if reader is not None else None
+        killer = gevent.spawn_later(self.timeout, self._kill_on_timeout) if self.timeout else None
+        self._exit.wait()
+        rstatus = self._watcher.rstatus
+        self._watcher.stop()
+        if killer is not None:
+            killer.kill(block=False)
+        status = _decode(rstatus)
+        self.signal(signal.SIGTERM)  # leftover background children of this run
+        if pump is not None:
+            pump.join(timeout=DRAIN_AFTER_EXIT)
+            pump.kill(block=False)
+        for n in self.env_names:
+            if self.environ.get(n) == str(pid):
+                del self.environ[n]
+        if not status.success:
+            log.error("%s exited with error: %s", self.name, status.reason)
+        self.last_status = status
+        self._done.set(status)
+        if self.on_exit:
+            self.on_exit(status)
+
+    def _kill_on_timeout(self) -> None:
+        log.warning("%s timeout after %s: '[%s]'", self.name,
+                    format_duration(self.timeout), " ".join(self.args))
+        self.timed_out = True
+        self.signal(signal.SIGKILL)
+
+    def _pump(self, fd: int, pid: int) -> None:
+        """Forward each output line as an INFO record with job and pid."""
+        f = FileObjectPosix(fd, "rb", close=True)
+        extra = {self.field: self.name, "pid": pid}
+        try:
+            while True:
+                line = f.readline(MAX_LINE)
+                if not line:
+                    break
+                text = line.rstrip(b"\n").rstrip(b"\r").decode("utf-8", "replace")
+                job_log.info(text, extra=extra)
+        except OSError:
+            pass
+        finally:
+            f.close()
+
+
+def _decode(rstatus: int) -> ExitStatus:
+    if os.WIFSIGNALED(rstatus):
+        return ExitStatus(signal=os.WTERMSIG(rstatus))
+    return ExitStatus(code=os.WEXITSTATUS(rstatus))
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

@@ -1,0 +1,158 @@
+"""Pilot's log: ContainerPilot's three line formats, three outputs, and
+reopening a log file on SIGUSR1 (for logrotate).
+
+Job output arrives as records of the `pilot.job` logger carrying `job` (or
+`check`) and `pid` fields, so it follows the configured format and output.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+import sys
+from typing import Optional
+
+from pilot.config.model import LoggingConfig
+
+ROOT = "pilot"
+LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+    "warning": logging.WARNING, "error": logging.ERROR,
+    "fatal": logging.CRITICAL, "panic": logging.CRITICAL,
+}
+LEVEL_WORDS = {
+    logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
+    logging.ERROR: "error", logging.CRITICAL: "fatal",
+}
+FIELDS = ("job", "check", "pid")
+_BARE = re.compile(r"^[A-Za-z0-9\-._/@^+]+$")
+
+
+def timestamp(created: float) -> str:
+    """RFC 3339 local time with trailing zeros of the fraction trimmed."""
+    t = datetime.datetime.fromtimestamp(created).astimezone()
+    frac = f"{t.microsecond:06d}".rstrip("0")
+    base = t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "")
+    off = t.strftime("%z")
+    if off in ("+0000", "-0000"):
+        return base + "Z"
+    return f"{base}{off[:3]}:{off[3:]}"
+
+
+def _fields(record) -> dict:
+    return {k: getattr(record, k) for k in FIELDS if getattr(record, k, None) is not None}
+
+
+class DefaultFormatter(logging.Formatter):
+    """`<time>[ <job>][ <pid>] <message>`: no level, as 3.8's default."""
+
+    def format(self, record):
+        parts = [timestamp(record.created)]
+        job = getattr(record, "job", None)
+        pid = getattr(record, "pid", None)
+        if job:
+            parts.append(str(job))
+        if pid is not None:
+            parts.append(str(pid))
+        msg = record.getMessage()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            msg += " " + repr(record.exc_info[1])
+        return " ".join(parts) + " " + msg
+
+
+def _quote(value) -> str:
+    s = str(value)
+    if _BARE.match(s):
+        return s
+    return json.dumps(s, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """logrus's text formatter without a TTY: key=value pairs."""
+
+    def format(self, record):
+        head = [
+            f'time="{timestamp(record.created)}"',
+            f"level={LEVEL_WORDS.get(record.levelno, 'info')}",
+            f"msg={_quote(record.getMessage())}",
+        ]
+        tail = [f"{k}={_quote(v)}" for k, v in sorted(_fields(record).items())]
+        return " ".join(head + tail)
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record):
+        entry = dict(_fields(record))
+        entry.update(
+            level=LEVEL_WORDS.get(record.levelno, "info"),
+            msg=record.getMessage(),
+            time=timestamp(record.created),
+        )
+        return json.dumps(entry, sort_keys=True, ensure_ascii=False)
+
+
+FORMATTERS = {"default": DefaultFormatter, "text": TextFormatter, "json": JSONFormatter}
+
+
+class ReopenableFileHandler(logging.StreamHandler):
+    """Appends to a file by name; `reopen()` closes and reopens it so a
+    rotated file is let go."""
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(open(path, "a", encoding="utf-8"))
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            old = self.stream
+            self.stream = open(self.path, "a", encoding="utf-8")
+            old.close()
+        finally:
+            self.release()
+
+
+class StdHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout/sys.stderr is at emit time."""
+
+    def __init__(self, name: str):
+        self.name_ = name
+        super().__init__(getattr(sys, name))
+
+    def emit(self, record):
+        self.stream = getattr(sys, self.name_)
+        super().emit(record)
+
+
+def configure(cfg: Optional[LoggingConfig] = None) -> logging.Handler:
+    """Install the handler for `cfg` on Pilot's root logger; return it.
+
+    Raises OSError (with the path) when a log file cannot be opened.
+    """
+    cfg = cfg or LoggingConfig()
+    output = cfg.output
+    if output.lower() in ("stdout", "stderr"):
+        handler = StdHandler(output.lower())
+    else:
+        handler = ReopenableFileHandler(output)
+    handler.setFormatter(FORMATTERS[cfg.format.lower()]())
+    root = logging.getLogger(ROOT)
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        if isinstance(old, ReopenableFileHandler):
+            old.close()
+    root.addHandler(handler)
+    root.setLevel(LEVELS[cfg.level.lower()])
+    root.propagate = False
+    return handler
+
+
+def reopen() -> bool:
+    """Reopen the log file, if logging goes to one (SIGUSR1)."""
+    done = False
+    for h in logging.getLogger(ROOT).handlers:
+        if isinstance(h, ReopenableFileHandler):
+            h.reopen()
+            done = True
+    return done

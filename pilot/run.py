@@ -1,0 +1,47 @@
+"""Supervisor mode: load the config, run the App, leave nothing behind."""
+from __future__ import annotations
+
+import logging
+import os
+
+from pilot import log as pilot_log
+from pilot import supervisor
+from pilot.errors import PilotError
+
+log = logging.getLogger("pilot")
+
+
+def run(path: str) -> int:
+    """Run Pilot as the container's init; returns the exit status."""
+    supervisor.become_subreaper()
+    _clean_frozen_environ()
+    pilot_log.configure()
+    from pilot import config
+    cfg = config.load(path, os.environ)
+    try:
+        pilot_log.configure(cfg.logging)
+    except OSError as exc:
+        raise PilotError(f"Error initializing log file '{cfg.logging.output}': {exc}") from None
+    from pilot.cli import dump_config
+    log.debug("loaded config: %s", dump_config(cfg))
+    from pilot.app import App
+    app = App(cfg)
+    supervisor.install_signal_handlers(app)
+    try:
+        code = app.run()
+    finally:
+        supervisor.kill_descendants()
+    return code
+
+
+def _clean_frozen_environ() -> None:
+    """Jobs get the environment the user gave, not the bootloader's."""
+    try:
+        from pilot.frozen import clean_environ
+    except ImportError:
+        return
+    cleaned = clean_environ(os.environ)
+    for k in list(os.environ):
+        if k not in cleaned:
+            del os.environ[k]
+    os.environ.update(cleaned)

@@ -1,0 +1,423 @@
+"""The job state machine, driven by feeding events: no greenlets, no clock."""
+import signal
+
+import pytest
+
+from pilot import events as ev
+from pilot.config.model import UNLIMITED, HealthConfig, JobConfig, When
+from pilot.events import Event
+from pilot import jobs
+from pilot.jobs import Job
+
+
+class FakeCommand:
+    def __init__(self):
+        self.starts = 0
+        self.signals = []
+        self.running = False
+
+    def start(self):
+        self.starts += 1
+        self.running = True
+
+    def signal(self, sig):
+        self.signals.append(sig)
+        return True
+
+    def exited(self):
+        self.running = False
+
+
+class FakeTimers:
+    def __init__(self):
+        self.every_ = {}
+        self.after_ = {}
+
+    def every(self, key, period, event):
+        self.every_[key] = (period, event)
+
+    def after(self, key, delay, event):
+        self.after_[key] = (delay, event)
+
+    def cancel(self, key):
+        self.every_.pop(key, None)
+        self.after_.pop(key, None)
+
+    def cancel_all(self):
+        self.every_.clear()
+        self.after_.clear()
+
+
+class FakeService:
+    def __init__(self, initial_ok=True):
+        self.calls = []
+        self.initial_ok = initial_ok
+
+    def register_with_initial_status(self):
+        self.calls.append("initial")
+        return self.initial_ok
+
+    def send_heartbeat(self):
+        self.calls.append("heartbeat")
+
+    def deregister(self):
+        self.calls.append("deregister")
+
+    def mark_for_reregistration(self):
+        self.calls.append("mark")
+
+
+class Harness:
+    """A job plus everything it published, its fake process and timers."""
+
+    def __init__(self, cfg, service=None, dependent=None, clock=None):
+        self.published = []
+        self.process = FakeCommand() if cfg.exec else None
+        self.check = FakeCommand() if cfg.health and cfg.health.exec else None
+        self.timers = FakeTimers()
+        kw = {"clock": clock} if clock else {}
+        self.job = Job(cfg, publish=self.published.append, timers=self.timers,
+                       process=self.process, check=self.check, service=service,
+                       dependent=dependent, **kw)
+        self.job.begin()
+
+    def feed(self, *events):
+        for e in events:
+            self.job.handle(e)
+
+    def run_to_exit(self, code=ev.EXIT_SUCCESS):
+        self.process.exited()
+        self.job.handle(Event(code, self.job.name))
+
+
+def job(name="app", **kw):
+    kw.setdefault("exec", ("true",))
+    return JobConfig(name=name, **kw)
+
+
+def startup(h):
+    h.feed(ev.GLOBAL_STARTUP)
+
+
+def test_default_job_runs_once_at_startup_then_completes():
+    """No `when`, no restarts: one run, then stopping/stopped and complete."""
+    h = Harness(job())
+    startup(h)
+    assert h.process.starts == 1
+    h.run_to_exit()
+    assert h.job.complete
+    assert h.published == [Event(ev.STOPPING, "app"), Event(ev.STOPPED, "app")]
+
+
+@pytest.mark.parametrize("restarts,runs", [(0, 1), (1, 2), (2, 3), (5, 6)])
+def test_restarts_n_give_n_plus_one_runs(restarts, runs):
+    """`restarts: N` allows N+1 runs in total (SPEC §9.3)."""
+    h = Harness(job(restarts=restarts))
+    startup(h)
+    for _ in range(10):
+        if h.job.complete:
+            break
+        h.run_to_exit(ev.EXIT_FAILED)
+    assert h.process.starts == runs
+    assert h.job.complete
+    assert h.job.restarts_done == runs - 1
+
+
+def test_unlimited_restarts_never_complete():
+    """`restarts: unlimited` restarts after every exit, success or failure."""
+    h = Harness(job(restarts=UNLIMITED))
+    startup(h)
+    for i in range(50):
+        h.run_to_exit(ev.EXIT_FAILED if i % 2 else ev.EXIT_SUCCESS)
+    assert h.process.starts == 51
+    assert not h.job.complete
+
+
+def test_once_trigger_runs_on_first_event_only():
+    """`once: healthy` from another job starts it once; later ones ignored."""
+    h = Harness(job(when=When(source="db", event=ev.HEALTHY)))
+    startup(h)
+    assert h.process.starts == 0
+    h.feed(Event(ev.HEALTHY, "db"))
+    h.feed(Event(ev.HEALTHY, "db"))
+    assert h.process.starts == 1
+
+
+def test_each_trigger_runs_per_event_and_never_completes():
+    """`each: changed`: one run per event; the job waits after each run."""
+    h = Harness(job(when=When(source="watch.db", event=ev.CHANGED, each=True)))
+    startup(h)
+    for _ in range(3):
+        h.feed(Event(ev.CHANGED, "watch.db"))
+        h.run_to_exit()
+    assert h.process.starts == 3
+    assert not h.job.complete
+    assert h.job.phase == jobs.WAITING
+
+
+def test_each_with_restarts_counts_restarts_over_whole_life():
+    """`each` + `restarts: 1`: one extra run over the job's whole life."""
+    h = Harness(job(when=When(source="watch.db", event=ev.CHANGED, each=True), restarts=1))
+    startup(h)
+    h.feed(Event(ev.CHANGED, "watch.db"))
+    h.run_to_exit()  # restart used here
+    h.run_to_exit()
+    h.feed(Event(ev.CHANGED, "watch.db"))
+    h.run_to_exit()
+    assert h.process.starts == 3
+
+
+def test_other_source_or_code_does_not_trigger():
+    """Only the exact `code{source}` pair is a trigger."""
+    h = Harness(job(when=When(source="db", event=ev.HEALTHY)))
+    h.feed(Event(ev.HEALTHY, "web"), Event(ev.UNHEALTHY, "db"), ev.GLOBAL_STARTUP)
+    assert h.process.starts == 0
+
+
+def test_job_is_not_triggered_by_its_own_exit():
+    """Rule 9 wins: `once: exitSuccess` of itself never re-runs it."""
+    h = Harness(job(when=When(source="app", event=ev.EXIT_SUCCESS)))
+    h.feed(Event(ev.EXIT_SUCCESS, "app"))
+    assert h.process.starts == 0
+
+
+def test_periodic_job_runs_at_startup_and_every_tick():
+    """interval, no restarts: runs at startup and on each tick, for ever."""
+    h = Harness(job(when=When(interval=0.5), restarts=UNLIMITED))
+    assert jobs.TICK_INTERVAL in h.timers.every_
+    startup(h)
+    for _ in range(5):
+        h.run_to_exit()  # ignored for periodic jobs
+        h.feed(Event(jobs.TICK_INTERVAL, "app"))
+    assert h.process.starts == 6
+    assert not h.job.complete
+
+
+def test_periodic_job_with_restarts_halts_at_next_tick_after_limit():
+    """interval + `restarts: 5` gives exactly 6 runs, then completes."""
+    h = Harness(job(when=When(interval=0.5), restarts=5))
+    startup(h)
+    for _ in range(8):
+        h.feed(Event(jobs.TICK_INTERVAL, "app"))
+    assert h.process.starts == 6
+    assert h.job.complete
+
+
+def test_signal_trigger_runs_on_every_signal():
+    """`source: SIGHUP`: each signal event starts a run."""
+    h = Harness(job(when=When(source="SIGHUP", event=ev.SIGNAL, each=True)))
+    startup(h)
+    for _ in range(3):
+        h.feed(Event(ev.SIGNAL, "SIGHUP"))
+        h.run_to_exit()
+    h.feed(Event(ev.SIGNAL, "SIGUSR2"))
+    assert h.process.starts == 3
+
+
+def test_never_matching_trigger_never_starts():
+    """`when: {source: S}` alone never starts and never completes."""
+    h = Harness(job(when=When(source=None, event=None)))
+    h.feed(ev.GLOBAL_STARTUP, Event(ev.HEALTHY, "x"))
+    assert h.process.starts == 0 and not h.job.complete
+
+
+def test_when_timeout_publishes_timer_expired_and_stops():
+    """No trigger within when.timeout: timerExpired, stopping, stopped."""
+    h = Harness(job(when=When(source="db", event=ev.HEALTHY, timeout=1.0)))
+    assert jobs.TICK_WHEN_TIMEOUT in h.timers.after_
+    h.feed(Event(jobs.TICK_WHEN_TIMEOUT, "app"))
+    assert h.published == [Event(ev.TIMER_EXPIRED, "app"), Event(ev.STOPPING, "app"),
+                           Event(ev.STOPPED, "app")]
+    h.feed(Event(ev.HEALTHY, "db"))
+    assert h.process.starts == 0
+
+
+def test_start_cancels_when_timeout():
+    """Once started, the when.timeout is void."""
+    h = Harness(job(when=When(source="db", event=ev.HEALTHY, timeout=1.0)))
+    h.feed(Event(ev.HEALTHY, "db"))
+    assert jobs.TICK_WHEN_TIMEOUT not in h.timers.after_
+
+
+def health(exec_=("check",), interval=5, ttl=10):
+    return HealthConfig(exec=exec_, interval=interval, ttl=ttl, timeout=None)
+
+
+def test_heartbeat_skipped_until_first_start():
+    """Checks only begin once the job has started (status not idle)."""
+    h = Harness(job(when=When(source="db", event=ev.HEALTHY), health=health()))
+    h.feed(Event(jobs.TICK_HEARTBEAT, "app"))
+    assert h.check.starts == 0
+    h.feed(Event(ev.HEALTHY, "db"), Event(jobs.TICK_HEARTBEAT, "app"))
+    assert h.check.starts == 1
+
+
+def test_check_never_overlaps_itself():
+    """A tick while the check is still running is skipped."""
+    h = Harness(job(health=health()))
+    startup(h)
+    h.feed(Event(jobs.TICK_HEARTBEAT, "app"), Event(jobs.TICK_HEARTBEAT, "app"))
+    assert h.check.starts == 1
+
+
+def test_check_results_publish_health_on_every_result():
+    """healthy/unhealthy published on every result; passing heartbeats Consul."""
+    svc = FakeService()
+    h = Harness(job(port=80, health=health()), service=svc)
+    startup(h)
+    h.feed(Event(ev.EXIT_SUCCESS, "check.app"), Event(ev.EXIT_SUCCESS, "check.app"),
+           Event(ev.EXIT_FAILED, "check.app"))
+    assert h.published == [Event(ev.HEALTHY, "app")] * 2 + [Event(ev.UNHEALTHY, "app")]
+    assert svc.calls == ["heartbeat", "heartbeat"]
+    assert h.job.status == "unhealthy"
+
+
+def test_checkless_advertised_job_heartbeats_on_tick():
+    """health without exec: each tick sends a passing heartbeat, no events."""
+    svc = FakeService()
+    h = Harness(job(port=80, health=health(exec_=None)), service=svc)
+    startup(h)
+    h.feed(Event(jobs.TICK_HEARTBEAT, "app"))
+    assert svc.calls == ["heartbeat"] and h.published == []
+
+
+def test_maintenance_suspends_checks_and_deregisters():
+    """enterMaintenance: status maintenance, deregister, checks ignored."""
+    svc = FakeService()
+    h = Harness(job(port=80, health=health()), service=svc)
+    startup(h)
+    h.feed(ev.GLOBAL_ENTER_MAINTENANCE, Event(jobs.TICK_HEARTBEAT, "app"),
+           Event(ev.EXIT_SUCCESS, "check.app"))
+    assert h.job.status == "maintenance"
+    assert h.check.starts == 0
+    assert svc.calls == ["deregister", "mark"]
+    assert h.published == []
+    h.feed(ev.GLOBAL_EXIT_MAINTENANCE)
+    assert h.job.status == "unknown"
+    h.feed(Event(jobs.TICK_HEARTBEAT, "app"))
+    assert h.check.starts == 1
+
+
+def test_maintenance_triggered_job_runs():
+    """A job with `once: enterMaintenance` from global runs on it."""
+    h = Harness(job(when=When(source="global", event=ev.ENTER_MAINTENANCE)))
+    h.feed(ev.GLOBAL_ENTER_MAINTENANCE)
+    assert h.process.starts == 1
+
+
+def test_shutdown_halts_running_job_with_its_stop_signal():
+    """shutdown: stopping, stop signal to the group, stopped."""
+    h = Harness(job(restarts=UNLIMITED, stop_signal=signal.SIGQUIT))
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.process.signals == [signal.SIGQUIT]
+    assert h.job.complete
+    assert h.published == [Event(ev.STOPPING, "app"), Event(ev.STOPPED, "app")]
+
+
+def test_shutdown_keeps_prestop_hook_alive_until_it_ran():
+    """A `stopping`-triggered job survives shutdown to run once."""
+    h = Harness(job("pre", when=When(source="app", event=ev.STOPPING, each=True)))
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert not h.job.complete
+    h.feed(Event(ev.STOPPING, "app"))
+    assert h.process.starts == 1
+    h.run_to_exit()
+    assert h.job.complete
+
+
+def test_halting_waits_for_dependent_stopped():
+    """A job with a pre-stop dependent waits for its `stopped` to finish."""
+    h = Harness(job(restarts=UNLIMITED), dependent="pre")
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.published == [Event(ev.STOPPING, "app")]
+    assert h.process.signals == []
+    h.feed(Event(ev.STOPPED, "other"))
+    assert not h.job.complete
+    h.feed(Event(ev.STOPPED, "pre"))
+    assert h.job.complete and h.process.signals == [signal.SIGTERM]
+
+
+def test_stop_timeout_bounds_the_wait_for_the_dependent():
+    """Per-job stopTimeout fires (SPEC §0), unlike 3.8."""
+    h = Harness(job(restarts=UNLIMITED, stop_timeout=2.0), dependent="pre")
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.timers.after_[jobs.TICK_STOP_TIMEOUT][0] == 2.0
+    h.feed(Event(jobs.TICK_STOP_TIMEOUT, "app"))
+    assert h.job.complete
+
+
+def test_initial_status_registers_before_start_and_retries():
+    """initial_status: registration at begin, retried before each event."""
+    svc = FakeService(initial_ok=False)
+    h = Harness(job(port=80, health=health(), initial_status="warning"), service=svc)
+    assert svc.calls == ["initial"]
+    svc.initial_ok = True
+    startup(h)
+    h.feed(Event(ev.HEALTHY, "x"))
+    assert svc.calls == ["initial", "initial"]
+
+
+def test_halting_deregisters_service():
+    """An advertised job deregisters when it halts, whatever the reason."""
+    svc = FakeService()
+    h = Harness(job(port=80, health=health()), service=svc)
+    startup(h)
+    h.run_to_exit()
+    assert svc.calls == ["deregister"]
+
+
+def test_restart_backoff_doubles_to_cap_and_resets_after_long_run():
+    """restartDelay doubles per quick failure up to restartDelayMax; a run
+    longer than restartResetAfter resets it."""
+    now = [0.0]
+    h = Harness(job(restarts=UNLIMITED, restart_delay=1.0, restart_delay_max=4.0,
+                    restart_reset_after=10.0), clock=lambda: now[0])
+    startup(h)
+    delays = []
+    for ran in (1, 1, 1, 1, 20, 1):
+        now[0] += ran
+        h.run_to_exit(ev.EXIT_FAILED)
+        delay, tick = h.timers.after_[jobs.TICK_RESTART]
+        delays.append(delay)
+        h.feed(tick)
+    assert delays == [1.0, 2.0, 4.0, 4.0, 1.0, 2.0]
+    assert h.process.starts == 7
+
+
+def test_restart_pending_is_cancelled_by_shutdown():
+    """A restart waiting out its delay does not happen after shutdown."""
+    h = Harness(job(restarts=UNLIMITED, restart_delay=5.0))
+    startup(h)
+    h.run_to_exit(ev.EXIT_FAILED)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert jobs.TICK_RESTART not in h.timers.after_
+    assert h.job.complete and h.process.starts == 1
+
+
+def test_job_without_exec_never_completes_by_itself():
+    """No exec: started at startup, keeps Pilot alive until shutdown."""
+    h = Harness(JobConfig(name="idle"))
+    startup(h)
+    assert not h.job.complete
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.job.complete
+
+
+def test_global_shutdown_trigger_never_runs():
+    """`once: shutdown` from global never runs (rule 6 wins)."""
+    h = Harness(job(when=When(source="global", event=ev.SHUTDOWN)))
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.process.starts == 0 and h.job.complete
+
+
+def test_complete_job_ignores_everything():
+    """After completion, handle() returns False and nothing happens."""
+    h = Harness(job())
+    startup(h)
+    h.run_to_exit()
+    assert h.job.handle(ev.GLOBAL_STARTUP) is False
+    assert h.process.starts == 1
