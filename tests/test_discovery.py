@@ -1,0 +1,356 @@
+"""pilot.discovery against a fake Consul HTTP layer (the real agent is in
+tests/integration/test_discovery_consul.py)."""
+import json
+import logging
+
+import pytest
+import requests
+
+import pilot.discovery as discovery
+from pilot.config.model import ConsulConfig, HealthConfig, JobConfig, TLSConfig
+from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition
+
+TOKEN = "s3cr3t-token"
+
+
+class FakeAgent:
+    """Just enough of a Consul agent: services, TTL checks, health answers."""
+
+    def __init__(self):
+        self.requests = []  # (method, path, params, body, headers, timeout)
+        self.services = {}
+        self.checks = {}
+        self.down = False
+        self.status_for = {}  # path prefix -> (code, body) forced answer
+        self.health = []  # entries returned by /v1/health/service
+        self.index = 7
+
+    def answer(self, method, path, params, body):
+        for prefix, forced in self.status_for.items():
+            if path.startswith(prefix):
+                return forced
+        if path == "/v1/agent/service/register":
+            svc = json.loads(body)
+            self.services[svc["id"]] = svc
+            self.checks["service:" + svc["id"]] = svc["check"].get("Status", "critical")
+        elif path.startswith("/v1/agent/check/update/"):
+            check_id = path.rsplit("/", 1)[1]
+            if check_id not in self.checks:
+                return 500, 'CheckID "%s" does not have associated TTL' % check_id
+            self.checks[check_id] = json.loads(body)["Status"]
+        elif path.startswith("/v1/agent/service/deregister/"):
+            sid = path.rsplit("/", 1)[1]
+            self.services.pop(sid, None)
+            self.checks.pop("service:" + sid, None)
+        elif path.startswith("/v1/health/service/"):
+            return 200, json.dumps(self.health)
+        return 200, ""
+
+
+class FakeHTTP:
+    """Stands in for python-consul2's requests-based HTTPClient."""
+
+    scheme = "http"
+
+    def __init__(self, agent, timeout):
+        self.agent = agent
+        self.timeout = timeout
+
+    def _do(self, method, callback, path, params=None, data="", headers=None):
+        self.agent.requests.append(
+            (method, path, list(params or []), data, dict(headers or {}), self.timeout))
+        if self.agent.down:
+            raise requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+        code, body = self.agent.answer(method, path, params, data)
+        response = discovery.consul.base.Response(
+            code, {"X-Consul-Index": str(self.agent.index)}, body, body.encode())
+        return callback(response)
+
+    def get(self, callback, path, params=None, headers=None):
+        return self._do("GET", callback, path, params, "", headers)
+
+    def put(self, callback, path, params=None, data="", headers=None):
+        return self._do("PUT", callback, path, params, data, headers)
+
+
+@pytest.fixture
+def agent(monkeypatch):
+    fake = FakeAgent()
+    monkeypatch.setattr(discovery, "_http_client",
+                        lambda cfg, address, timeout: FakeHTTP(fake, timeout))
+    return fake
+
+
+@pytest.fixture
+def log():
+    return logging.getLogger("pilot.discovery.test")
+
+
+def make_job(**kw):
+    values = dict(name="app", port=8000,
+                  health=HealthConfig(exec=("true",), interval=5, ttl=10, timeout=None))
+    values.update(kw)
+    return JobConfig(**values)
+
+
+def service(agent, log, token="", **kw):
+    consul = Consul(ConsulConfig(address="consul:8500", token=token), log=log)
+    return ServiceDefinition(make_job(**kw), consul, hostname="host1", log=log)
+
+
+def puts(agent, prefix):
+    return [r for r in agent.requests if r[0] == "PUT" and r[1].startswith(prefix)]
+
+
+def test_registration_has_ids_ttl_check_and_job_fields(agent, log):
+    """The service ID is NAME-HOSTNAME, the TTL check carries the job's ttl and extras."""
+    svc = service(agent, log, tags=("a", "b"), ip="10.0.0.2", enable_tag_override=True,
+                  deregister_critical_service_after="10m")
+    assert (svc.id, svc.check_id) == ("app-host1", "service:app-host1")
+    svc.send_heartbeat()
+    sent = json.loads(puts(agent, "/v1/agent/service/register")[0][3])
+    assert sent == {
+        "name": "app", "id": "app-host1", "address": "10.0.0.2", "port": 8000,
+        "tags": ["a", "b"], "enabletagoverride": True,
+        "check": {"TTL": "10s", "Status": "passing",
+                  "Notes": "TTL for app set by containerpilot",
+                  "DeregisterCriticalServiceAfter": "10m"}}
+
+
+def test_empty_fields_are_left_out_of_the_registration(agent, log):
+    """No tags, no address and no deregisterCriticalServiceAfter are not sent at all."""
+    service(agent, log).send_heartbeat()
+    sent = json.loads(puts(agent, "/v1/agent/service/register")[0][3])
+    assert set(sent) == {"name", "id", "port", "check"}
+    assert "DeregisterCriticalServiceAfter" not in sent["check"]
+
+
+def test_first_heartbeat_registers_then_passes_ttl(agent, log, caplog):
+    """A heartbeat registers once, then each heartbeat only updates the TTL check."""
+    svc = service(agent, log)
+    with caplog.at_level(logging.INFO, logger=log.name):
+        svc.send_heartbeat()
+        svc.send_heartbeat()
+    assert len(puts(agent, "/v1/agent/service/register")) == 1
+    updates = puts(agent, "/v1/agent/check/update/service:app-host1")
+    assert [json.loads(u[3]) for u in updates] == [{"Status": "passing", "Output": "ok"}] * 2
+    assert agent.checks["service:app-host1"] == "passing"
+    assert "Service registered: app" in caplog.messages
+
+
+def test_initial_status_registration(agent, log, caplog):
+    """register_with_initial_status sends that status and logs the attempt."""
+    svc = service(agent, log, initial_status="warning")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        assert svc.register_with_initial_status() is True
+    assert agent.checks["service:app-host1"] == "warning"
+    assert caplog.messages == ["Registering service app with initial status set to warning",
+                               "Service registered: app"]
+    svc.send_heartbeat()
+    assert len(puts(agent, "/v1/agent/service/register")) == 1
+
+
+def test_initial_status_registration_failure_returns_false(agent, log, caplog):
+    """A refused registration returns False and logs the 3.8 warning."""
+    agent.status_for["/v1/agent/service/register"] = (400, "Invalid check")
+    svc = service(agent, log, initial_status="critical")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        assert svc.register_with_initial_status() is False
+    assert ("service registration failed: Unexpected response code: 400 (Invalid check)"
+            in caplog.messages)
+    assert not svc.registered
+
+
+def test_unknown_check_registers_again_and_retries(agent, log):
+    """If the agent forgot the check (restart), the heartbeat re-registers at once."""
+    svc = service(agent, log)
+    svc.send_heartbeat()
+    agent.services.clear()
+    agent.checks.clear()
+    svc.send_heartbeat()
+    assert len(puts(agent, "/v1/agent/service/register")) == 2
+    assert len(puts(agent, "/v1/agent/check/update/")) == 3
+    assert agent.checks["service:app-host1"] == "passing"
+
+
+def test_other_ttl_failures_warn_without_reregistering(agent, log, caplog):
+    """A TTL update refused for another reason (ACL) is a warning, not a re-registration."""
+    svc = service(agent, log)
+    svc.send_heartbeat()
+    agent.status_for["/v1/agent/check/update/"] = (403, "Permission denied")
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        svc.send_heartbeat()
+    assert len(puts(agent, "/v1/agent/service/register")) == 1
+    assert caplog.messages == [
+        "service update TTL failed: Unexpected response code: 403 (Permission denied)"]
+
+
+def test_failed_registration_skips_ttl_update(agent, log):
+    """No TTL update is sent for a service that could not be registered."""
+    agent.status_for["/v1/agent/service/register"] = (500, "No cluster leader")
+    service(agent, log).send_heartbeat()
+    assert puts(agent, "/v1/agent/check/update/") == []
+
+
+def test_outage_warns_once_and_logs_recovery(agent, log, caplog):
+    """Consul unreachable: one warning per outage, one line when it answers again."""
+    svc = service(agent, log)
+    agent.down = True
+    with caplog.at_level(logging.INFO, logger=log.name):
+        for _ in range(3):
+            svc.send_heartbeat()
+        svc.deregister()
+        agent.down = False
+        svc.send_heartbeat()
+        svc.send_heartbeat()
+        agent.down = True
+        svc.send_heartbeat()
+    assert caplog.messages == [
+        "service registration failed: consul at consul:8500 unreachable: Connection refused",
+        "consul: consul:8500 recovered",
+        "Service registered: app",
+        "service update TTL failed: consul at consul:8500 unreachable: Connection refused",
+    ]
+
+
+def test_outage_is_shared_by_all_services_of_one_client(agent, log, caplog):
+    """Two services on one Consul client report one outage between them."""
+    consul = Consul(ConsulConfig(address="consul:8500"), log=log)
+    one = ServiceDefinition(make_job(name="one"), consul, hostname="h", log=log)
+    two = ServiceDefinition(make_job(name="two"), consul, hostname="h", log=log)
+    agent.down = True
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        one.send_heartbeat()
+        two.send_heartbeat()
+    assert len(caplog.messages) == 1
+
+
+def test_mark_for_reregistration(agent, log):
+    """After maintenance the next heartbeat registers the service again."""
+    svc = service(agent, log)
+    svc.send_heartbeat()
+    svc.mark_for_reregistration()
+    svc.send_heartbeat()
+    assert len(puts(agent, "/v1/agent/service/register")) == 2
+
+
+def test_deregister(agent, log, caplog):
+    """Deregistration removes the service; a failure is logged at INFO as 3.8 does."""
+    svc = service(agent, log)
+    svc.send_heartbeat()
+    svc.deregister()
+    assert agent.services == {}
+    assert puts(agent, "/v1/agent/service/deregister/app-host1")
+    agent.status_for["/v1/agent/service/deregister/"] = (403, "Permission denied")
+    with caplog.at_level(logging.INFO, logger=log.name):
+        svc.deregister()
+    assert caplog.records[-1].levelno == logging.INFO
+    assert caplog.messages[-1] == \
+        "deregistering failed: Unexpected response code: 403 (Permission denied)"
+
+
+def test_token_sent_on_every_call_and_never_logged(agent, log, caplog):
+    """The ACL token goes in X-Consul-Token on every request and never into logs."""
+    agent.status_for["/v1/agent/check/update/"] = (403, "Permission denied")
+    svc = service(agent, log, token=TOKEN)
+    with caplog.at_level(logging.DEBUG):
+        svc.send_heartbeat()
+        svc.deregister()
+        svc.consul.health_service("app")
+    assert len(agent.requests) == 4
+    assert all(r[4].get("X-Consul-Token") == TOKEN for r in agent.requests)
+    assert TOKEN not in caplog.text
+    assert TOKEN not in repr(svc.consul.cfg)
+
+
+def test_health_service_query_and_instances(agent, log):
+    """Only passing instances are asked for; tag and dc are passed when given."""
+    agent.health = [
+        {"Node": {"Address": "10.0.0.9"},
+         "Service": {"ID": "b-2", "Address": "", "Port": 81, "Tags": ["x"]}},
+        {"Node": {"Address": "10.0.0.8"},
+         "Service": {"ID": "a-1", "Address": "10.1.1.1", "Port": 80, "Tags": None}},
+    ]
+    consul = Consul(ConsulConfig(), log=log)
+    index, found = consul.health_service("web", tag="x", dc="dc2")
+    assert index == 7
+    assert found == [Instance("a-1", "10.1.1.1", 80, ()), Instance("b-2", "10.0.0.9", 81, ("x",))]
+    method, path, params, _, _, timeout = agent.requests[-1]
+    assert (method, path) == ("GET", "/v1/health/service/web")
+    assert sorted(params) == [("dc", "dc2"), ("passing", "1"), ("tag", "x")]
+    assert timeout == discovery.CALL_TIMEOUT
+    consul.health_service("web")
+    assert agent.requests[-1][2] == [("passing", "1")]
+
+
+def test_blocking_query_passes_index_and_wait_with_a_longer_timeout(agent, log):
+    """With an index the query blocks: index and wait are sent, the timeout outlasts the wait."""
+    consul = Consul(ConsulConfig(), log=log)
+    consul.health_service("web", index=42, wait=10)
+    _, _, params, _, _, timeout = agent.requests[-1]
+    assert ("index", 42) in params and ("wait", "10s") in params
+    assert timeout > 10 * (1 + 1 / 16)
+
+
+def test_health_service_errors_are_consul_errors(agent, log):
+    """A failed query raises ConsulError with a one-line message."""
+    agent.status_for["/v1/health/service/"] = (500, "rpc error:\nNo cluster leader")
+    with pytest.raises(ConsulError, match=r"^Unexpected response code: 500 "
+                                          r"\(rpc error: No cluster leader\)$"):
+        Consul(ConsulConfig(), log=log).health_service("web")
+
+
+# -- the real HTTP client construction (no fake) --------------------------------
+
+def test_address_forms():
+    """host:port, a bare host (scheme's port) and https are turned into base URIs."""
+    def uri(address, scheme="http"):
+        return discovery._http_client(ConsulConfig(address=address, scheme=scheme),
+                                      address, 5).base_uri
+    assert uri("consul:8500") == "http://consul:8500"
+    assert uri("consul", "https") == "https://consul:443"
+    assert uri("[::1]:8500") == "http://[::1]:8500"
+
+
+def test_environment_does_not_override_the_configured_address(monkeypatch):
+    """CONSUL_HTTP_ADDR/SSL are the config loader's business, not python-consul2's."""
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", "elsewhere:1")
+    monkeypatch.setenv("CONSUL_HTTP_SSL", "true")
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", "from-env")
+    consul = Consul(ConsulConfig(address="consul:8500"))
+    assert consul._api.http.base_uri == "http://consul:8500"
+    assert consul._api.token is None
+
+
+def test_tls_verification_is_off_unless_asked(tmp_path):
+    """verify is off by default even for https; on, it uses the configured CA."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    off = Consul(ConsulConfig(scheme="https"))._api.http
+    on = Consul(ConsulConfig(scheme="https", tls=TLSConfig(cafile=str(ca), verify=True)))
+    assert off.verify is False
+    assert on._api.http.verify == str(ca)
+
+
+def test_unreadable_tls_material_fails_at_construction(tmp_path):
+    """A missing CA file is reported when the client is built, not at the first call."""
+    with pytest.raises(ConsulError, match="CA file .*missing.pem cannot be read"):
+        Consul(ConsulConfig(tls=TLSConfig(cafile=str(tmp_path / "missing.pem"))))
+
+
+def test_client_certificate_pair(tmp_path):
+    """Client certificate and key are handed to requests as a pair."""
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("c")
+    key.write_text("k")
+    api = Consul(ConsulConfig(tls=TLSConfig(clientcert=str(cert), clientkey=str(key))))._api
+    assert api.http.cert == (str(cert), str(key))
+
+
+def test_unreachable_consul_message_is_one_line():
+    """A refused connection becomes 'consul at ADDR unreachable: REASON'."""
+    consul = Consul(ConsulConfig(address="127.0.0.1:1"))
+    with pytest.raises(ConsulError) as err:
+        consul.deregister("x")
+    assert str(err.value) == "consul at 127.0.0.1:1 unreachable: Connection refused"
+    assert not err.value.repeated
