@@ -1,0 +1,357 @@
+/*
+ * launcher.c: the first part of dist/pilot, a static executable that carries Pilot.
+ *
+ * Why this exists (instead of PyInstaller onefile + staticx):
+ *  - In a FROM-scratch image there is no libc, so the bundled program must carry its
+ *    own glibc and loader. staticx does that, but its bootloader forwards only SIGTERM
+ *    and SIGINT; as PID 1, SIGHUP/SIGUSR1/SIGUSR2 never reached Pilot. This launcher
+ *    forwards every signal a process can catch.
+ *  - It unpacks once (PyInstaller onedir + glibc), not twice (staticx then onefile).
+ *  - A job that runs `/pilot -putmetric ...` finds PILOT_BUNDLE (set here for the
+ *    running Pilot and its children) and executes the already-unpacked program
+ *    directly: nothing is unpacked or written per call.
+ *
+ * File layout: [this static ELF][zlib stream of entries][64-byte trailer]
+ *   trailer: "PILOTBUNDLE1" (12) | u32 entry count | u64 payload offset |
+ *            u64 payload size | u64 unpacked size | 24-char build id
+ *   entry:   u8 type ('d', 'f', 'l') | u32 mode | u32 path length | u64 data length |
+ *            path | data (file contents, or the symlink target)
+ *
+ * As PID 1 it reaps every child it is given, forwards signals to Pilot, removes the
+ * unpacked directory once Pilot has exited (also after SIGTERM), and exits with Pilot's
+ * status (128+N when Pilot was killed by signal N).
+ */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define MAGIC "PILOTBUNDLE1"
+#define TRAILER_SIZE 64
+#define ID_SIZE 24
+#define BUNDLE_ENV "PILOT_BUNDLE"
+#define ID_FILE ".pilot-bundle-id"
+#define APP "pilot"
+#define LOADER "_internal/ld-linux-x86-64.so.2"
+
+struct trailer {
+    char magic[12];
+    uint32_t count;
+    uint64_t offset;
+    uint64_t size;
+    uint64_t unpacked;
+    char id[ID_SIZE];
+} __attribute__((packed));
+
+static void die(const char *what, const char *detail)
+{
+    dprintf(2, "pilot: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    exit(1);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    return remove(path) < 0 ? 0 : 0;  /* keep going: remove as much as possible */
+}
+
+static void remove_tree(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int read_trailer(int fd, struct trailer *t)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size < TRAILER_SIZE)
+        return -1;
+    if (pread(fd, t, sizeof *t, st.st_size - TRAILER_SIZE) != (ssize_t)sizeof *t)
+        return -1;
+    return memcmp(t->magic, MAGIC, sizeof t->magic) == 0 ? 0 : -1;
+}
+
+/* A bundle directory is reused only if it holds this very build and belongs to us. */
+static int bundle_matches(const char *dir, const struct trailer *t)
+{
+    char path[PATH_MAX], id[ID_SIZE];
+    struct stat st;
+    if (dir[0] != '/' || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()
+        || (st.st_mode & 022))
+        return 0;
+    if (snprintf(path, sizeof path, "%s/%s", dir, ID_FILE) >= (int)sizeof path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, id, sizeof id);
+    close(fd);
+    return n == ID_SIZE && memcmp(id, t->id, ID_SIZE) == 0;
+}
+
+static void exec_app(const char *dir, char **argv)
+{
+    char app[PATH_MAX];
+    snprintf(app, sizeof app, "%s/%s", dir, APP);
+    execv(app, argv);
+}
+
+static unsigned char *inflate_payload(int fd, const struct trailer *t)
+{
+    unsigned char *packed = malloc(t->size), *out = malloc(t->unpacked);
+    if (!packed || !out)
+        die("out of memory while unpacking", NULL);
+    if (pread(fd, packed, t->size, t->offset) != (ssize_t)t->size)
+        die("cannot read the bundled program", strerror(errno));
+    uLongf length = t->unpacked;
+    if (uncompress(out, &length, packed, t->size) != Z_OK || length != t->unpacked)
+        die("the bundled program is damaged", NULL);
+    free(packed);
+    return out;
+}
+
+static int write_all(int fd, const unsigned char *p, uint64_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= w;
+    }
+    return 0;
+}
+
+static int safe_relative(const char *path)
+{
+    return path[0] && path[0] != '/' && strstr(path, "..") == NULL;
+}
+
+static const char *unpack_entries(const unsigned char *p, const unsigned char *end,
+                                  uint32_t count, int dirfd)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        uint8_t type;
+        uint32_t mode, path_len;
+        uint64_t data_len;
+        if (end - p < 17)
+            return "truncated entry";
+        type = p[0];
+        memcpy(&mode, p + 1, 4);
+        memcpy(&path_len, p + 5, 4);
+        memcpy(&data_len, p + 9, 8);
+        p += 17;
+        if ((uint64_t)(end - p) < path_len + data_len || path_len >= PATH_MAX)
+            return "truncated entry";
+        char path[PATH_MAX];
+        memcpy(path, p, path_len);
+        path[path_len] = 0;
+        p += path_len;
+        if (!safe_relative(path))
+            return "unsafe path in bundle";
+        if (type == 'd') {
+            if (mkdirat(dirfd, path, mode & 0700) < 0 && errno != EEXIST)
+                return strerror(errno);
+        } else if (type == 'l') {
+            char target[PATH_MAX];
+            if (data_len >= PATH_MAX)
+                return "symlink target too long";
+            memcpy(target, p, data_len);
+            target[data_len] = 0;
+            if (symlinkat(target, dirfd, path) < 0)
+                return strerror(errno);
+        } else if (type == 'f') {
+            int fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0700);
+            if (fd < 0)
+                return strerror(errno);
+            int bad = write_all(fd, p, data_len) < 0;
+            if (close(fd) < 0 || bad)
+                return strerror(errno ? errno : EIO);
+        } else {
+            return "unknown entry type";
+        }
+        p += data_len;
+    }
+    return NULL;
+}
+
+/* The bootloader was built with a placeholder ELF interpreter; point it at our ld.so. */
+static const char *set_interpreter(const char *dir)
+{
+    char app[PATH_MAX], loader[PATH_MAX];
+    Elf64_Ehdr eh;
+    snprintf(app, sizeof app, "%s/%s", dir, APP);
+    if (snprintf(loader, sizeof loader, "%s/%s", dir, LOADER) >= (int)sizeof loader)
+        return "path too long";
+    int fd = open(app, O_RDWR | O_CLOEXEC);
+    if (fd < 0 || pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh)
+        return "cannot read the unpacked program";
+    for (int i = 0; i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (pread(fd, &ph, sizeof ph, eh.e_phoff + (off_t)i * eh.e_phentsize) != (ssize_t)sizeof ph)
+            break;
+        if (ph.p_type != PT_INTERP)
+            continue;
+        size_t n = strlen(loader) + 1;
+        if (n > ph.p_filesz) {
+            close(fd);
+            return "TMPDIR path is too long for the bundled program";
+        }
+        char *buf = calloc(1, ph.p_filesz);
+        memcpy(buf, loader, n);
+        ssize_t w = pwrite(fd, buf, ph.p_filesz, ph.p_offset);
+        free(buf);
+        close(fd);
+        return w == (ssize_t)ph.p_filesz ? NULL : "cannot patch the unpacked program";
+    }
+    close(fd);
+    return "the unpacked program has no interpreter";
+}
+
+static void make_bundle_dir(char *dir, size_t size)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !tmp[0])
+        tmp = "/tmp";
+    if (snprintf(dir, size, "%s%spilot-XXXXXX", tmp, tmp[strlen(tmp) - 1] == '/' ? "" : "/")
+        >= (int)size)
+        die("TMPDIR is too long", tmp);
+    if (!mkdtemp(dir)) {
+        char why[PATH_MAX + 64];
+        snprintf(why, sizeof why, "%s (set TMPDIR to a writable directory)", strerror(errno));
+        die("cannot create a directory to unpack into", why);
+    }
+}
+
+static void unpack(int fd, const struct trailer *t, const char *dir)
+{
+    unsigned char *data = inflate_payload(fd, t);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char *err = dirfd < 0 ? strerror(errno)
+                                : unpack_entries(data, data + t->unpacked, t->count, dirfd);
+    free(data);
+    if (!err)
+        err = set_interpreter(dir);
+    if (!err) {
+        int idfd = openat(dirfd, ID_FILE, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+        if (idfd < 0 || write_all(idfd, (const unsigned char *)t->id, ID_SIZE) < 0)
+            err = strerror(errno);
+        if (idfd >= 0)
+            close(idfd);
+    }
+    if (dirfd >= 0)
+        close(dirfd);
+    if (err) {
+        remove_tree(dir);
+        die("cannot unpack into TMPDIR", err);
+    }
+}
+
+static void signals_we_wait_for(sigset_t *set)
+{
+    sigfillset(set);
+    /* Faults are about this process itself and must not be blocked. */
+    sigdelset(set, SIGSEGV);
+    sigdelset(set, SIGBUS);
+    sigdelset(set, SIGFPE);
+    sigdelset(set, SIGILL);
+    sigdelset(set, SIGABRT);
+    sigdelset(set, SIGTRAP);
+    sigdelset(set, SIGSYS);
+}
+
+static int exit_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 1;
+}
+
+/* Reap everything that has exited; return 1 once `app` is among them. */
+static int reap(pid_t app, int *status)
+{
+    int done = 0, st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (pid == app) {
+            *status = st;
+            done = 1;
+        }
+    }
+    return done;
+}
+
+static int supervise(const char *dir, char **argv, const sigset_t *waited, const sigset_t *old)
+{
+    pid_t app = fork();
+    if (app < 0) {
+        remove_tree(dir);
+        die("cannot start Pilot", strerror(errno));
+    }
+    if (app == 0) {
+        sigprocmask(SIG_SETMASK, old, NULL);
+        exec_app(dir, argv);
+        dprintf(2, "pilot: cannot start the unpacked program: %s\n", strerror(errno));
+        _exit(127);
+    }
+    int status = 0;
+    for (;;) {
+        siginfo_t info;
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(waited, &info, &tick);
+        if (sig > 0 && sig != SIGCHLD)
+            kill(app, sig);
+        if (reap(app, &status))
+            break;
+    }
+    remove_tree(dir);
+    return exit_code(status);
+}
+
+static int open_self(const char *argv0)
+{
+    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 ? fd : open(argv0, O_RDONLY | O_CLOEXEC);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    sigset_t waited, old;
+    struct trailer t;
+    char dir[PATH_MAX];
+    int fd = open_self(argv[0]);
+    if (fd < 0 || read_trailer(fd, &t) < 0)
+        die("this file does not carry a bundled program", NULL);
+
+    const char *bundle = getenv(BUNDLE_ENV);
+    if (bundle && bundle_matches(bundle, &t)) {
+        close(fd);
+        exec_app(bundle, argv);  /* on failure, fall back to unpacking a fresh copy */
+    }
+
+    /* Block signals before unpacking: one that arrives meanwhile is passed on later. */
+    signals_we_wait_for(&waited);
+    sigprocmask(SIG_BLOCK, &waited, &old);
+    make_bundle_dir(dir, sizeof dir);
+    unpack(fd, &t, dir);
+    close(fd);
+    setenv(BUNDLE_ENV, dir, 1);
+    return supervise(dir, argv, &waited, &old);
+}

@@ -1,0 +1,43 @@
+"""What running as the one-file executable changes, and how to undo it for jobs.
+
+The executable (build/launcher.c + PyInstaller's onedir bootloader) adds variables to
+Pilot's own environment so that Python finds its bundled libraries. Jobs must see the
+environment the user gave, or a job's /bin/sh would load Pilot's bundled glibc.
+
+One variable is added on purpose and kept: PILOT_BUNDLE names the directory the running
+Pilot was unpacked into, so that `/pilot -putmetric ...` run by a job starts from there
+instead of unpacking the whole program again (see build/README.md).
+"""
+import sys
+from typing import Mapping
+
+BUNDLE_VARIABLE = "PILOT_BUNDLE"
+
+# The bootloader saves the user's value under NAME_ORIG before prepending its own path.
+_RESTORED = ("LD_LIBRARY_PATH", "LIBPATH")
+_BOOTLOADER_PREFIXES = ("_PYI_", "_MEI", "STATICX_")
+
+
+def is_frozen() -> bool:
+    """True when running from the bundled executable rather than a Python checkout."""
+    return bool(getattr(sys, "frozen", False))
+
+
+def clean_environ(env: Mapping[str, str]) -> dict:
+    """Return env as the user gave it: bootloader additions dropped, saved values restored.
+
+    Outside the executable the environment is returned unchanged (as a copy), so a
+    checkout run never loses a user's LD_LIBRARY_PATH_ORIG.
+    """
+    cleaned = dict(env)
+    if not is_frozen():
+        return cleaned
+    for name in _RESTORED:
+        original = cleaned.pop(name + "_ORIG", None)
+        cleaned.pop(name, None)
+        if original is not None:
+            cleaned[name] = original
+    for name in list(cleaned):
+        if name.startswith(_BOOTLOADER_PREFIXES):
+            del cleaned[name]
+    return cleaned

@@ -1,0 +1,170 @@
+"""Emulate `docker run` of Dockerfile.scratch without Docker.
+
+The image is rebuilt as a directory from the Dockerfile itself (COPY, WORKDIR, ENV,
+ENTRYPOINT are read from it, so the test and the image cannot drift), then ENTRYPOINT
+runs as PID 1 of a new PID and mount namespace, chrooted into that directory, with
+/proc and /dev mounted as Docker would and only the image's environment.
+"""
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCKERFILE = os.path.join(REPO, "Dockerfile.scratch")
+# What `docker run` adds to an image that sets no PATH/HOME.
+DOCKER_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+              "HOME": "/root", "HOSTNAME": "scratch"}
+
+
+class Image:
+    """The parts of Dockerfile.scratch that describe the image."""
+
+    def __init__(self, path=DOCKERFILE):
+        self.copies, self.workdirs, self.env, self.entrypoint = [], [], {}, None
+        with open(path) as f:
+            for line in self._instructions(f.read()):
+                self._apply(*line.split(None, 1))
+
+    @staticmethod
+    def _instructions(text):
+        joined = re.sub(r"\\\n", " ", text)
+        return [line.strip() for line in joined.splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+
+    def _apply(self, keyword, rest):
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            if rest.strip() != "scratch":
+                raise ValueError(f"Dockerfile.scratch: FROM {rest} is not emulated")
+        elif keyword == "COPY":
+            *sources, dest = shlex.split(rest)
+            self.copies += [(src, dest) for src in sources]
+        elif keyword == "WORKDIR":
+            self.workdirs.append(rest.strip())
+        elif keyword == "ENV":
+            self._env(rest)
+        elif keyword == "ENTRYPOINT":
+            self.entrypoint = json.loads(rest)
+        else:
+            raise ValueError(f"Dockerfile.scratch: {keyword} is not emulated")
+
+    def _env(self, rest):
+        if "=" not in rest.split(None, 1)[0]:
+            name, value = rest.split(None, 1)
+            self.env[name] = value.strip()
+            return
+        for pair in shlex.split(rest):
+            name, value = pair.split("=", 1)
+            self.env[name] = value
+
+    def build(self, root, files=None):
+        """Lay the image out in root; files maps image paths to replacement text."""
+        for src, dest in self.copies:
+            target = os.path.join(root, dest.lstrip("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(os.path.join(REPO, src), target)
+        for workdir in self.workdirs + ["/proc", "/dev"]:
+            os.makedirs(os.path.join(root, workdir.lstrip("/")), exist_ok=True)
+        for path, text in (files or {}).items():
+            target = os.path.join(root, path.lstrip("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w") as f:
+                f.write(text)
+
+
+class Container:
+    """ENTRYPOINT running as PID 1 in root; output goes to a file tests can wait on."""
+
+    def __init__(self, image, root, args=()):
+        self.image, self.root, self.args = image, root, list(args)
+        self.log_path = os.path.join(os.path.dirname(root), "container.log")
+        self.process = None
+
+    def start(self):
+        """Start like `docker run IMAGE ARGS`; return once PID 1 exists."""
+        command = " ".join(shlex.quote(a) for a in self.image.entrypoint + self.args)
+        root = shlex.quote(self.root)
+        script = (f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev "
+                  f"&& exec chroot {root} {command}")
+        env = dict(DOCKER_ENV, **self.image.env)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                ["unshare", "--pid", "--fork", "--mount", "--propagation", "private",
+                 "/bin/sh", "-c", script],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.pid1 = self._wait_for_pid1()
+        return self
+
+    def _wait_for_pid1(self, timeout=5):
+        """The host pid of the namespace's PID 1 (unshare's only child)."""
+        deadline = time.monotonic() + timeout
+        path = f"/proc/{self.process.pid}/task/{self.process.pid}/children"
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    children = f.read().split()
+            except FileNotFoundError:
+                children = []
+            if children:
+                return int(children[0])
+            if self.process.poll() is not None:
+                raise RuntimeError(f"container did not start:\n{self.output()}")
+            time.sleep(0.01)
+        raise TimeoutError("container did not start")
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_for_output(self, pattern, timeout=15, count=1):
+        """Wait until pattern (a regex) has matched `count` times; return the matches."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.findall(pattern, self.output(), re.MULTILINE)
+            if len(found) >= count:
+                return found
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {count}x {pattern!r} in container output:\n{self.output()}")
+
+    def signal(self, signum):
+        """Send signum to PID 1, as `docker kill -s` does."""
+        os.kill(self.pid1, signum)
+
+    def wait(self, timeout=20):
+        """Exit status as `docker run` reports it."""
+        return self.process.wait(timeout)
+
+    def run(self, *argv, timeout=10):
+        """Run a command inside the running container, as `docker exec` does."""
+        env = dict(DOCKER_ENV, **self.image.env)
+        command = ["nsenter", "-t", str(self.pid1), "--pid", "--mount", "--root", "--wd",
+                   *argv]
+        return subprocess.run(command, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    def leftovers(self):
+        """Entries the launcher left in the image's TMPDIR."""
+        tmp = os.path.join(self.root, self.image.env.get("TMPDIR", "/tmp").lstrip("/"))
+        return sorted(os.listdir(tmp)) if os.path.isdir(tmp) else []
+
+    def stop(self):
+        """Kill everything in the namespace (PID 1 dying takes the rest along)."""
+        if self.process and self.process.poll() is None:
+            try:
+                os.kill(self.pid1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
