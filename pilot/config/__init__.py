@@ -1,0 +1,147 @@
+"""Loading a config: path → read → render template → parse → build (SPEC §3.1).
+
+The result is a frozen `Config` (see `model.py`); every problem is a
+one-line `ConfigError` naming the file and the field as the user wrote it.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from typing import List, Mapping, Optional, Sequence
+
+from pilot.config import syntax
+from pilot.config.decode import fail
+from pilot.config.jobs import Built, build_jobs
+from pilot.config.model import Config, JobConfig, WatchConfig
+from pilot.config.sections import build_consul, build_control, build_logging, build_stop_timeout
+from pilot.config.watches import TELEMETRY_JOB, build_telemetry, build_watches, telemetry_job
+from pilot.datatypes import go_value
+from pilot.errors import ConfigError, TemplateError
+
+__all__ = ["ConfigError", "Config", "load", "parse_text", "read_and_render", "resolve_path"]
+
+TOP_LEVEL_KEYS = ("consul", "logging", "jobs", "watches", "telemetry", "control", "stopTimeout")
+GLOBAL_SOURCES = ("global", "SIGHUP", "SIGUSR2")
+
+
+def resolve_path(flag_value: Optional[str], env: Mapping[str, str]) -> str:
+    """`-config`, else $CONTAINERPILOT (SPEC §2.2)."""
+    path = flag_value or env.get("CONTAINERPILOT", "")
+    if not path:
+        raise ConfigError("-config flag is required")
+    return path
+
+
+def load(path: str, env: Mapping[str, str]) -> Config:
+    """The config at `path`, rendered against `env` and fully validated."""
+    return parse_text(read_and_render(path, env), path, env)
+
+
+def read_and_render(path: str, env: Mapping[str, str]) -> str:
+    """The file's text after template rendering (what `-template` prints)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise ConfigError(f"could not read config file: {_os_error(path, error)}", file=path) from None
+    text = data.decode("utf-8", "replace")
+    try:
+        return _render(text, env)
+    except TemplateError as error:
+        raise ConfigError(
+            f"could not apply template to config: {_template_detail(error)}", file=path, line=error.line
+        ) from None
+    except RecursionError:
+        raise ConfigError("could not apply template to config: template nested too deeply", file=path) from None
+
+
+def _render(text: str, env: Mapping[str, str]) -> str:
+    try:
+        from pilot import template  # written alongside; imported late so config loads without it
+    except ImportError:
+        if "{{" not in text:
+            return text
+        raise TemplateError("template support is not available in this build") from None
+    return template.render(text, env)
+
+
+def _template_detail(error: TemplateError) -> str:
+    message = fail(error.message).message
+    if message.startswith("template:"):
+        return message
+    return f"template: :{error.line}: {message}" if error.line else f"template: {message}"
+
+
+def _os_error(path: str, error: OSError) -> str:
+    """Go's wording: `open /x: no such file or directory`, `read /etc: is a directory`."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    reason = reason[:1].lower() + reason[1:]
+    operation = "read" if error.errno == errno.EISDIR else "open"
+    return f"{operation} {path}: {reason}"
+
+
+def parse_text(text: str, path: str, env: Mapping[str, str]) -> Config:
+    """Parse rendered text (JSON5, or YAML for .yaml/.yml) and build the Config."""
+    try:
+        return _build(syntax.parse(text, path), path, env)
+    except ConfigError as error:
+        raise error.with_file(path) from None
+    except RecursionError:
+        raise ConfigError("could not parse configuration: nested too deeply", file=path) from None
+    except Exception as error:  # noqa: BLE001 - last guard: users never see a traceback
+        raise ConfigError(
+            f"internal error while loading the config: {type(error).__name__}: {fail(str(error)).message}",
+            file=path,
+        ) from None
+
+
+def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
+    """Sections in 3.8's order, stopping at the first error, then the cross-checks."""
+    logging = build_logging(data.get("logging"))
+    stop_timeout = build_stop_timeout(data.get("stopTimeout"))
+    _check_top_level_keys(data)
+    consul = build_consul(data.get("consul"), env)
+    control = build_control(data.get("control"))
+    built = build_jobs(data.get("jobs"), consul is not None)
+    watches = build_watches(data.get("watches"), consul is not None)
+    from pilot import __version__
+
+    telemetry = build_telemetry(data.get("telemetry"), consul is not None, __version__)
+    jobs = [item.job for item in built]
+    if telemetry is not None:
+        _check_reserved(jobs)
+        jobs.append(telemetry_job(telemetry))
+    _check_sources(built, jobs, watches)
+    return Config(path=path, consul=consul, logging=logging, control=control, jobs=tuple(jobs),
+                  watches=watches, telemetry=telemetry, stop_timeout=stop_timeout)
+
+
+def _check_top_level_keys(data: dict) -> None:
+    """Top-level keys are case-sensitive, unlike every other key (SPEC §3.1)."""
+    unknown = sorted(key if isinstance(key, str) else go_value(key) for key in data if key not in TOP_LEVEL_KEYS)
+    if unknown:
+        raise fail(f"unknown config keys: [{' '.join(unknown)}] (valid keys: {', '.join(TOP_LEVEL_KEYS)})")
+
+
+def _check_reserved(jobs: List[JobConfig]) -> None:
+    """Beyond 3.8: with telemetry on, `containerpilot` is the telemetry service's name."""
+    if any(job.name == TELEMETRY_JOB for job in jobs):
+        raise fail(
+            f"unable to parse jobs: job[{TELEMETRY_JOB}]: the name '{TELEMETRY_JOB}' is reserved"
+            " for the telemetry service",
+            f"job[{TELEMETRY_JOB}].name",
+        )
+
+
+def _check_sources(built: Sequence[Built], jobs: Sequence[JobConfig], watches: Sequence[WatchConfig]) -> None:
+    """Beyond 3.8: a `when.source` that names nothing would silently never fire."""
+    known = set(GLOBAL_SOURCES) | {job.name for job in jobs} | {watch.source for watch in watches}
+    known |= {"check." + job.name for job in jobs if job.health is not None and job.health.exec}
+    for item in built:
+        if item.source and item.source not in known:
+            raise fail(
+                f"unable to parse jobs: {item.label}.when.source '{item.source}' names nothing"
+                " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"
+                " with a health check exec, global, SIGHUP or SIGUSR2)",
+                f"{item.label}.when.source",
+            )

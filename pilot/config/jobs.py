@@ -1,0 +1,348 @@
+"""`jobs` (SPEC §8): each job object → a frozen JobConfig.
+
+The checks run in 3.8's order (§8.2) so that a config with several mistakes
+reports the same first one; every message keeps 3.8's wording and adds what
+was expected or the bad value. Errors are prefixed `unable to parse jobs: `.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
+
+from pilot import datatypes
+from pilot.config.decode import Fields, fail, prefixed
+from pilot.config.model import DEFAULT_INTERFACES, UNLIMITED, HealthConfig, JobConfig, When
+from pilot.datatypes import Invalid, kind, show
+
+JOB_KEYS = (
+    "name", "exec", "logging", "when", "timeout", "stopTimeout", "restarts", "health",
+    "port", "initial_status", "tags", "interfaces", "consul",
+    # Beyond 3.8:
+    "stopSignal", "restartDelay", "restartDelayMax", "restartResetAfter", "main",
+)
+WHEN_KEYS = ("interval", "source", "once", "each", "timeout")
+HEALTH_KEYS = ("exec", "timeout", "interval", "ttl", "logging")
+LOGGING_KEYS = ("raw",)
+JOB_CONSUL_KEYS = ("enableTagOverride", "deregisterCriticalServiceAfter")
+INITIAL_STATUSES = ("passing", "warning", "critical")
+SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
+ONE_MS = 0.001
+
+
+@dataclass(frozen=True)
+class Built:
+    """A job and the `when.source` the user wrote, for the cross-checks."""
+
+    job: JobConfig
+    label: str
+    source: Optional[str]
+
+
+def build_jobs(value: Any, has_consul: bool) -> List[Built]:
+    """The `jobs` array; `null` elements are skipped, as in 3.8."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        # Beyond 3.8, which silently ignores a non-array `jobs` (and so runs nothing).
+        raise fail(f"jobs must be an array of job objects (got {kind(value)} {show(value)})", "jobs")
+    with prefixed("unable to parse jobs: "):
+        built = [_build_job(item, index, has_consul) for index, item in enumerate(value) if item is not None]
+        _check_unique(built)
+        _check_one_main(built)
+    return built
+
+
+def _check_unique(built: List[Built]) -> None:
+    """Beyond 3.8: two jobs with one name would share events and a Consul service."""
+    seen = set()
+    for item in built:
+        if item.job.name in seen:
+            raise fail(f"job[{item.job.name}] is defined twice: job names must be unique", item.label)
+        seen.add(item.job.name)
+
+
+def _check_one_main(built: List[Built]) -> None:
+    """Beyond 3.8: only one job's exit code can become Pilot's."""
+    mains = [item.job.name for item in built if item.job.main]
+    if len(mains) > 1:
+        raise fail(f"only one job may set 'main: true' (got {', '.join(mains)})", "jobs")
+
+
+def _build_job(item: Any, index: int, has_consul: bool) -> Built:
+    label = _label(item, index)
+    fields = Fields(item, label, JOB_KEYS)
+    name = fields.string("name", "")
+    port = fields.integer("port", 0)
+    if not 0 <= port <= 65535:
+        # Beyond 3.8: Consul rejects such a port at registration.
+        raise fail(f"{label}.port must be between 0 and 65535 (got {port})", f"{label}.port")
+    raw_logging = _raw_logging(fields)
+    health = _health(fields, label, name, port)
+    discovery = _discovery(fields, label, name, port, has_consul)
+    when, source = _when(fields, label)
+    stop_timeout = _job_duration(fields, label, "stopTimeout")
+    restarts = _restarts(fields, label, when)
+    timeout = _exec_timeout(fields, label)
+    exec_args = _exec(fields.raw("exec"), label, "exec") if "exec" in fields else None
+    job = JobConfig(
+        name=name, exec=exec_args, raw_logging=raw_logging, when=when, timeout=timeout,
+        stop_timeout=max(stop_timeout or 0.0, 0.0), restarts=restarts, health=health, port=port,
+        tags=fields.strings("tags"), **discovery, **_extensions(fields, label),
+    )
+    return Built(job, label, source)
+
+
+def _label(item: Any, index: int) -> str:
+    """`job[NAME]` as 3.8 names a job, or `jobs[INDEX]` while it has no usable name."""
+    if isinstance(item, dict):
+        for key in sorted(item, key=lambda k: k != "name"):
+            if isinstance(key, str) and key.lower() == "name":
+                try:
+                    name = datatypes.to_string(item[key]) if item[key] is not None else ""
+                except Invalid:
+                    name = ""
+                if name:
+                    return f"job[{name}]"
+                break
+    return f"jobs[{index}]"
+
+
+def _raw_logging(fields: Fields) -> bool:
+    block = fields.block("logging", LOGGING_KEYS)
+    return bool(block and block.boolean("raw", False))
+
+
+# --- step 1: health -------------------------------------------------------------
+
+
+def _health(fields: Fields, label: str, name: str, port: int) -> Optional[HealthConfig]:
+    block = fields.block("health", HEALTH_KEYS)
+    if block is None:
+        if port != 0 and name != "containerpilot":
+            raise fail(f"{label}.health must be set if 'port' is set", f"{label}.health")
+        return None
+    interval = block.integer("interval", 0)
+    ttl = block.integer("ttl", 0)
+    raw_logging = _raw_logging(block)
+    if interval < 1:
+        raise fail(f"{label}.health.interval must be > 0 (got {interval})", f"{label}.health.interval")
+    if ttl < 1:
+        raise fail(f"{label}.health.ttl must be > 0 (got {ttl})", f"{label}.health.ttl")
+    text = block.string("timeout", "")
+    try:
+        timeout = datatypes.flexible_duration(text)
+    except Invalid as error:
+        raise fail(f"could not parse {label}.health.timeout '{text}': {error}", f"{label}.health.timeout") from None
+    if timeout is None:
+        timeout = float(interval)
+    check = _exec(block.raw("exec"), label, "health.exec") if "exec" in block else None
+    # A negative timeout cannot bound anything: like "0" it means no timeout.
+    return HealthConfig(exec=check, interval=interval, ttl=ttl, timeout=max(timeout, 0.0), raw_logging=raw_logging)
+
+
+# --- step 2: discovery ------------------------------------------------------------
+
+
+def _discovery(fields: Fields, label: str, name: str, port: int, has_consul: bool) -> dict:
+    """What registering the job in Consul needs; checked only for advertised jobs.
+
+    As in 3.8, a job with port 0 and a name skips these checks (an invalid
+    `initial_status` there is ignored); a blank name is therefore always caught.
+    """
+    consul = fields.block("consul", JOB_CONSUL_KEYS)
+    tag_override = bool(consul and consul.boolean("enableTagOverride", False))
+    interfaces = _interfaces(fields, label, strict=port != 0)
+    result = dict(interfaces=interfaces, enable_tag_override=tag_override)
+    if port == 0 and name != "":
+        return result
+    status = fields.string("initial_status", "")
+    if status and status not in INITIAL_STATUSES:
+        raise fail(
+            f"{label}.initialStatus must be one of 'passing', 'warning' or 'critical' (got {show(status)})",
+            f"{label}.initial_status",
+        )
+    if name == "":
+        raise fail(f"{label}: 'name' must not be blank", f"{label}.name")
+    try:
+        datatypes.service_name(name)
+    except Invalid as error:
+        raise fail(f"{label}.name: {error}", f"{label}.name") from None
+    if not has_consul:
+        # Pilot runs without Consul (SPEC §0), but then nothing can be advertised.
+        raise fail(f"{label}.port is {port} but there is no 'consul' section to register it in", f"{label}.port")
+    result["ip"] = _resolve(interfaces, f"{label}.interfaces")
+    result["initial_status"] = status or None
+    result["deregister_critical_service_after"] = _deregister_after(consul, label)
+    return result
+
+
+def _interfaces(fields: Fields, label: str, strict: bool) -> Tuple[str, ...]:
+    """A spec string or a list of them; empty means the default list."""
+    value = fields.raw("interfaces")
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        specs = fields.strings("interfaces")
+        return specs or DEFAULT_INTERFACES
+    if value is None or not strict:
+        return DEFAULT_INTERFACES  # 3.8 does not look at a non-advertised job's interfaces
+    raise fail(
+        f"{label}.interfaces: unexpected argument type: {kind(value)}"
+        f" (expected a string or an array of strings, got {show(value)})",
+        f"{label}.interfaces",
+    )
+
+
+def resolve_ip(specs: Tuple[str, ...], path: str) -> str:
+    """The IP that `specs` select on this machine (SPEC §8.7), or a ConfigError."""
+    return _resolve(specs, path)
+
+
+def _resolve(specs: Tuple[str, ...], path: str) -> str:
+    from pilot import interfaces  # imported late: it reads the machine's addresses
+
+    try:
+        return interfaces.resolve(list(specs))
+    except interfaces.InterfaceError as error:
+        raise fail(f"{path}: {str(error).replace(chr(10), '; ')}", path) from None
+
+
+def _deregister_after(consul: Optional[Fields], label: str) -> Optional[str]:
+    """A strict Go duration; absent is fine (3.8 wrongly demanded it, SPEC §0)."""
+    text = consul.string("deregisterCriticalServiceAfter", "") if consul else ""
+    if text == "":
+        return None
+    try:
+        datatypes.strict_duration(text)
+    except Invalid as error:
+        path = f"{label}.consul.deregisterCriticalServiceAfter"
+        raise fail(f"unable to parse {path}: {error} (expected a duration like \"10m\")", path) from None
+    return text
+
+
+# --- step 3: when -------------------------------------------------------------------
+
+
+def _when(fields: Fields, label: str) -> Tuple[When, Optional[str]]:
+    """SPEC §8.3's table → When; also the source as written, for the cross-checks."""
+    block = fields.block("when", WHEN_KEYS)
+    if block is None:
+        return When(), None
+    text = {key: block.string(key, "") for key in WHEN_KEYS}
+    if sum(1 for key in ("interval", "once", "each") if text[key]) > 1:
+        raise fail(f"{label}.when can have only one of 'interval', 'once', or 'each'", f"{label}.when")
+    interval = _when_interval(text["interval"], label)
+    timeout = _when_timeout(text["timeout"], label)
+    for key in ("once", "each"):
+        if text[key]:
+            try:
+                datatypes.event_name(text[key])
+            except Invalid as error:
+                raise fail(
+                    f"unable to parse {label}.when.event: {error}"
+                    f" (expected one of {', '.join(datatypes.EVENT_NAMES)})",
+                    f"{label}.when.{key}",
+                ) from None
+    if interval is not None:
+        return When(interval=interval), None  # source and timeout are ignored, as in 3.8
+    source, event = text["source"], text["once"] or text["each"]
+    if source in SIGNAL_SOURCES:
+        return When(source=source, event="signal", each=True, timeout=timeout), source
+    if not source or not event:
+        return When(source=None, event=None, timeout=timeout), source or None
+    return When(source=source, event=event, each=bool(text["each"]), timeout=timeout), source
+
+
+def _when_interval(text: str, label: str) -> Optional[float]:
+    path = f"{label}.when.interval"
+    try:
+        interval = datatypes.flexible_duration(text)
+    except Invalid as error:
+        raise fail(f"unable to parse {path} '{text}': {error}", path) from None
+    if interval is not None and interval < ONE_MS:
+        raise fail(f"{path} '{text}' cannot be less than 1ms", path)
+    return interval
+
+
+def _when_timeout(text: str, label: str) -> Optional[float]:
+    path = f"{label}.when.timeout"
+    try:
+        timeout = datatypes.flexible_duration(text)
+    except Invalid as error:
+        raise fail(f"unable to parse {path}: {error} (got '{text}')", path) from None
+    return timeout if timeout and timeout > 0 else None
+
+
+# --- steps 4 to 6 ---------------------------------------------------------------------
+
+
+def _job_duration(fields: Fields, label: str, key: str) -> Optional[float]:
+    """A flexible duration field of the job, with 3.8's `unable to parse` wording."""
+    text = fields.string(key, "")
+    try:
+        return datatypes.flexible_duration(text)
+    except Invalid as error:
+        raise fail(f"unable to parse {label}.{key} '{text}': {error}", f"{label}.{key}") from None
+
+
+def _restarts(fields: Fields, label: str, when: When) -> int:
+    value = fields.raw("restarts")
+    if value is None:
+        return UNLIMITED if when.interval is not None else 0
+    each_set = _each_written(fields)
+    try:
+        return datatypes.restarts(value, each_set)
+    except Invalid as error:
+        raise fail(
+            f"{label}.restarts field '{datatypes.go_value(value)}' invalid: {error}", f"{label}.restarts"
+        ) from None
+
+
+def _each_written(fields: Fields) -> bool:
+    """Whether the user wrote `when.each` (a signal source also has each=True)."""
+    block = fields.block("when", WHEN_KEYS)
+    return bool(block and block.string("each", ""))
+
+
+def _exec_timeout(fields: Fields, label: str) -> Optional[float]:
+    timeout = _job_duration(fields, label, "timeout")
+    if timeout is not None and timeout < ONE_MS:
+        text = fields.string("timeout", "")
+        raise fail(f"{label}.timeout '{text}' cannot be less than 1ms", f"{label}.timeout")
+    return timeout
+
+
+def _exec(value: Any, label: str, key: str) -> Tuple[str, ...]:
+    try:
+        return datatypes.exec_args(value)
+    except Invalid as error:
+        raise fail(f"unable to create {label}.{key}: {error} (got {show(value)})", f"{label}.{key}") from None
+
+
+# --- beyond 3.8 -------------------------------------------------------------------------
+
+
+def _extensions(fields: Fields, label: str) -> dict:
+    """Pilot's own job fields: stop signal, restart back-off, the main job."""
+    result = {"main": fields.boolean("main", False)}
+    if "stopSignal" in fields:
+        try:
+            result["stop_signal"] = datatypes.signal_number(fields.raw("stopSignal"))
+        except Invalid as error:
+            raise fail(f"{label}.stopSignal: {error}", f"{label}.stopSignal") from None
+    for key, attr in (("restartDelay", "restart_delay"), ("restartDelayMax", "restart_delay_max"),
+                      ("restartResetAfter", "restart_reset_after")):
+        seconds = _job_duration(fields, label, key)
+        if seconds is None:
+            continue
+        if seconds < 0:
+            raise fail(f"{label}.{key} must not be negative (got '{fields.string(key)}')", f"{label}.{key}")
+        result[attr] = seconds
+    delay, cap = result.get("restart_delay", 0.0), result.get("restart_delay_max", 0.0)
+    if 0 < cap < delay:
+        raise fail(
+            f"{label}.restartDelayMax '{fields.string('restartDelayMax')}' must not be less than"
+            f" restartDelay '{fields.string('restartDelay')}'",
+            f"{label}.restartDelayMax",
+        )
+    return result

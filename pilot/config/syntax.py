@@ -1,0 +1,123 @@
+"""Rendered config text → plain JSON-like data (SPEC §5; YAML as Pilot's extra).
+
+JSON5 is 3.8's format; files named `.yaml`/`.yml` are read as YAML. Both
+come out as dicts, lists, strings, numbers, booleans and None only, and a
+syntax error becomes one line: `parse error at line:col [L:C]: <reason>`.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, Optional, Tuple
+
+from pilot.config.decode import fail
+from pilot.datatypes import kind
+from pilot.errors import ConfigError
+
+MAX_DEPTH = 64  # far deeper than any real config; keeps recursion bounded
+MAX_NODES = 100_000  # stops YAML alias bombs from expanding
+_JSON5_ERROR = re.compile(r"<string>:(\d+) (.*) at column (\d+)", re.DOTALL)
+_UNEXPECTED = re.compile(r'Unexpected "(.*)"', re.DOTALL)
+
+
+def is_yaml(path: str) -> bool:
+    return path.lower().endswith((".yaml", ".yml"))
+
+
+def parse(text: str, path: str) -> dict:
+    """The config's top-level object, from JSON5 (or YAML by file extension)."""
+    data = _parse_yaml(text) if is_yaml(path) else _parse_json5(text)
+    data = _plain(data, 0, [0])
+    if not isinstance(data, dict):
+        raise fail(f"could not parse configuration: the top level must be an object (got {kind(data)})")
+    return data
+
+
+def _parse_json5(text: str) -> Any:
+    import json5
+
+    try:
+        return json5.loads(text)
+    except RecursionError:
+        raise fail("parse error: the config is nested too deeply") from None
+    except Exception as error:  # noqa: BLE001 - json5 raises bare ValueErrors (and worse)
+        line, column, reason = _json5_position(str(error), text)
+        if line is None:
+            raise fail(f"parse error: {reason}") from None
+        raise ConfigError(_one_line_parse_error(line, column, reason), line=line) from None
+
+
+def _json5_position(message: str, text: str) -> Tuple[Optional[int], int, str]:
+    """json5 says `<string>:L Unexpected "x" at column C` (C in characters)."""
+    if message.startswith("Empty strings"):
+        return 1, 1, "unexpected end of JSON input"
+    match = _JSON5_ERROR.fullmatch(message)
+    if not match:
+        return None, 0, message
+    line, reason, column = int(match.group(1)), match.group(2), int(match.group(3))
+    unexpected = _UNEXPECTED.fullmatch(reason)
+    if reason.startswith("Unexpected end of input"):
+        reason = "unexpected end of JSON input"
+    elif unexpected:
+        reason = f"invalid character {_quoted_char(unexpected.group(1))}"
+    lines = text.split("\n")
+    if 1 <= line <= len(lines):  # SPEC §5.2 counts the column in bytes
+        column = len(lines[line - 1][: max(column - 1, 0)].encode("utf-8", "replace")) + 1
+    return line, column, reason
+
+
+def _quoted_char(char: str) -> str:
+    return "'" + char.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
+
+
+def _one_line_parse_error(line: int, column: int, reason: str) -> str:
+    return fail(f"parse error at line:col [{line}:{column}]: {reason}").message
+
+
+def _parse_yaml(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise fail("parse error: the config is nested too deeply") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        reason = error.problem or error.context or "invalid YAML"
+        if mark is None:
+            raise fail(f"parse error: {reason}") from None
+        line = mark.line + 1
+        message = _one_line_parse_error(line, mark.column + 1, reason)
+        raise ConfigError(message, line=line) from None
+    except Exception as error:  # noqa: BLE001 - any YAMLError or decoding problem
+        raise fail(f"parse error: {error}") from None
+
+
+def _plain(value: Any, depth: int, count: list) -> Any:
+    """Check the parsed data is JSON-like, bounded in depth and size.
+
+    YAML dates become their ISO text (as they were written); YAML-only
+    values (binary, sets) are rejected.
+    """
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise fail(f"could not parse configuration: more than {MAX_NODES} values (YAML aliases?)")
+    if depth > MAX_DEPTH:
+        raise fail(f"could not parse configuration: nested more than {MAX_DEPTH} levels deep")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, depth + 1, count) for item in value]
+    if isinstance(value, dict):
+        return {_plain_key(key): _plain(item, depth + 1, count) for key, item in value.items()}
+    raise fail(f"could not parse configuration: unsupported value of type {type(value).__name__}")
+
+
+def _plain_key(key: Any) -> Any:
+    if key is None or isinstance(key, (bool, int, float, str)):
+        return key
+    if isinstance(key, (datetime.date, datetime.datetime)):
+        return key.isoformat()
+    raise fail(f"could not parse configuration: unsupported key of type {type(key).__name__}")
