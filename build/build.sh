@@ -32,7 +32,7 @@ need_apt zlib1g-dev test -f /usr/lib/x86_64-linux-gnu/libz.a
     "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check 'pyinstaller>=6,<7'
 
 mkdir -p "$CACHE" "$ROOT/dist"
-gcc -static -Os -s -Wall -Wextra -o "$CACHE/launcher" build/launcher.c -lz
+gcc -static -Os -s -Wall -Wextra -Wno-format-truncation -o "$CACHE/launcher" build/launcher.c -lz
 
 "$PY" -m PyInstaller --noconfirm --log-level ERROR \
     --distpath "$CACHE/dist" --workpath "$CACHE/work" build/pilot.spec

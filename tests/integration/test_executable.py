@@ -1,0 +1,209 @@
+"""The one-file executable dist/pilot, run the way Dockerfile.scratch runs it.
+
+Every test here runs the real build as PID 1 of an emulated FROM-scratch container
+(tests/integration/scratch.py) or, for the environment check, directly on the host.
+The build is made (`make dist`) when dist/pilot is missing or older than its sources.
+"""
+import glob
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from tests.integration.scratch import REPO, Container, Image
+
+EXECUTABLE = os.path.join(REPO, "dist", "pilot")
+SOURCES = ["pilot.py", "pilot/**/*.py", "build/*", "setup.cfg"]
+PING_LINE = r"^\S+ {job} \d+ ok$"  # a job's output line in the default log format
+
+
+def _newest_source():
+    paths = [p for pattern in SOURCES for p in glob.glob(os.path.join(REPO, pattern),
+                                                         recursive=True)]
+    return max(os.path.getmtime(p) for p in paths)
+
+
+@pytest.fixture(scope="module")
+def executable():
+    """dist/pilot, (re)built when missing or older than the sources."""
+    if os.geteuid() != 0:
+        pytest.skip("building dist/pilot and emulating `docker run` need root")
+    if not os.path.exists(EXECUTABLE) or os.path.getmtime(EXECUTABLE) < _newest_source():
+        result = subprocess.run(["make", "-C", REPO, "dist"], capture_output=True,
+                                text=True, timeout=900, check=False)
+        assert result.returncode == 0, f"make dist failed:\n{result.stdout}{result.stderr}"
+    return EXECUTABLE
+
+
+@pytest.fixture
+def container(executable, tmp_path):
+    """Factory: container(config_text) starts the image with that config as PID 1."""
+    started = []
+
+    def start(config, args=()):
+        image = Image()
+        root = tmp_path / "root"
+        root.mkdir()
+        image.build(str(root), {image.env["CONTAINERPILOT"]: config})
+        started.append(Container(image, str(root), args).start())
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.stop()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(condition, timeout=15, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+SIGNAL_JOBS = """{
+  jobs: [
+    {name: "on-hup", exec: ["/pilot", "-ping"], when: {source: "SIGHUP"}},
+    {name: "on-usr2", exec: ["/pilot", "-ping"], when: {source: "SIGUSR2"}},
+  ],
+}"""
+
+
+def test_control_socket_answers_a_client_inside_the_image(container):
+    """`docker exec CONTAINER /pilot -ping` reaches the running Pilot and leaves no files."""
+    box = container(SIGNAL_JOBS)
+    box.wait_for_output(r"control: serving at /var/run/containerpilot.socket")
+    result = box.run("/pilot", "-ping")
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+    assert len(box.leftovers()) == 1, box.leftovers()  # only the running Pilot's unpack
+
+
+def test_sighup_and_sigusr2_to_pid1_run_their_jobs(container):
+    """Signals sent to PID 1 (the launcher) reach Pilot and trigger `when.source` jobs."""
+    box = container(SIGNAL_JOBS)
+    box.wait_for_output(r"control: serving at")
+    box.signal(signal.SIGHUP)
+    box.wait_for_output(PING_LINE.format(job="on-hup"))
+    box.signal(signal.SIGUSR2)
+    box.wait_for_output(PING_LINE.format(job="on-usr2"))
+    box.signal(signal.SIGHUP)
+    box.wait_for_output(PING_LINE.format(job="on-hup"), count=2)
+    assert len(re.findall(PING_LINE.format(job="on-usr2"), box.output(), re.M)) == 1
+
+
+def test_sigusr1_to_pid1_reopens_the_log_file(container):
+    """SIGUSR1 to PID 1 makes Pilot reopen its log file (log rotation in the image)."""
+    box = container("""{
+      logging: {output: "/tmp/pilot.log"},
+      jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "200ms"}}],
+    }""")
+    log = os.path.join(box.root, "tmp", "pilot.log")
+    _wait_for(lambda: os.path.exists(log) and "tick" in open(log).read(), what="log file")
+    os.rename(log, log + ".1")
+    box.signal(signal.SIGUSR1)
+    _wait_for(lambda: os.path.exists(log) and "tick" in open(log).read(), what="reopened log")
+
+
+def test_sigterm_ends_the_container_with_status_0_and_no_files(container):
+    """SIGTERM to PID 1: clean shutdown, exit 0, no traceback, unpacked files removed."""
+    box = container(SIGNAL_JOBS)
+    box.wait_for_output(r"control: serving at")
+    assert len(box.leftovers()) == 1
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0, box.output()
+    assert "Traceback" not in box.output()
+    assert box.leftovers() == []
+
+
+def test_config_error_is_the_containers_exit_status(container):
+    """A config error ends the container with status 1, one line, nothing left behind."""
+    box = container("{jobs: [{exec: 'true'}]}")
+    assert box.wait() == 1, box.output()
+    assert "Traceback" not in box.output()
+    assert box.output().strip().count("\n") == 0, box.output()
+    assert box.leftovers() == []
+
+
+def test_periodic_job_reports_a_metric_with_the_executable(container):
+    """The sensor pattern: a periodic job runs `/pilot -putmetric` and the value arrives."""
+    port = _free_port()
+    box = container("""{
+      consul: "127.0.0.1:1",
+      telemetry: {
+        port: %d, interfaces: ["static:127.0.0.1"],
+        metrics: [{namespace: "scratch", subsystem: "sensor", name: "value",
+                   help: "set by a job", type: "gauge"}],
+      },
+      jobs: [{name: "sensor", exec: ["/pilot", "-putmetric", "scratch_sensor_value=42"],
+              when: {interval: "300ms"}}],
+    }""" % port)
+    box.wait_for_output(r"telemetry: serving at 127.0.0.1:%d" % port)
+
+    def metric_arrived():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return "scratch_sensor_value 42.0" in r.read().decode()
+
+    _wait_for(metric_arrived, what="the job's metric")
+    assert "sensor exited with error" not in box.output()
+    assert len(box.leftovers()) == 1, box.leftovers()  # job calls unpacked nothing
+
+
+def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
+    """With PILOT_BUNDLE (what jobs inherit) a client call is far cheaper than unpacking."""
+    config = tmp_path / "pilot.json5"
+    config.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "cp.sock"))
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+    pilot = subprocess.Popen([executable, "-config", str(config)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
+        (bundle,) = glob.glob(str(tmp_path / "pilot-*"))
+
+        def median_call(extra):
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                subprocess.run([executable, "-config", str(config), "-ping"],
+                               env=dict(env, **extra), check=True, capture_output=True)
+                times.append(time.perf_counter() - start)
+            return statistics.median(times)
+
+        reused, fresh = median_call({"PILOT_BUNDLE": bundle}), median_call({})
+        assert reused * 2 < fresh, (reused, fresh)
+        assert glob.glob(str(tmp_path / "pilot-*")) == [bundle]
+    finally:
+        pilot.send_signal(signal.SIGTERM)
+        pilot.wait(20)
+    assert glob.glob(str(tmp_path / "pilot-*")) == []
+
+
+def test_jobs_get_the_users_environment(executable, tmp_path):
+    """Jobs see the user's variables, not the bootloaders' (LD_LIBRARY_PATH, _PYI_*)."""
+    config = tmp_path / "pilot.json5"
+    config.write_text("""{control: {socket: "%s"},
+      jobs: [{name: "show", exec: ["/usr/bin/env"]}]}""" % (tmp_path / "cp.sock"))
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "USER_SETTING": "kept",
+           "LD_LIBRARY_PATH": "/user/lib"}
+    result = subprocess.run([executable, "-config", str(config)], env=env,
+                            capture_output=True, text=True, timeout=30, check=False)
+    lines = re.findall(r"^\S+ show \d+ (\w+)=(.*)$", result.stdout, re.M)
+    seen = dict(lines)
+    assert seen.get("USER_SETTING") == "kept", result.stdout + result.stderr
+    assert seen.get("LD_LIBRARY_PATH") == "/user/lib"
+    assert not [name for name in seen if name.startswith(("_PYI_", "_MEI", "STATICX_"))]
+    assert "LD_LIBRARY_PATH_ORIG" not in seen
+    assert seen.get("PILOT_BUNDLE", "").startswith(str(tmp_path))
