@@ -1,0 +1,514 @@
+"""The config loader: SPEC §3, §5–§8, §11, §13, §14.1 and Pilot's extensions."""
+import json
+import os
+import signal
+
+import pytest
+
+from pilot.config import load, parse_text, read_and_render, resolve_path
+from pilot.config.model import (
+    DEFAULT_INTERFACES, UNLIMITED, HealthConfig, MetricConfig, WatchConfig, When,
+)
+from pilot.errors import ConfigError
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "configs")
+STATIC = '"static:10.1.2.3"'
+
+
+def build(text, path="test.json5", env=None):
+    return parse_text(text, path, env or {})
+
+
+def job_of(job_text, consul=True, path="test.json5"):
+    """The single job of a config holding `job_text` (consul on unless told)."""
+    prefix = 'consul: "consul:8500", ' if consul else ""
+    return build("{" + prefix + "jobs: [" + job_text + "]}", path).jobs[0]
+
+
+def error_of(text, path="broken.json5", env=None):
+    with pytest.raises(ConfigError) as caught:
+        parse_text(text, path, env or {})
+    return caught.value
+
+
+# --- good configs ------------------------------------------------------------------
+
+
+def test_minimal_config_without_consul_is_a_pure_supervisor():
+    """Without `consul`, jobs that are not advertised load fine (SPEC §0)."""
+    config = build('{jobs: [{name: "app", exec: "/bin/app"}]}')
+    assert config.consul is None
+    assert config.jobs[0].exec == ("/bin/app",)
+    assert config.stop_timeout == 5
+    assert config.control.socket == "/var/run/containerpilot.socket"
+
+
+def test_job_with_every_field():
+    """Every job field, 3.8's and Pilot's, lands in JobConfig."""
+    job = job_of("""{
+        name: "app", exec: ["/bin/app", "-p", 8000], logging: {raw: true},
+        timeout: "30s", stopTimeout: "5s", restarts: 3, port: 8000,
+        health: {exec: "/bin/check x", interval: 5, ttl: 10, timeout: "2s", logging: {raw: "true"}},
+        initial_status: "warning", tags: ["a", "b"], interfaces: ["static:10.1.2.3"],
+        consul: {enableTagOverride: true, deregisterCriticalServiceAfter: "10m"},
+        stopSignal: "SIGQUIT", restartDelay: "1s", restartDelayMax: "30s",
+        restartResetAfter: 60, main: true,
+    }""")
+    assert job.name == "app" and job.exec == ("/bin/app", "-p", "8000") and job.raw_logging
+    assert job.timeout == 30.0 and job.stop_timeout == 5.0 and job.restarts == 3
+    assert job.health == HealthConfig(exec=("/bin/check", "x"), interval=5, ttl=10, timeout=2.0, raw_logging=True)
+    assert job.port == 8000 and job.advertised and job.initial_status == "warning"
+    assert job.tags == ("a", "b") and job.interfaces == ("static:10.1.2.3",) and job.ip == "10.1.2.3"
+    assert job.enable_tag_override and job.deregister_critical_service_after == "10m"
+    assert job.stop_signal == signal.SIGQUIT and job.restart_delay == 1.0
+    assert job.restart_delay_max == 30.0 and job.restart_reset_after == 60.0 and job.main
+
+
+def test_job_defaults():
+    """A job with only a name gets 3.8's defaults and Pilot's."""
+    job = job_of('{name: "task"}', consul=False)
+    assert job.exec is None and job.when == When() and job.restarts == 0
+    assert job.health is None and job.port == 0 and job.tags == () and job.ip is None
+    assert job.interfaces == DEFAULT_INTERFACES and job.stop_signal == signal.SIGTERM
+    assert job.restart_delay == 0.0 and job.restart_reset_after == 10.0 and not job.main
+
+
+@pytest.mark.parametrize("when, expected", [
+    (None, When("global", "startup", False, None, None)),
+    ('{interval: "10s"}', When("global", "startup", False, 10.0, None)),
+    ('{interval: "10s", source: "x", timeout: "5s"}', When("global", "startup", False, 10.0, None)),
+    ('{source: "db", once: "healthy"}', When("db", "healthy", False, None, None)),
+    ('{source: "db", each: "changed"}', When("db", "changed", True, None, None)),
+    ('{source: "db", once: "healthy", timeout: "1m"}', When("db", "healthy", False, None, 60.0)),
+    ('{source: "SIGHUP"}', When("SIGHUP", "signal", True, None, None)),
+    ('{source: "SIGUSR2", once: "startup"}', When("SIGUSR2", "signal", True, None, None)),
+    ('{source: "db"}', When(None, None, False, None, None)),
+    ("{}", When(None, None, False, None, None)),
+    ('{timeout: "5s"}', When(None, None, False, None, 5.0)),
+    ('{once: "healthy"}', When(None, None, False, None, None)),
+    ('{source: "global", once: "enterMaintenance"}', When("global", "enterMaintenance", False, None, None)),
+    ('{source: "db", once: "healthy", timeout: "-1"}', When("db", "healthy", False, None, None)),
+])
+def test_when_table(when, expected):
+    """SPEC §8.3's `when` table translates to When(source, event, each, interval, timeout)."""
+    field = f", when: {when}" if when else ""
+    config = build('{jobs: [{name: "db", exec: "x"}, {name: "app", exec: "x"' + field + "}]}")
+    assert config.jobs[1].when == expected
+
+
+@pytest.mark.parametrize("fields, limit", [
+    ("", 0), (', when: {interval: "1s"}', UNLIMITED), (', restarts: "unlimited"', UNLIMITED),
+    (', restarts: "never"', 0), (", restarts: 1", 1), (', restarts: "1"', 1), (', restarts: "0"', 0),
+    (', restarts: "+2"', 2), (", restarts: 1.9", 1), (', when: {interval: "1s"}, restarts: 3', 3),
+    (', when: {source: "SIGHUP"}, restarts: "unlimited"', UNLIMITED),
+])
+def test_restarts_table(fields, limit):
+    """SPEC §8.4: restarts values and defaults (unlimited for periodic jobs)."""
+    assert job_of('{name: "a", exec: "x"' + fields + "}").restarts == limit
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ('"10"', 10.0), ("10", 10.0), ('"300ms"', 0.3), ('"1h30m"', 5400.0), ('"+3"', 3.0), ('"1.5s"', 1.5),
+    ('"2m"', 120.0), ('""', None),
+])
+def test_flexible_durations_in_job_timeout(value, seconds):
+    """SPEC §3.4: plain integers are seconds, other text is a Go duration."""
+    assert job_of('{name: "a", exec: "x", timeout: ' + value + "}").timeout == seconds
+
+
+def test_health_timeout_defaults_to_interval_and_zero_means_none():
+    """health.timeout: absent = interval; "0" = no timeout; no 1ms minimum."""
+    assert job_of('{name: "a", health: {interval: 7, ttl: 9}}').health.timeout == 7.0
+    assert job_of('{name: "a", health: {interval: 7, ttl: 9, timeout: "0"}}').health.timeout == 0.0
+    assert job_of('{name: "a", health: {interval: 7, ttl: 9, timeout: "1ns"}}').health.timeout == 1e-9
+
+
+def test_integer_seconds_are_lenient():
+    """health.interval/ttl accept "5", 1.9 and booleans as 3.8's decoder does."""
+    health = job_of('{name: "a", health: {interval: "5", ttl: 1.9}}').health
+    assert (health.interval, health.ttl) == (5, 1)
+
+
+@pytest.mark.parametrize("consul, address, scheme", [
+    ("https://consul:8500", "consul:8500", "https"),
+    ("http://consul:8500", "consul:8500", "http"),
+    ("consul:8500", "consul:8500", "http"),
+    ("https://https://consul:8500", "https://consul:8500", "https"),
+    ("http://https://consul:8500", "https://consul:8500", "http"),
+    ("consul:8500https://", "consul:8500https://", "http"),
+    ("", "127.0.0.1:8500", "http"),
+    ("unix:///tmp/consul.sock", "unix:///tmp/consul.sock", "http"),
+])
+def test_consul_string_form(consul, address, scheme):
+    """SPEC §6's string-form table: one http(s):// prefix sets the scheme."""
+    config = build(json.dumps({"consul": consul}))
+    assert (config.consul.address, config.consul.scheme) == (address, scheme)
+
+
+def test_consul_object_form():
+    """The object form with TLS fields; verify defaults to false."""
+    config = build('{consul: {address: "c:8501", scheme: "https", token: "t0k", tls: {servername: "c.example:8501"}}}')
+    consul = config.consul
+    assert (consul.address, consul.scheme, consul.token) == ("c:8501", "https", "t0k")
+    assert consul.tls.servername == "c.example" and consul.tls.verify is False
+
+
+def test_consul_env_overrides(tmp_path):
+    """CONSUL_* variables override the config as SPEC §6 lists."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    env = {"CONSUL_HTTP_TOKEN": "envtoken", "CONSUL_CACERT": str(ca), "CONSUL_TLS_SERVER_NAME": "srv",
+           "CONSUL_HTTP_SSL_VERIFY": "TRUE", "CONSUL_HTTP_ADDR": "agent:8500", "CONSUL_HTTP_SSL": "true",
+           "CONSUL_HTTP_AUTH": "user:pw"}
+    consul = build('{consul: {token: "cfg"}}', env=env).consul
+    assert consul.token == "envtoken" and consul.tls.cafile == str(ca) and consul.tls.servername == "srv"
+    assert consul.tls.verify is True and consul.address == "agent:8500" and consul.scheme == "https"
+    assert consul.auth == "user:pw"
+
+
+def test_consul_env_does_not_replace_configured_address_or_scheme():
+    """CONSUL_HTTP_ADDR and CONSUL_HTTP_SSL only fill in what the config left empty."""
+    env = {"CONSUL_HTTP_ADDR": "agent:8500", "CONSUL_HTTP_SSL": "true", "CONSUL_HTTP_SSL_VERIFY": "0"}
+    consul = build('{consul: {address: "c:1", scheme: "http", tls: {verify: true}}}', env=env).consul
+    assert (consul.address, consul.scheme, consul.tls.verify) == ("c:1", "http", False)
+    assert build('{consul: "c:1"}', env=env).consul.scheme == "http"
+
+
+def test_token_never_printed():
+    """The ACL token appears neither in the config's repr nor in an error."""
+    config = build('{consul: {token: "sekrit-1"}}')
+    assert "sekrit-1" not in repr(config)
+    error = error_of('{consul: {token: ["sekrit-2"]}}')
+    assert "sekrit-2" not in str(error)
+
+
+def test_telemetry_appends_containerpilot_job():
+    """Telemetry adds the `containerpilot` service job last (SPEC §13.3)."""
+    config = build('{consul: "c:8500", jobs: [{name: "app", exec: "x"}],'
+                   ' telemetry: {port: 9091, interfaces: [' + STATIC + '], tags: ["t"],'
+                   ' metrics: [{namespace: "ns", name: "n", help: "h", type: "gauge"}]}}')
+    assert config.telemetry.ip == "10.1.2.3" and config.telemetry.port == 9091
+    assert config.telemetry.metrics == (MetricConfig(name="n", help="h", type="gauge", namespace="ns"),)
+    job = config.jobs[-1]
+    assert [j.name for j in config.jobs] == ["app", "containerpilot"]
+    assert job.exec is None and job.port == 9091 and job.ip == "10.1.2.3"
+    assert job.health == HealthConfig(exec=None, interval=5, ttl=15, timeout=None)
+    assert job.interfaces == ("static:10.1.2.3",) and job.tags[0] == "t"
+
+
+def test_telemetry_job_may_be_a_source():
+    """Other jobs may trigger on the telemetry job's events."""
+    config = build('{consul: "c", telemetry: {interfaces: [' + STATIC + ']},'
+                   ' jobs: [{name: "a", exec: "x", when: {source: "containerpilot", once: "stopping"}}]}')
+    assert config.jobs[0].when.source == "containerpilot"
+
+
+def test_watches():
+    """Watches keep name, interval, tag and dc; the same name with another tag is a second watch."""
+    config = build('{consul: "c", watches: [{name: "db", interval: 3, tag: "primary", dc: "dc2"},'
+                   ' {name: "db", interval: "4"}, null]}')
+    assert config.watches == (WatchConfig("db", 3, "primary", "dc2"), WatchConfig("db", 4))
+
+
+def test_sources_may_name_jobs_watches_checks_and_globals():
+    """`when.source` may be a job, watch.NAME, check.JOB, global, SIGHUP or SIGUSR2."""
+    config = build('{consul: "c", watches: [{name: "db", interval: 3}], jobs: ['
+                   '{name: "a", exec: "x", health: {exec: "y", interval: 1, ttl: 2}},'
+                   '{name: "b", exec: "x", when: {source: "watch.db", each: "changed"}},'
+                   '{name: "c", exec: "x", when: {source: "check.a", each: "exitFailed"}},'
+                   '{name: "d", exec: "x", when: {source: "global", once: "shutdown"}},'
+                   '{name: "e", exec: "x", when: {source: "a", once: "stopping"}}]}')
+    assert [j.when.source for j in config.jobs] == ["global", "watch.db", "check.a", "global", "a"]
+
+
+def test_case_insensitive_keys():
+    """Keys below the top level match in any case (SPEC §3.3)."""
+    job = job_of('{Name: "ab", EXEC: "x", port: 80, initial_STATUS: "passing", interfaces: ' + STATIC
+                 + ', HEALTH: {Interval: 1, TTL: 2}}')
+    assert (job.name, job.exec, job.initial_status, job.health.ttl) == ("ab", ("x",), "passing", 2)
+
+
+def test_exact_key_wins_and_the_other_spelling_is_invalid():
+    """With `name` and `Name` both present, `name` is used and `Name` is an invalid key."""
+    error = error_of('{jobs: [{name: "a", Name: "b"}]}')
+    assert "invalid keys: Name" in error.message
+
+
+def test_null_means_default():
+    """`null` for a field leaves the default in place."""
+    job = job_of('{name: "a", exec: null, port: null, tags: null, when: null, health: null, restarts: null}')
+    assert job.exec is None and job.port == 0 and job.when == When() and job.restarts == 0
+
+
+def test_jobs_null_elements_are_skipped():
+    """`null` elements of `jobs` are skipped, as in 3.8."""
+    assert [j.name for j in build('{jobs: [null, {name: "a"}, null]}').jobs] == ["a"]
+
+
+def test_non_advertised_jobs_are_not_held_to_service_rules():
+    """Port-0 jobs may have any non-empty name and an ignored initial_status (SPEC §8.2)."""
+    config = build('{jobs: [{name: "myjob_invalid_name", exec: "x", initial_status: "bogus"}, {name: "A"}]}')
+    assert [j.name for j in config.jobs] == ["myjob_invalid_name", "A"]
+    assert config.jobs[0].initial_status is None
+
+
+def test_job_consul_block_without_deregister_is_accepted():
+    """Pilot accepts a job `consul` block without deregisterCriticalServiceAfter (SPEC §0)."""
+    job = job_of('{name: "app", port: 80, interfaces: ' + STATIC
+                 + ', health: {interval: 1, ttl: 2}, consul: {enableTagOverride: 1}}')
+    assert job.enable_tag_override and job.deregister_critical_service_after is None
+
+
+@pytest.mark.parametrize("value, seconds", [
+    (None, 5), ("0", 5), ("-1", -1), ('"10"', 10), ("1.9", 1), ('"0x10"', 16),
+])
+def test_top_level_stop_timeout(value, seconds):
+    """Top-level stopTimeout: integer seconds, absent or 0 → 5, negative kept."""
+    text = "{}" if value is None else "{stopTimeout: " + value + "}"
+    assert build(text).stop_timeout == seconds
+
+
+@pytest.mark.parametrize("logging, level, fmt, output", [
+    ("{}", "INFO", "default", "stdout"),
+    ('{level: "debug", format: "JSON", output: "STDERR"}', "DEBUG", "json", "stderr"),
+    ('{level: "Warning", format: "text", output: "/var/log/pilot.log"}', "WARN", "text", "/var/log/pilot.log"),
+])
+def test_logging_values(logging, level, fmt, output):
+    """logging values are case-insensitive and normalised (SPEC §7)."""
+    config = build("{logging: " + logging + "}")
+    assert (config.logging.level, config.logging.format, config.logging.output) == (level, fmt, output)
+
+
+def test_control_socket():
+    """control.socket sets the control socket path (SPEC §14.1)."""
+    assert build('{control: {socket: "/tmp/cp.sock"}}').control.socket == "/tmp/cp.sock"
+
+
+def test_json5_syntax():
+    """Comments, unquoted keys, single quotes, trailing commas, hex and +numbers (SPEC §5.1)."""
+    config = build("""// comment
+    { /* block */ jobs: [{'name': 'a', "exec": 'x', port: 0x0, restarts: +2,},], stopTimeout: 0x10, }""")
+    assert config.jobs[0].restarts == 2 and config.stop_timeout == 16
+
+
+def test_yaml_form():
+    """A .yaml file is read as YAML and built the same way."""
+    config = build("consul: consul:8500\njobs:\n  - name: app\n    exec: [/bin/app, -x]\n"
+                   "    port: 80\n    interfaces: 'static:10.1.2.3'\n    health: {interval: 5, ttl: 10}\n"
+                   "    when: {source: SIGHUP}\n", path="pilot.yaml")
+    job = config.jobs[0]
+    assert config.consul.address == "consul:8500"
+    assert job.exec == ("/bin/app", "-x") and job.ip == "10.1.2.3" and job.when.is_signal
+
+
+def test_yml_extension_and_case():
+    """`.yml` and `.YAML` are YAML too."""
+    assert build("jobs: [{name: a}]", path="x.yml").jobs[0].name == "a"
+    assert build("jobs: [{name: a}]", path="x.YAML").jobs[0].name == "a"
+
+
+def test_load_reads_a_file_on_disk():
+    """load() reads, renders and builds a config file from tests/configs."""
+    config = load(os.path.join(CONFIGS, "good.json5"), {})
+    assert [j.name for j in config.jobs] == ["setup", "app", "containerpilot"]
+    assert config.jobs[1].when == When("setup", "exitSuccess", False, None, None)
+
+
+def test_read_errors_use_go_wording(tmp_path):
+    """An unreadable config names the file with Go's os error text (SPEC §3.1)."""
+    with pytest.raises(ConfigError) as caught:
+        read_and_render("/xxxx", {})
+    assert "could not read config file: open /xxxx: no such file or directory" in str(caught.value)
+    with pytest.raises(ConfigError, match="could not read config file: read .*: is a directory"):
+        read_and_render(str(tmp_path), {})
+
+
+def test_read_and_render_returns_text_without_templates(tmp_path):
+    """Text without template actions comes back unchanged."""
+    path = tmp_path / "c.json5"
+    path.write_text('{jobs: [{name: "a"}]}')
+    assert read_and_render(str(path), {}) == '{jobs: [{name: "a"}]}'
+
+
+def test_resolve_path():
+    """-config wins, then $CONTAINERPILOT, else `-config flag is required`."""
+    assert resolve_path("/a", {"CONTAINERPILOT": "/b"}) == "/a"
+    assert resolve_path(None, {"CONTAINERPILOT": "/b"}) == "/b"
+    assert resolve_path("", {"CONTAINERPILOT": "/b"}) == "/b"
+    with pytest.raises(ConfigError, match="-config flag is required"):
+        resolve_path(None, {})
+
+
+# --- broken configs ---------------------------------------------------------------
+
+J = 'consul: "c", jobs: '
+ADV = 'name: "web", port: 80, interfaces: ' + STATIC + ', '
+BROKEN = [
+    ("<>", "parse error at line:col [1:1]"),
+    ('{"test": , "test2": "hello"}', "parse error at line:col [1:10]"),
+    ("{\n  a: 010\n}", "parse error at line:col [2:"),
+    ("{a: 1 b: 2}", "parse error at line:col [1:7]"),
+    ("{a: 'x\ny'}", "parse error at line:col [1:"),
+    ("", "parse error at line:col [1:1]"),
+    ("[]", "could not parse configuration: the top level must be an object (got slice)"),
+    ("{foo: 1, bar: 2}", "unknown config keys: [bar foo]"),
+    ("{Jobs: []}", "unknown config keys: [Jobs]"),
+    ("{consul: 5}", "no discovery backend defined"),
+    ('{consul: {address: "a", adress: "b"}}', "'consul' has invalid keys: adress"),
+    ('{consul: {scheme: "ftp"}}', 'consul.scheme must be "http" or "https"'),
+    ('{consul: {tls: {cafile: "/nonexistent/ca.pem"}}}', "consul.tls.cafile: cannot load '/nonexistent/ca.pem'"),
+    ('{consul: {tls: {verify: "maybe"}}}', "cannot parse 'consul.tls.verify' as bool"),
+    ('{logging: {level: "loud"}}', "Unknown log level 'loud': not a valid logrus Level: \"loud\""),
+    ('{logging: {format: "xml"}}', "Unknown log format 'xml'"),
+    ('{logging: {output: ""}}', "logging.output must be"),
+    ("{logging: {lvl: 1}}", "'logging' has invalid keys: lvl"),
+    ('{logging: "debug"}', "'logging' expected a map, got 'string'"),
+    ('{stopTimeout: "10s"}', "cannot parse 'stopTimeout' as int: strconv.ParseInt: parsing \"10s\": invalid syntax"),
+    ('{control: {sock: "/x"}}', "unable to parse control: control config parsing error: 'control' has invalid keys: sock"),
+    ('{jobs: [{name: "a", exec: "x", restart: "never"}]}', "unable to parse jobs: 'job[a]' has invalid keys: restart"),
+    ('{jobs: ["x"]}', "'jobs[0]' expected a map, got 'string'"),
+    ("{jobs: {}}", "jobs must be an array"),
+    ('{jobs: [{name: "a", health: "x"}]}', "'job[a].health' expected a map, got 'string'"),
+    ('{jobs: [{name: "a", when: []}]}', "'job[a].when' expected a map, got 'slice'"),
+    ('{jobs: [{name: "a", port: "abc"}]}', "cannot parse 'job[a].port' as int: strconv.ParseInt: parsing \"abc\""),
+    ('{jobs: [{name: "a", port: 70000}]}', "job[a].port must be between 0 and 65535 (got 70000)"),
+    ('{jobs: [{name: "a", tags: "x"}]}', "'job[a].tags': source data must be an array or slice, got string"),
+    ('{jobs: [{name: "a", health: {interval: "5s", ttl: 1}}]}', "cannot parse 'job[a].health.interval' as int"),
+    ('{jobs: [{name: ["a"]}]}', "'jobs[0].name' expected type 'string'"),
+    ("{" + J + "[{name: \"web\", port: 80}]}", "unable to parse jobs: job[web].health must be set if 'port' is set"),
+    ("{jobs: [{name: \"web\", health: {interval: 0, ttl: 5}}]}", "unable to parse jobs: job[web].health.interval must be > 0 (got 0)"),
+    ("{jobs: [{name: \"web\", health: {interval: 5}}]}", "unable to parse jobs: job[web].health.ttl must be > 0 (got 0)"),
+    ('{jobs: [{name: "web", health: {interval: 5, ttl: 5, timeout: "xx"}}]}',
+     "could not parse job[web].health.timeout 'xx': time: invalid duration xx"),
+    ('{jobs: [{name: "web", health: {interval: 5, ttl: 5, exec: ""}}]}',
+     "unable to create job[web].health.exec: received zero-length argument"),
+    ("{" + J + "[{" + ADV + 'health: {interval: 1, ttl: 2}, initial_status: "ok"}]}',
+     "job[web].initialStatus must be one of 'passing', 'warning' or 'critical'"),
+    ('{jobs: [{name: "", exec: "x"}]}', "'name' must not be blank"),
+    ("{jobs: [{exec: \"x\"}]}", "jobs[0]: 'name' must not be blank"),
+    ("{" + J + '[{name: "Web_1", port: 80, health: {interval: 1, ttl: 2}}]}',
+     "service names must be alphanumeric with dashes to comply with service discovery"),
+    ("{" + J + '[{name: "web", port: 80, interfaces: 5, health: {interval: 1, ttl: 2}}]}',
+     "job[web].interfaces: unexpected argument type: float64"),
+    ("{" + J + '[{name: "web", port: 80, interfaces: "!", health: {interval: 1, ttl: 2}}]}',
+     "job[web].interfaces: Unable to parse interface spec: !"),
+    ("{" + J + "[{" + ADV + 'health: {interval: 1, ttl: 2}, consul: {deregisterCriticalServiceAfter: "10"}}]}',
+     "unable to parse job[web].consul.deregisterCriticalServiceAfter: time: missing unit in duration 10"),
+    ('{jobs: [{name: "web", consul: {enableTagOverride: "yes"}}]}',
+     "cannot parse 'job[web].consul.enableTagOverride' as bool: strconv.ParseBool: parsing \"yes\": invalid syntax"),
+    ('{jobs: [{name: "E", when: {interval: "1s", once: "startup"}}]}',
+     "job[E].when can have only one of 'interval', 'once', or 'each'"),
+    ('{jobs: [{name: "E", when: {interval: "xx"}}]}', "unable to parse job[E].when.interval 'xx': time: invalid duration xx"),
+    ('{jobs: [{name: "E", when: {interval: "-1s"}}]}', "job[E].when.interval '-1s' cannot be less than 1ms"),
+    ('{jobs: [{name: "E", when: {interval: "1ns"}}]}', "job[E].when.interval '1ns' cannot be less than 1ms"),
+    ('{jobs: [{name: "E", when: {interval: 1.5}}]}', "unable to parse job[E].when.interval '1.5': time: missing unit in duration 1.5"),
+    ('{jobs: [{name: "E", when: {source: "E", once: "x", timeout: "xx"}}]}', "unable to parse job[E].when.timeout: time: invalid duration xx"),
+    ('{jobs: [{name: "E", when: {source: "E", once: "bogus"}}]}', "unable to parse job[E].when.event: bogus is not a valid event code"),
+    ('{jobs: [{name: "E", when: {source: "SIGHUP", each: "Healthy"}}]}', "Healthy is not a valid event code"),
+    ('{jobs: [{name: "E", when: {sauce: "E"}}]}', "'job[E].when' has invalid keys: sauce"),
+    ('{jobs: [{name: "E", stopTimeout: "xx"}]}', "unable to parse job[E].stopTimeout 'xx': time: invalid duration xx"),
+    ('{jobs: [{name: "E", restarts: "invalid"}]}',
+     "job[E].restarts field 'invalid' invalid: accepts positive integers, \"unlimited\", or \"never\""),
+    ('{jobs: [{name: "E", restarts: "-1"}]}', "job[E].restarts field '-1' invalid: accepts positive integers"),
+    ('{jobs: [{name: "E", restarts: -1}]}', "job[E].restarts field '-1' invalid: number must be positive integer"),
+    ('{jobs: [{name: "E", restarts: true}]}', "job[E].restarts field 'true' invalid: accepts positive integers"),
+    ('{jobs: [{name: "E", restarts: "unlimited", when: {source: "x", each: "healthy"}}, {name: "x"}]}',
+     "job[E].restarts field 'unlimited' invalid: may not be used when 'job.when.each' is set"),
+    ('{jobs: [{name: "serviceC", timeout: "xx"}]}', "unable to parse job[serviceC].timeout 'xx': time: invalid duration xx"),
+    ('{jobs: [{name: "E", timeout: "0"}]}', "job[E].timeout '0' cannot be less than 1ms"),
+    ('{jobs: [{name: "E", timeout: "1ns"}]}', "job[E].timeout '1ns' cannot be less than 1ms"),
+    ('{jobs: [{name: "E", timeout: "20yy"}]}', "time: unknown unit yy in duration 20yy"),
+    ('{jobs: [{name: "E", exec: ""}]}', "unable to create job[E].exec: received zero-length argument"),
+    ('{jobs: [{name: "E", exec: []}]}', "unable to create job[E].exec: received zero-length argument"),
+    ('{jobs: [{name: "E", exec: {}}]}', "unable to create job[E].exec: received zero-length argument"),
+    ('{jobs: [{name: "a"}, {name: "a"}]}', "unable to parse jobs: job[a] is defined twice"),
+    ('{jobs: [{name: "a", main: true}, {name: "b", main: 1}]}', "only one job may set 'main: true' (got a, b)"),
+    ('{jobs: [{name: "a", when: {source: "nope", once: "healthy"}}]}', "job[a].when.source 'nope' names nothing"),
+    ('{jobs: [{name: "a", when: {source: "b"}}]}', "job[a].when.source 'b' names nothing"),
+    ('{jobs: [{name: "a", when: {source: "check.b", once: "exitFailed"}}, {name: "b"}]}', "'check.b' names nothing"),
+    ('{jobs: [{name: "a", when: {source: "watch.db", once: "changed"}}]}', "'watch.db' names nothing"),
+    ('{jobs: [{name: "a", stopSignal: "SIGNOPE"}]}', "job[a].stopSignal: \"SIGNOPE\" is not a signal name"),
+    ('{jobs: [{name: "a", restartDelay: "-1s"}]}', "job[a].restartDelay must not be negative"),
+    ('{jobs: [{name: "a", restartDelay: "10s", restartDelayMax: "1s"}]}', "job[a].restartDelayMax '1s' must not be less than"),
+    ('{jobs: [{name: "a", restartResetAfter: "x"}]}', "unable to parse job[a].restartResetAfter 'x': time: invalid duration x"),
+    ('{jobs: [{name: "a", main: "maybe"}]}', "cannot parse 'job[a].main' as bool"),
+    ('{jobs: [{name: "web", port: 80, interfaces: ' + STATIC + ', health: {interval: 1, ttl: 2}}]}',
+     "job[web].port is 80 but there is no 'consul' section"),
+    ('{watches: [{name: "db", interval: 1}]}', "watches need a 'consul' section"),
+    ("{telemetry: {interfaces: [" + STATIC + "]}}", "telemetry validation error: telemetry needs a 'consul' section"),
+    ('{consul: "c", watches: [{interval: 1}]}', "unable to parse watches: watches[0]: 'name' must not be blank"),
+    ('{consul: "c", watches: [{name: "DB", interval: 1}]}', "unable to parse watches: watch[DB].name: service names must be alphanumeric"),
+    ('{consul: "c", watches: [{name: "db", interval: 0}]}', "unable to parse watches: watch[db].interval must be > 0"),
+    ('{consul: "c", watches: [{name: "db", interval: 1, tags: ["a"]}]}',
+     "unable to parse watches: Watch configuration error: 'watches[0]' has invalid keys: tags"),
+    ('{consul: "c", watches: [{name: "db", interval: 1}, {name: "db", interval: 2}]}', "watch[db] is defined twice"),
+    ('{consul: "c", watches: "db"}', "watches must be an array"),
+    ('{consul: "c", telemetry: {interfaces: "eth0"}}',
+     "telemetry configuration error: 'telemetry.interfaces': source data must be an array or slice, got string"),
+    ('{consul: "c", telemetry: {prot: 1}}', "telemetry configuration error: 'telemetry' has invalid keys: prot"),
+    ('{consul: "c", telemetry: {port: 0}}', "telemetry validation error: telemetry.port must be between 1 and 65535"),
+    ('{consul: "c", telemetry: {interfaces: ["!"]}}', "telemetry validation error: telemetry.interfaces: Unable to parse interface spec: !"),
+    ('{consul: "c", telemetry: {interfaces: [' + STATIC + '], metrics: [{name: "m", help: "h", type: "bogus"}]}}',
+     "invalid metric type: bogus"),
+    ('{consul: "c", telemetry: {interfaces: [' + STATIC + '], metrics: [{name: "Test.Metric.Bad.Name", help: "h", type: "gauge"}]}}',
+     '"Test.Metric.Bad.Name" is not a valid metric name'),
+    ('{consul: "c", telemetry: {interfaces: [' + STATIC + '], metrics: [{name: "m", type: "gauge"}]}}',
+     "is invalid: empty help string"),
+    ('{consul: "c", telemetry: {interfaces: [' + STATIC + '], metrics: [{name: "m", help: "h", type: "gauge"},'
+     ' {name: "m", help: "h", type: "counter"}]}}', "metric m is defined twice"),
+    ('{consul: "c", telemetry: {interfaces: [' + STATIC + ']}, jobs: [{name: "containerpilot", exec: "x"}]}',
+     "the name 'containerpilot' is reserved"),
+    ('{jobs: [{name: "a\\nb", exec: "x", restart: 1}]}', "'job[a\\nb]' has invalid keys: restart"),
+]
+
+
+@pytest.mark.parametrize("text, expected", BROKEN)
+def test_broken_config(text, expected):
+    """Each broken config fails with its expected message, on one line, naming the file."""
+    error = error_of(text)
+    assert expected in str(error)
+    assert "\n" not in str(error) and str(error).startswith("broken.json5")
+
+
+def test_there_are_many_broken_configs():
+    """The brief asks for at least 40 broken configs with expected messages."""
+    assert len(BROKEN) >= 40
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("jobs:\n  - name: a\n  exec: x\n", "parse error at line:col [3:"),
+    ("- a\n", "the top level must be an object"),
+    ("", "the top level must be an object (got nil)"),
+    ("a: &x [*x]\n", "could not parse configuration"),
+    ("jobs: [{name: a, exec: !!binary aGVsbG8=}]\n", "unsupported value of type bytes"),
+    ("jobs: [{name: a, on: 1}]\n", "'job[a]' has invalid keys: true"),
+])
+def test_broken_yaml(text, expected):
+    """YAML syntax errors give a line; YAML-only values are rejected on one line."""
+    with pytest.raises(ConfigError) as caught:
+        parse_text(text, "broken.yaml", {})
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_parse_errors_carry_the_line():
+    """A syntax error's ConfigError.line is the 1-based line of the problem."""
+    assert error_of("{\n\n  a: <\n}").line == 3
+
+
+def test_errors_carry_the_field_path():
+    """ConfigError.path names the field as the user wrote it."""
+    assert error_of('{jobs: [{name: "web", health: {interval: 0, ttl: 1}}]}').path == "job[web].health.interval"
+
+
+def test_broken_files_on_disk():
+    """Every file in tests/configs/broken-* fails with the message in its first comment line."""
+    names = sorted(n for n in os.listdir(CONFIGS) if n.startswith("broken-"))
+    assert names
+    for name in names:
+        path = os.path.join(CONFIGS, name)
+        with open(path) as file:
+            expected = file.readline().lstrip("/# ").strip()
+        with pytest.raises(ConfigError) as caught:
+            load(path, {})
+        assert expected in str(caught.value), name
+        assert str(caught.value).startswith(path)
