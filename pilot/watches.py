@@ -1,0 +1,159 @@
+"""Watches: follow another service's healthy instances in Consul and tell
+the jobs when they change (SPEC §11, with §0's blocking queries).
+
+A `Watch` asks `GET /v1/health/service/NAME?passing=1` as a Consul blocking
+query: the agent answers as soon as the service changes, or after
+`interval` seconds if nothing did, so a change reaches the jobs at once and
+`interval` only bounds how stale a quiet watch may be. On a change it
+publishes `changed{watch.NAME}` then `healthy{watch.NAME}` (some passing
+instance) or `unhealthy{watch.NAME}` (none).
+
+Each watch keeps its own memory of the last answer, so two watches on one
+service with different tags never disturb each other (SPEC §0).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import List, Optional, Tuple
+
+import gevent
+
+from pilot import events as ev
+from pilot.config.model import WatchConfig
+from pilot.discovery import ConsulError, Instance
+from pilot.events import Event
+
+NOT_ADVANCING_PAUSE = 1.0  # seconds; upper bound of the pause after an early, empty answer
+
+
+class Watch:
+    """One `watches` entry: a greenlet asking Consul, publishing on the bus.
+
+    `blocking` is False only for comparisons with 3.8 (bench/): then the
+    watch polls every `interval` seconds, as 3.8 does.
+    """
+
+    blocking = True
+
+    def __init__(self, cfg: WatchConfig, consul, bus, app=None,
+                 log: Optional[logging.Logger] = None):
+        self.cfg = cfg
+        self.consul = consul
+        self.bus = bus
+        self.app = app
+        self.log = log or logging.getLogger("pilot.watches")
+        self.instances: List[Instance] = []
+        self.index = 0  # the Consul index the next blocking query waits past
+        self._failure = ""  # the error already reported for this outage
+        self._greenlet: Optional[gevent.Greenlet] = None
+
+    @property
+    def source(self) -> str:
+        return self.cfg.source
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin watching; the first query goes out at once (SPEC §0)."""
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        """Stop watching, also in the middle of a blocking query. Idempotent."""
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is not None:
+            greenlet.kill(block=True, timeout=2)
+
+    def status(self) -> dict:
+        """What `GET /v3/status` shows for this watch."""
+        return {"name": self.cfg.name, "tag": self.cfg.tag, "instances": len(self.instances)}
+
+    def _run(self) -> None:
+        if not self.blocking:
+            gevent.sleep(self.cfg.interval)  # 3.8: first poll one interval after start
+        while True:
+            gevent.sleep(self.poll())
+
+    # -- one query ----------------------------------------------------------
+
+    def poll(self) -> float:
+        """Ask Consul once and publish what changed; seconds to wait before the next query."""
+        asked = self.index if self.blocking else 0
+        began = time.monotonic()
+        try:
+            index, instances = self.consul.health_service(
+                self.cfg.name, tag=self.cfg.tag, dc=self.cfg.dc,
+                index=asked or None, wait=self.cfg.interval)
+        except ConsulError as err:
+            self._report_failure(err)
+            # The agent may have restarted with a lower index; start afresh.
+            self.index = 0
+            return self.cfg.interval
+        except Exception as err:  # a bug must not end the watch nor show a traceback
+            self.log.error("watch %s: unexpected error: %s", self.cfg.name, err)
+            self.index = 0
+            return self.cfg.interval
+        self._failure = ""
+        self.index = next_index(asked, index)
+        self.update(instances)
+        if not self.blocking:
+            return self.cfg.interval
+        return self._pause_after(asked, index, time.monotonic() - began)
+
+    def _pause_after(self, asked: int, index: int, elapsed: float) -> float:
+        """No pause normally; a short one when a blocking query came back early
+        without news, so a misbehaving agent cannot make the watch spin."""
+        if asked and index == asked and elapsed < self.cfg.interval / 2:
+            return min(self.cfg.interval, NOT_ADVANCING_PAUSE)
+        return 0.0
+
+    def _report_failure(self, err: ConsulError) -> None:
+        """One WARN per outage: quiet when Consul is known down or this error was told."""
+        text = str(err)
+        if err.repeated or text == self._failure:
+            self.log.debug("failed to query %s: %s", self.cfg.name, text)
+        else:
+            self.log.warning("failed to query %s: %s", self.cfg.name, text)
+        self._failure = text
+
+    # -- change detection ---------------------------------------------------
+
+    def update(self, instances: List[Instance]) -> bool:
+        """Take a fresh answer; publish changed + healthy/unhealthy if it differs."""
+        instances = sorted(instances, key=lambda i: i.id)
+        self._report_count(len(instances))
+        if not changed(self.instances, instances):
+            return False
+        self.instances = instances
+        self.bus.publish(Event(ev.CHANGED, self.source))
+        self.bus.publish(Event(ev.HEALTHY if instances else ev.UNHEALTHY, self.source))
+        return True
+
+    def _report_count(self, count: int) -> None:
+        telemetry = getattr(self.app, "telemetry", None)
+        if telemetry is not None:
+            telemetry.set_watch_instances(self.cfg.name, count)
+
+
+def changed(old: List[Instance], new: List[Instance]) -> bool:
+    """SPEC §11: a different count, or (sorted by ID) a different address or port."""
+    if len(old) != len(new):
+        return True
+    return _places(old) != _places(new)
+
+
+def _places(instances: List[Instance]) -> List[Tuple[str, int]]:
+    return [(i.address, i.port) for i in sorted(instances, key=lambda i: i.id)]
+
+
+def next_index(asked: int, got: int) -> int:
+    """The index for the next blocking query (Consul's rules for clients).
+
+    An index that went backwards means the agent's state was reset: start
+    again from 0 (a plain query). An index below 1 is a Consul bug that would
+    make every blocking query return at once: use 1.
+    """
+    if got < asked:
+        return 0
+    return max(got, 1)

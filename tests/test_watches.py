@@ -1,0 +1,331 @@
+"""pilot.watches against a fake Consul that answers blocking queries like the agent."""
+import logging
+import time
+
+import gevent
+import gevent.event
+import pytest
+
+from pilot import events as ev
+from pilot.config.model import WatchConfig
+from pilot.discovery import ConsulError, Instance
+from pilot.events import Bus, Event
+from pilot.watches import Watch, changed, next_index
+
+pytestmark = pytest.mark.timeout(10)
+LOGGER = "pilot.watches.test"
+
+
+class FakeConsul:
+    """`health_service` as the agent has it: a global index that grows on every
+    change, and blocking queries that return when it passes the asked index
+    or when `wait` runs out. `fail` makes every call raise it."""
+
+    def __init__(self):
+        self.index = 10
+        self.services = {}  # name -> [Instance]
+        self.calls = []
+        self.fail = None
+        self.index_override = None
+        self._news = gevent.event.Event()
+
+    def put(self, name, *instances):
+        self.services[name] = list(instances)
+        self.touch()
+
+    def touch(self):
+        """Something else changed in the catalog: blocking queries return."""
+        self.index += 1
+        self._news.set()
+        self._news = gevent.event.Event()
+
+    def health_service(self, name, tag="", dc="", index=None, wait=None):
+        self.calls.append(dict(name=name, tag=tag, dc=dc, index=index, wait=wait))
+        if self.fail is not None:
+            raise self.fail
+        if index:
+            deadline = time.monotonic() + wait
+            while index >= self.index and time.monotonic() < deadline:
+                self._news.wait(deadline - time.monotonic())
+        found = [i for i in self.services.get(name, []) if not tag or tag in i.tags]
+        got = self.index if self.index_override is None else self.index_override
+        return got, list(reversed(found))  # unsorted on purpose
+
+
+class FakeTelemetry:
+    def __init__(self):
+        self.counts = []
+
+    def set_watch_instances(self, service, n):
+        self.counts.append((service, n))
+
+
+class FakeApp:
+    def __init__(self, telemetry=None):
+        self.telemetry = telemetry
+
+
+def inst(id, address="10.0.0.1", port=80, tags=()):
+    return Instance(id=id, address=address, port=port, tags=tuple(tags))
+
+
+@pytest.fixture
+def consul():
+    return FakeConsul()
+
+
+@pytest.fixture
+def bus():
+    return Bus()
+
+
+def make_watch(consul, bus, name="db", interval=1, tag="", dc="", app=None):
+    cfg = WatchConfig(name=name, interval=interval, tag=tag, dc=dc)
+    return Watch(cfg, consul, bus, app or FakeApp(), log=logging.getLogger(LOGGER))
+
+
+def published(bus):
+    """Every event published on `bus` from now on, in order."""
+    seen = []
+    bus.listen(seen.append)
+    return seen
+
+
+def test_first_answer_with_instances_is_a_change_to_healthy(consul, bus):
+    """Initially the list is empty, so instances in the first answer publish changed then healthy."""
+    seen = published(bus)
+    consul.put("db", inst("db-1"), inst("db-2"))
+    watch = make_watch(consul, bus)
+    watch.poll()
+    assert seen == [Event(ev.CHANGED, "watch.db"), Event(ev.HEALTHY, "watch.db")]
+    assert watch.status() == {"name": "db", "tag": "", "instances": 2}
+
+
+def test_a_service_that_never_existed_publishes_nothing(consul, bus):
+    """An absent service matches the initial empty list: no event, ever."""
+    seen = published(bus)
+    watch = make_watch(consul, bus)
+    for _ in range(3):
+        consul.put("other", inst("other-1"))
+        watch.poll()
+    assert seen == []
+
+
+def test_an_unchanged_answer_publishes_nothing(consul, bus):
+    """Same instances again (even a new index, other tags): nothing is published."""
+    consul.put("db", inst("db-1"))
+    watch = make_watch(consul, bus)
+    watch.poll()
+    seen = published(bus)
+    consul.put("db", inst("db-1", tags=("new-tag",)))
+    watch.poll()
+    assert seen == []
+
+
+def test_every_change_while_healthy_republishes_healthy(consul, bus):
+    """2 -> 3 instances is a change: changed and healthy again."""
+    consul.put("db", inst("db-1"), inst("db-2"))
+    watch = make_watch(consul, bus)
+    watch.poll()
+    seen = published(bus)
+    consul.put("db", inst("db-1"), inst("db-2"), inst("db-3"))
+    watch.poll()
+    assert seen == [Event(ev.CHANGED, "watch.db"), Event(ev.HEALTHY, "watch.db")]
+
+
+@pytest.mark.parametrize("moved", [inst("db-2", address="10.0.0.9"), inst("db-2", port=81)])
+def test_same_count_with_a_moved_instance_is_a_change(consul, bus, moved):
+    """Sorted by ID, an address or a port that differs is a change."""
+    consul.put("db", inst("db-1"), inst("db-2"))
+    watch = make_watch(consul, bus)
+    watch.poll()
+    seen = published(bus)
+    consul.put("db", inst("db-1"), moved)
+    watch.poll()
+    assert seen == [Event(ev.CHANGED, "watch.db"), Event(ev.HEALTHY, "watch.db")]
+
+
+def test_last_instance_gone_publishes_unhealthy(consul, bus):
+    """Going to 0 passing instances publishes changed then unhealthy."""
+    consul.put("db", inst("db-1"))
+    watch = make_watch(consul, bus)
+    watch.poll()
+    seen = published(bus)
+    consul.put("db")
+    watch.poll()
+    assert seen == [Event(ev.CHANGED, "watch.db"), Event(ev.UNHEALTHY, "watch.db")]
+    assert watch.status()["instances"] == 0
+
+
+def test_change_detection_rule():
+    """Count, then address/port after sorting by ID; order and tags do not matter."""
+    a, b = inst("a", "10.0.0.1"), inst("b", "10.0.0.2")
+    assert not changed([a, b], [b, a])
+    assert not changed([a], [inst("a", "10.0.0.1", tags=("x",))])
+    assert changed([a], [a, b])
+    assert changed([a, b], [inst("a", "10.0.0.2"), inst("b", "10.0.0.1")])
+    assert not changed([], [])
+
+
+def test_query_is_a_blocking_one_past_the_last_index(consul, bus):
+    """The first query is plain; later ones block past the last index, waiting `interval`."""
+    consul.put("db", inst("db-1"))
+    watch = make_watch(consul, bus, interval=7, tag="primary", dc="dc2")
+    consul.services["db"] = [inst("db-1", tags=("primary",))]
+    watch.poll()
+    consul.put("db", inst("db-1", tags=("primary",)))
+    watch.poll()
+    assert consul.calls[0] == dict(name="db", tag="primary", dc="dc2", index=None, wait=7)
+    assert consul.calls[1] == dict(name="db", tag="primary", dc="dc2", index=11, wait=7)
+
+
+def test_watches_are_keyed_by_name_and_tag(consul, bus):
+    """Two watches on one service with different tags each keep their own state:
+    each publishes its own change once, then nothing (3.8 would flip-flop)."""
+    consul.put("db", inst("db-1", tags=("primary",)), inst("db-2"), inst("db-3"))
+    primary = make_watch(consul, bus, tag="primary")
+    every = make_watch(consul, bus)
+    seen = published(bus)
+    for _ in range(3):
+        primary.poll()
+        every.poll()
+        consul.touch()
+    assert seen.count(Event(ev.CHANGED, "watch.db")) == 2
+    assert (primary.status()["instances"], every.status()["instances"]) == (1, 3)
+
+
+def test_consul_failure_warns_once_keeps_state_and_waits_interval(consul, bus, caplog):
+    """On error: one WARN `failed to query NAME: <error>` per outage, no event,
+    the previous state is kept, the retry waits `interval`."""
+    consul.put("db", inst("db-1"))
+    watch = make_watch(consul, bus, interval=3)
+    watch.poll()
+    seen = published(bus)
+    caplog.set_level(logging.DEBUG, LOGGER)
+    consul.fail = ConsulError("consul at x:1 unreachable: Connection refused")
+    delays = [watch.poll()]
+    consul.fail = ConsulError("consul at x:1 unreachable: Connection refused", repeated=True)
+    delays += [watch.poll(), watch.poll()]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["failed to query db: consul at x:1 unreachable: Connection refused"]
+    assert delays == [3, 3, 3]
+    assert seen == [] and watch.status()["instances"] == 1
+    consul.fail = None
+    assert watch.poll() == 0 and seen == []  # the same instance after the outage: no change
+
+
+def test_an_error_that_is_not_an_outage_warns_once_until_recovery(consul, bus, caplog):
+    """A repeated HTTP error (repeated=False) is still told once, and again after a success."""
+    watch = make_watch(consul, bus)
+    caplog.set_level(logging.DEBUG, LOGGER)
+    consul.fail = ConsulError("Unexpected response code: 500 (boom)")
+    watch.poll(), watch.poll()
+    consul.fail = None
+    watch.poll()
+    consul.fail = ConsulError("Unexpected response code: 500 (boom)")
+    watch.poll()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+
+
+def test_after_an_error_the_next_query_starts_afresh(consul, bus):
+    """A failure may be an agent restart (lower index): the next query is a plain one."""
+    watch = make_watch(consul, bus)
+    watch.poll()
+    consul.fail = ConsulError("down", repeated=True)
+    watch.poll()
+    consul.fail = None
+    watch.poll()
+    assert consul.calls[-1]["index"] is None
+
+
+def test_index_going_backwards_resets_to_zero(consul, bus):
+    """An answer with a lower index is used, and the next query is a plain one."""
+    watch = make_watch(consul, bus)
+    watch.poll()
+    consul.put("db", inst("db-1"))
+    consul.index_override = 3
+    seen = published(bus)
+    watch.poll()
+    assert watch.index == 0 and seen[0] == Event(ev.CHANGED, "watch.db")
+    consul.index_override = None
+    watch.poll()
+    assert consul.calls[-1]["index"] is None
+
+
+def test_next_index_rules():
+    """Backwards -> 0; zero or negative -> 1; otherwise the new index."""
+    assert next_index(50, 40) == 0
+    assert next_index(0, 0) == 1
+    assert next_index(5, 5) == 5
+    assert next_index(5, 9) == 9
+
+
+def test_an_early_answer_without_news_is_paced(consul, bus):
+    """An index that did not advance on an early return pauses the watch, so it cannot spin."""
+    watch = make_watch(consul, bus, interval=30)
+    watch.poll()
+    consul.index_override = consul.index  # the agent answers at once with the same index
+    consul.index = 1000  # ... and the fake does not block
+    assert 0 < watch.poll() <= 1.0
+
+
+def test_instance_count_goes_to_telemetry_on_every_answer(consul, bus):
+    """Each successful answer sets the gauge for the service, changed or not."""
+    telemetry = FakeTelemetry()
+    consul.put("db", inst("db-1"), inst("db-2"))
+    watch = make_watch(consul, bus, app=FakeApp(telemetry))
+    watch.poll()
+    consul.touch()
+    watch.poll()
+    assert telemetry.counts == [("db", 2), ("db", 2)]
+
+
+def test_a_change_reaches_the_bus_well_under_a_second(consul, bus):
+    """Started, the watch blocks on Consul: a change is published at once,
+    not after `interval`."""
+    box = bus.subscribe("job")
+    watch = make_watch(consul, bus, interval=30)
+    watch.start()
+    try:
+        gevent.sleep(0.05)
+        began = time.monotonic()
+        consul.put("db", inst("db-1"))
+        assert box.get(timeout=1) == Event(ev.CHANGED, "watch.db")
+        assert time.monotonic() - began < 0.5
+        assert box.get(timeout=1) == Event(ev.HEALTHY, "watch.db")
+        began = time.monotonic()
+        consul.put("db")
+        assert [box.get(timeout=1), box.get(timeout=1)] == [
+            Event(ev.CHANGED, "watch.db"), Event(ev.UNHEALTHY, "watch.db")]
+        assert time.monotonic() - began < 0.5
+    finally:
+        watch.stop()
+
+
+def test_stop_ends_the_greenlet_and_is_idempotent(consul, bus):
+    """stop() kills the watch inside a blocking query; calling it again is harmless."""
+    watch = make_watch(consul, bus, interval=30)
+    watch.stop()  # before start: nothing to do
+    watch.start()
+    gevent.sleep(0.05)
+    greenlet = watch._greenlet
+    watch.stop()
+    watch.stop()
+    assert greenlet.dead
+    calls = len(consul.calls)
+    consul.put("db", inst("db-1"))
+    gevent.sleep(0.05)
+    assert len(consul.calls) == calls
+
+
+def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
+    """`blocking = False` (the bench's 3.8 comparison) sends plain queries only."""
+    class Polling(Watch):
+        blocking = False
+
+    watch = Polling(WatchConfig(name="db", interval=5), consul, bus, FakeApp())
+    consul.put("db", inst("db-1"))
+    assert watch.poll() == 5
+    assert watch.poll() == 5
+    assert [c["index"] for c in consul.calls] == [None, None]
