@@ -1,0 +1,290 @@
+"""The control server's request handling, driven through its WSGI app with a
+tiny fake App (no socket), plus binding and retry rules."""
+import io
+import json
+import os
+import socket
+import stat
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+
+from pilot import control
+from pilot.control import ControlServer, RequestError
+from pilot.errors import PilotError
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class FakeTelemetry:
+    """Accepts metric `ok` with numeric values only; counts requests."""
+
+    def __init__(self):
+        self.recorded = []
+        self.requests = []
+
+    def prepare(self, name, value):
+        if name != "ok" or not isinstance(value, (int, float, str)):
+            raise ValueError(f"unknown metric {name}")
+        return lambda: self.recorded.append((name, value))
+
+    def count_control_request(self, code, path):
+        self.requests.append((code, path))
+
+
+class FakeApp:
+    def __init__(self, reload_error=None, telemetry=True):
+        self.env = {}
+        self.maintenance = []
+        self.reloads = 0
+        self.reload_error = reload_error
+        self.telemetry = FakeTelemetry() if telemetry else None
+
+    def putenv(self, values):
+        self.env.update(values)
+
+    def set_maintenance(self, enabled):
+        self.maintenance.append(enabled)
+
+    def reload(self):
+        self.reloads += 1
+        if isinstance(self.reload_error, Exception):
+            raise self.reload_error
+        return self.reload_error
+
+    def status(self):
+        return {"jobs": [{"name": "app", "state": "running"}], "maintenance": False, "watches": []}
+
+
+def call(server, method, path, body=b"", headers=None):
+    """One request through the server's WSGI app: (status, headers, body)."""
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path,
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    environ.update(headers or {})
+    setup_testing_defaults(environ)
+    seen = {}
+
+    def start_response(status, hdrs, exc_info=None):
+        seen["status"] = int(status[:3])
+        seen["headers"] = dict(hdrs)
+    out = b"".join(server.wsgi(environ, start_response))
+    return seen["status"], seen["headers"], out
+
+
+@pytest.fixture
+def app():
+    return FakeApp()
+
+
+@pytest.fixture
+def server(app, tmp_path):
+    return ControlServer(app, str(tmp_path / "pilot.socket"))
+
+
+def error_of(body):
+    doc = json.loads(body)
+    assert set(doc) == {"error"} and doc["error"]
+    return doc["error"]
+
+
+# --- bodies -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[1, 2]", b'"x"', b"null", b"\xff\xfe", b"NaN",
+                                 b'{"a": NaN}', b"[" * 100000])
+def test_bodies_that_are_not_json_objects_are_422(raw):
+    """Malformed JSON, non-objects, non-UTF-8 bytes, NaN and absurd nesting → 422."""
+    with pytest.raises(RequestError) as info:
+        control.parse_object(raw)
+    assert info.value.status == 422
+
+
+def test_env_values_map_null_to_empty_and_keep_strings():
+    """null → "" (3.8), the string "null" is stored literally."""
+    assert control.env_values({"A": None, "B": "null", "_c1": ""}) == {"A": "", "B": "null", "_c1": ""}
+
+
+@pytest.mark.parametrize("doc", [{"1A": "x"}, {"A B": "x"}, {"": "x"}, {"A=B": "x"},
+                                 {"A": 1}, {"A": True}, {"A": ["x"]}, {"A": {"b": "c"}},
+                                 {"A": "a\0b"}, {"A": "\ud800"}])
+def test_env_values_refuse_bad_names_and_values_with_400(doc):
+    """Names as the shell has them; values strings or null that fit in environ."""
+    with pytest.raises(RequestError) as info:
+        control.env_values(doc)
+    assert info.value.status == 400
+
+
+def test_read_body_refuses_a_declared_length_over_the_cap():
+    """A Content-Length over the cap is refused before reading anything."""
+    environ = {"CONTENT_LENGTH": str(control.MAX_BODY + 1), "wsgi.input": io.BytesIO(b"")}
+    with pytest.raises(RequestError) as info:
+        control.read_body(environ)
+    assert info.value.status == 413
+
+
+def test_read_body_caps_what_it_reads_whatever_the_headers_say():
+    """A body longer than the cap is refused even without a Content-Length."""
+    environ = {"CONTENT_LENGTH": "", "wsgi.input": io.BytesIO(b"x" * 101)}
+    with pytest.raises(RequestError) as info:
+        control.read_body(environ, limit=100)
+    assert info.value.status == 413
+    assert control.read_body({"wsgi.input": io.BytesIO(b"x" * 100)}, limit=100) == b"x" * 100
+
+
+# --- endpoints ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v3/environ", "/v3/env"])
+def test_environ_sets_every_pair(server, app, path):
+    """POST /v3/environ (and its alias) sets each pair; 200 with body `\\n`."""
+    status, headers, body = call(server, "POST", path, b'{"A": "1", "B": null}')
+    assert (status, body) == (200, b"\n")
+    assert app.env == {"A": "1", "B": ""}
+    assert headers["Connection"] == "close"
+
+
+@pytest.mark.parametrize("raw,code", [(b'{"A": "1", "2B": "x"}', 400), (b'{"A": "1", "B": 2}', 400),
+                                      (b'{"A": "1"', 422), (b'["A"]', 422)])
+def test_environ_applies_nothing_when_any_pair_is_bad(server, app, raw, code):
+    """Validation covers every pair before the first is applied."""
+    status, headers, body = call(server, "POST", "/v3/environ", raw)
+    assert status == code
+    assert headers["Content-Type"] == "application/json"
+    error_of(body)
+    assert app.env == {}
+
+
+def test_metric_applies_all_or_nothing(server, app):
+    """One unknown metric in a request → 400 and no record applied."""
+    status, _, body = call(server, "POST", "/v3/metric", b'{"ok": 1, "nope": 2}')
+    assert status == 400 and "nope" in error_of(body)
+    assert app.telemetry.recorded == []
+    status, _, body = call(server, "POST", "/v3/metric", b'{"ok": 1, "ok": "2"}')
+    assert (status, body) == (200, b"\n")
+    assert app.telemetry.recorded == [("ok", "2")]
+
+
+def test_metric_without_telemetry_names_the_reason(tmp_path):
+    """With telemetry off any metric name is unknown (400); an empty object is fine."""
+    app = FakeApp(telemetry=False)
+    server = ControlServer(app, str(tmp_path / "s"))
+    status, _, body = call(server, "POST", "/v3/metric", b'{"x": 1}')
+    assert status == 400 and "telemetry is not configured" in error_of(body)
+    assert call(server, "POST", "/v3/metric", b"{}")[0] == 200
+
+
+def test_maintenance_enable_and_disable_call_the_app_each_time(server, app):
+    """Each request publishes again (SPEC §14.3): not idempotent in effect."""
+    for path in ("/v3/maintenance/enable", "/v3/maintenance/enable", "/v3/maintenance/disable"):
+        assert call(server, "POST", path)[::2] == (200, b"\n")
+    assert app.maintenance == [True, True, False]
+
+
+def test_reload_returns_the_error_of_an_invalid_config(tmp_path):
+    """The caller of -reload sees why the new config was refused (SPEC §0)."""
+    app = FakeApp(reload_error="config.json5: job[web].port must be a number")
+    server = ControlServer(app, str(tmp_path / "s"))
+    status, _, body = call(server, "POST", "/v3/reload")
+    assert status == 400 and error_of(body) == "config.json5: job[web].port must be a number"
+    app.reload_error = PilotError("bad template")
+    status, _, body = call(server, "POST", "/v3/reload")
+    assert status == 400 and error_of(body) == "bad template"
+    app.reload_error = None
+    assert call(server, "POST", "/v3/reload")[::2] == (200, b"\n")
+    assert app.reloads == 3
+
+
+def test_status_is_the_apps_status_as_json(server):
+    """GET /v3/status → JSON of app.status()."""
+    status, headers, body = call(server, "GET", "/v3/status")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["jobs"][0]["name"] == "app"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+def test_ping_answers_any_method(server, method):
+    """3.8 answers /v3/ping whatever the method."""
+    assert call(server, method, "/v3/ping")[::2] == (200, b"\n")
+
+
+def test_wrong_method_is_405_json_with_allow(server, app):
+    """GET on a POST endpoint → 405 JSON, Allow: POST; nothing applied."""
+    status, headers, body = call(server, "GET", "/v3/maintenance/enable")
+    assert status == 405 and headers["Allow"] == "POST"
+    error_of(body)
+    assert app.maintenance == []
+
+
+def test_unknown_path_is_404_json(server):
+    """Unknown paths → 404 JSON and are counted under one label."""
+    status, headers, body = call(server, "GET", "/v3/nothing")
+    assert status == 404 and headers["Content-Type"] == "application/json"
+    assert "/v3/nothing" in error_of(body)
+
+
+def test_an_internal_failure_is_a_500_json_and_not_raised(server, app):
+    """A bug behind an endpoint answers 500 JSON; the exception never escapes."""
+    def broken():
+        raise RuntimeError("boom")
+    app.status = broken
+    status, headers, body = call(server, "GET", "/v3/status")
+    assert status == 500 and error_of(body) == "internal error"
+    assert call(server, "GET", "/v3/ping")[0] == 200
+
+
+def test_every_response_is_counted_by_code_and_path(server, app):
+    """containerpilot_control_http_requests gets (code, path); unknown paths → "other"."""
+    call(server, "GET", "/v3/ping")
+    call(server, "GET", "/random/path")
+    call(server, "GET", "/v3/reload")
+    assert app.telemetry.requests == [(200, "/v3/ping"), (404, "other"), (405, "/v3/reload")]
+
+
+# --- binding ------------------------------------------------------------------------
+
+
+def test_listen_retrying_gives_up_with_the_3_8_message():
+    """After the attempts, one line: error listening to socket at WHERE: <err>."""
+    calls = []
+
+    def bind():
+        calls.append(1)
+        raise OSError(98, "Address already in use")
+    with pytest.raises(PilotError) as info:
+        control.listen_retrying(bind, "/x.sock", attempts=3, delay=0)
+    assert str(info.value) == "error listening to socket at /x.sock: Address already in use"
+    assert len(calls) == 3
+
+
+def test_listen_retrying_succeeds_on_a_later_attempt():
+    """A transient failure is retried."""
+    results = [OSError(98, "busy"), "sock"]
+
+    def bind():
+        r = results.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        return r
+    assert control.listen_retrying(bind, "x", attempts=3, delay=0) == "sock"
+
+
+@pytest.mark.parametrize("stale", ["file", "dir", "socket", "symlink"])
+def test_bind_unix_replaces_a_stale_path_and_creates_mode_0600(tmp_path, stale):
+    """Whatever is at the path is replaced; the socket is private to the owner."""
+    path = tmp_path / "pilot.socket"
+    if stale == "file":
+        path.write_text("old")
+    elif stale == "dir":
+        path.mkdir()
+    elif stale == "socket":
+        old = socket.socket(socket.AF_UNIX)
+        old.bind(str(path))
+        old.close()
+    else:
+        path.symlink_to(tmp_path / "elsewhere")
+    sock = control.bind_unix(str(path))
+    try:
+        st = os.lstat(path)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    finally:
+        sock.close()
