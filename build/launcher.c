@@ -9,7 +9,8 @@
  *  - It unpacks once (PyInstaller onedir + glibc), not twice (staticx then onefile).
  *  - A job that runs `/pilot -putmetric ...` finds PILOT_BUNDLE (set here for the
  *    running Pilot and its children) and executes the already-unpacked program
- *    directly: nothing is unpacked or written per call.
+ *    directly: nothing is unpacked or written per call. Processes that did not
+ *    inherit it (docker exec, HEALTHCHECK) find it through $TMPDIR/.pilot-<build id>.
  *
  * File layout: [this static ELF][zlib stream of entries][64-byte trailer]
  *   trailer: "PILOTBUNDLE1" (12) | u32 entry count | u64 payload offset |
@@ -106,6 +107,56 @@ static void exec_app(const char *dir, char **argv)
     char app[PATH_MAX];
     snprintf(app, sizeof app, "%s/%s", dir, APP);
     execv(app, argv);
+}
+
+/* $TMPDIR/.pilot-<build id>: lets processes that did not inherit PILOT_BUNDLE
+ * (docker exec, a HEALTHCHECK) reuse the running Pilot's unpacked files too. */
+static int shared_link(char *link, size_t size, const struct trailer *t)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !tmp[0])
+        tmp = "/tmp";
+    return snprintf(link, size, "%s/.pilot-%.*s", tmp, ID_SIZE, t->id) < (int)size ? 0 : -1;
+}
+
+static void reuse_shared(const struct trailer *t, char **argv)
+{
+    char link[PATH_MAX], dir[PATH_MAX];
+    ssize_t n;
+    if (shared_link(link, sizeof link, t) < 0 || (n = readlink(link, dir, sizeof dir - 1)) <= 0)
+        return;
+    dir[n] = 0;
+    if (bundle_matches(dir, t))
+        exec_app(dir, argv);
+}
+
+static void publish_shared(const struct trailer *t, const char *dir)
+{
+    char link[PATH_MAX], old[PATH_MAX];
+    ssize_t n;
+    if (shared_link(link, sizeof link, t) < 0)
+        return;
+    if (symlink(dir, link) == 0 || errno != EEXIST)
+        return;
+    n = readlink(link, old, sizeof old - 1);
+    if (n > 0) {
+        old[n] = 0;
+        if (bundle_matches(old, t))
+            return;  /* another live copy already serves */
+    }
+    unlink(link);
+    symlink(dir, link);
+}
+
+static void withdraw_shared(const struct trailer *t, const char *dir)
+{
+    char link[PATH_MAX], old[PATH_MAX];
+    ssize_t n;
+    if (shared_link(link, sizeof link, t) < 0 || (n = readlink(link, old, sizeof old - 1)) <= 0)
+        return;
+    old[n] = 0;
+    if (strcmp(old, dir) == 0)
+        unlink(link);
 }
 
 static unsigned char *inflate_payload(int fd, const struct trailer *t)
@@ -297,7 +348,8 @@ static int reap(pid_t app, int *status)
     return done;
 }
 
-static int supervise(const char *dir, char **argv, const sigset_t *waited, const sigset_t *old)
+static int supervise(const char *dir, char **argv, const sigset_t *waited, const sigset_t *old,
+                     const struct trailer *t)
 {
     pid_t app = fork();
     if (app < 0) {
@@ -320,6 +372,7 @@ static int supervise(const char *dir, char **argv, const sigset_t *waited, const
         if (reap(app, &status))
             break;
     }
+    withdraw_shared(t, dir);
     remove_tree(dir);
     return exit_code(status);
 }
@@ -345,6 +398,7 @@ int main(int argc, char **argv)
         close(fd);
         exec_app(bundle, argv);  /* on failure, fall back to unpacking a fresh copy */
     }
+    reuse_shared(&t, argv);
 
     /* Block signals before unpacking: one that arrives meanwhile is passed on later. */
     signals_we_wait_for(&waited);
@@ -353,5 +407,6 @@ int main(int argc, char **argv)
     unpack(fd, &t, dir);
     close(fd);
     setenv(BUNDLE_ENV, dir, 1);
-    return supervise(dir, argv, &waited, &old);
+    publish_shared(&t, dir);
+    return supervise(dir, argv, &waited, &old, &t);
 }

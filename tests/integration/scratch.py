@@ -150,9 +150,14 @@ class Container:
                               timeout=timeout, check=False)
 
     def leftovers(self):
-        """Entries the launcher left in the image's TMPDIR."""
+        """Entries the launcher left in the image's TMPDIR (unpacked copies, links)."""
         tmp = os.path.join(self.root, self.image.env.get("TMPDIR", "/tmp").lstrip("/"))
-        return sorted(os.listdir(tmp)) if os.path.isdir(tmp) else []
+        return sorted(name for name in os.listdir(tmp) if name.startswith((
+            "pilot-", ".pilot-"))) if os.path.isdir(tmp) else []
+
+    def unpacked_copies(self):
+        """Directories the launcher unpacked Pilot into that still exist."""
+        return [name for name in self.leftovers() if name.startswith("pilot-")]
 
     def stop(self):
         """Kill everything in the namespace (PID 1 dying takes the rest along)."""

@@ -89,7 +89,8 @@ def test_control_socket_answers_a_client_inside_the_image(container):
     box.wait_for_output(r"control: serving at /var/run/containerpilot.socket")
     result = box.run("/pilot", "-ping")
     assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
-    assert len(box.leftovers()) == 1, box.leftovers()  # only the running Pilot's unpack
+    # docker exec found the running Pilot's unpacked copy through $TMPDIR/.pilot-<id>.
+    assert len(box.unpacked_copies()) == 1, box.leftovers()
 
 
 def test_sighup_and_sigusr2_to_pid1_run_their_jobs(container):
@@ -122,7 +123,7 @@ def test_sigterm_ends_the_container_with_status_0_and_no_files(container):
     """SIGTERM to PID 1: clean shutdown, exit 0, no traceback, unpacked files removed."""
     box = container(SIGNAL_JOBS)
     box.wait_for_output(r"control: serving at")
-    assert len(box.leftovers()) == 1
+    assert len(box.unpacked_copies()) == 1
     box.signal(signal.SIGTERM)
     assert box.wait() == 0, box.output()
     assert "Traceback" not in box.output()
@@ -159,7 +160,7 @@ def test_periodic_job_reports_a_metric_with_the_executable(container):
 
     _wait_for(metric_arrived, what="the job's metric")
     assert "sensor exited with error" not in box.output()
-    assert len(box.leftovers()) == 1, box.leftovers()  # job calls unpacked nothing
+    assert len(box.unpacked_copies()) == 1, box.leftovers()  # job calls unpacked nothing
 
 
 def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
@@ -182,13 +183,17 @@ def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
                 times.append(time.perf_counter() - start)
             return statistics.median(times)
 
-        reused, fresh = median_call({"PILOT_BUNDLE": bundle}), median_call({})
+        elsewhere = tmp_path / "elsewhere"  # no running copy to find there
+        elsewhere.mkdir()
+        reused = median_call({"PILOT_BUNDLE": bundle})
+        fresh = median_call({"TMPDIR": str(elsewhere)})
         assert reused * 2 < fresh, (reused, fresh)
+        assert os.listdir(elsewhere) == []
         assert glob.glob(str(tmp_path / "pilot-*")) == [bundle]
     finally:
         pilot.send_signal(signal.SIGTERM)
         pilot.wait(20)
-    assert glob.glob(str(tmp_path / "pilot-*")) == []
+    assert glob.glob(str(tmp_path / "pilot-*")) + glob.glob(str(tmp_path / ".pilot-*")) == []
 
 
 def test_jobs_get_the_users_environment(executable, tmp_path):
