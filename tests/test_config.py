@@ -512,3 +512,108 @@ def test_broken_files_on_disk():
             load(path, {})
         assert expected in str(caught.value), name
         assert str(caught.value).startswith(path)
+
+
+# --- property tests -------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pilot.config import TOP_LEVEL_KEYS  # noqa: E402
+from pilot.config import jobs as job_section  # noqa: E402
+from pilot.config import sections, watches as watch_section  # noqa: E402
+
+KNOWN_KEYS = sorted(set(
+    TOP_LEVEL_KEYS + job_section.JOB_KEYS + job_section.WHEN_KEYS + job_section.HEALTH_KEYS
+    + job_section.JOB_CONSUL_KEYS + sections.CONSUL_KEYS + sections.TLS_KEYS + sections.LOGGING_KEYS
+    + watch_section.WATCH_KEYS + watch_section.TELEMETRY_KEYS + watch_section.METRIC_KEYS + ("raw",)
+))
+INTERESTING = [
+    "10s", "1.5", "xx", "0", "-1", "unlimited", "never", "0x10", "static:10.1.2.3", "lo", "SIGHUP",
+    "SIGUSR2", "global", "healthy", "exitSuccess", "app", "watch.db", "check.app", "counter", "gauge",
+    "passing", "true", "debug", "json", "https://c:8500", "", " ", "a b", "QUIT",
+]
+scalars = (st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70)
+           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8)
+           | st.sampled_from(INTERESTING))
+keys = st.sampled_from(KNOWN_KEYS) | st.text(max_size=6)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=6), max_leaves=25
+)
+job_like = st.dictionaries(st.sampled_from(job_section.JOB_KEYS + ("Name", "HEALTH")), values, max_size=8)
+top_level = st.fixed_dictionaries({}, optional={
+    "consul": st.sampled_from(["c:8500", None]) | values,
+    "logging": values, "control": values, "stopTimeout": values, "telemetry": values,
+    "jobs": st.lists(job_like | values, max_size=4) | values,
+    "watches": st.lists(st.dictionaries(st.sampled_from(watch_section.WATCH_KEYS), values), max_size=3) | values,
+})
+GOOD_JOB = {"name": "app", "exec": "x", "port": 80, "interfaces": "static:10.1.2.3",
+            "health": {"exec": "c", "interval": 1, "ttl": 2}, "when": {"source": "global", "once": "startup"}}
+
+
+def _block(field_keys):
+    return st.dictionaries(st.sampled_from(field_keys), scalars, max_size=4)
+
+
+job_fields = st.dictionaries(st.sampled_from(job_section.JOB_KEYS), st.one_of(
+    scalars, values, _block(job_section.WHEN_KEYS), _block(job_section.HEALTH_KEYS),
+    _block(job_section.JOB_CONSUL_KEYS), _block(("raw",)),
+), max_size=3)
+section_fields = st.fixed_dictionaries({}, optional={
+    "consul": _block(sections.CONSUL_KEYS) | st.sampled_from(["c:8500", "https://c"]),
+    "logging": _block(sections.LOGGING_KEYS),
+    "control": _block(sections.CONTROL_KEYS),
+    "watches": st.lists(_block(watch_section.WATCH_KEYS), max_size=3),
+    "telemetry": st.fixed_dictionaries({"interfaces": st.just(["static:10.1.2.3"])}, optional={
+        "port": scalars, "tags": values,
+        "metrics": st.lists(_block(watch_section.METRIC_KEYS), max_size=3) | values,
+    }),
+})
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _only_config_errors(text, path):
+    """Either a Config or a one-line ConfigError naming the file, never an internal error."""
+    try:
+        parse_text(text, path, {})
+    except ConfigError as error:
+        message = str(error)
+        assert message.startswith(path) and "\n" not in message and "\r" not in message
+        assert "internal error" not in message, message
+
+
+@FAST
+@given(st.text(max_size=200))
+def test_random_text_gives_only_config_errors(text):
+    """Any text at all, read as JSON5 or YAML, is a Config or a ConfigError."""
+    _only_config_errors(text, "random.json5")
+    _only_config_errors(text, "random.yaml")
+
+
+@FAST
+@given(top_level)
+def test_random_structures_give_only_config_errors(data):
+    """Random JSON-like values under the known keys give a Config or a ConfigError."""
+    _only_config_errors(json.dumps(data), "random.json5")
+
+
+@FAST
+@given(st.lists(job_like, min_size=1, max_size=3))
+def test_random_jobs_give_only_config_errors(jobs):
+    """Random job objects (known keys, random values) give a Config or a ConfigError."""
+    _only_config_errors(json.dumps({"consul": "c:8500", "jobs": jobs}), "random.json5")
+
+
+@FAST
+@given(job_fields, job_fields)
+def test_mutated_valid_jobs_give_only_config_errors(first, second):
+    """A valid advertised job with a few fields replaced gives a Config or a ConfigError."""
+    jobs = [dict(GOOD_JOB, **first), dict(dict(GOOD_JOB, name="other"), **second)]
+    _only_config_errors(json.dumps({"consul": "c:8500", "jobs": jobs}), "random.json5")
+
+
+@FAST
+@given(section_fields)
+def test_random_sections_give_only_config_errors(data):
+    """Sections built from their own keys with random values give a Config or a ConfigError."""
+    _only_config_errors(json.dumps(data), "random.json5")
