@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import bottle
 from prometheus_client import (CollectorRegistry, GCCollector, PlatformCollector,
