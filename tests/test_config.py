@@ -339,6 +339,38 @@ def test_resolve_path():
         resolve_path(None, {})
 
 
+def _write(tmp_path, text, name="c.json5"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_template_renders_against_the_given_env(tmp_path):
+    """load() renders `{{ .NAME }}` from the env mapping before parsing (SPEC §4)."""
+    pytest.importorskip("pilot.template")
+    path = _write(tmp_path, '{jobs: [{name: "{{ .NAME }}", exec: "x", restarts: {{ .N | default 2 }}}]}')
+    job = load(path, {"NAME": "app"}).jobs[0]
+    assert (job.name, job.restarts) == ("app", 2)
+
+
+def test_template_errors_name_the_file(tmp_path):
+    """A broken template fails with 3.8's prefix, on one line, naming the file."""
+    pytest.importorskip("pilot.template")
+    path = _write(tmp_path, "{\n {{ if }}\n}")
+    with pytest.raises(ConfigError) as caught:
+        read_and_render(path, {})
+    message = str(caught.value)
+    assert message.startswith(path) and "could not apply template to config: template: " in message
+    assert "\n" not in message
+
+
+def test_missing_key_renders_empty_then_fails_to_parse(tmp_path):
+    """SPEC §5.2: `{"test": {{ .NO_SUCH_KEY }}, ...}` renders `{"test": , ...}` → [1:10]."""
+    pytest.importorskip("pilot.template")
+    path = _write(tmp_path, '{"test": {{ .NO_SUCH_KEY }}, "test2": "hello"}')
+    with pytest.raises(ConfigError, match=r"parse error at line:col \[1:10\]"):
+        load(path, {})
+
 # --- broken configs ---------------------------------------------------------------
 
 J = 'consul: "c", jobs: '

@@ -293,9 +293,9 @@ def _restarts(fields: Fields, label: str, when: When) -> int:
     try:
         return datatypes.restarts(value, each_set)
     except Invalid as error:
-        raise fail(
-            f"{label}.restarts field '{datatypes.go_value(value)}' invalid: {error}", f"{label}.restarts"
-        ) from None
+        shown = datatypes.go_value(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise fail(f"{label}.restarts field '{shown}' invalid: {error}", f"{label}.restarts") from None
 
 
 def _each_written(fields: Fields) -> bool:
