@@ -70,7 +70,8 @@ class JobRunner:
                             on_exit=lambda st: app.publish_exit(f"check.{cfg.name}", st))
         self.job = Job(cfg, publish=app.bus.publish, timers=self.timers,
                        process=process, check=check,
-                       service=app.service_for(cfg), dependent=dependent)
+                       service=app.service_for(cfg), dependent=dependent,
+                       kill_timeout=app.cfg.stop_timeout)
         self.greenlet: Optional[gevent.Greenlet] = None
 
     def start(self, group: gevent.pool.Group) -> None:
@@ -102,6 +103,10 @@ class App:
         self._stop_requested = gevent.event.Event()
         self._consul = None
         self._main = next((j.name for j in cfg.jobs if j.main), None)
+        self.telemetry = None
+        self.control = None
+        self._reloading = gevent.event.Event()
+        self._reloading.set()  # set = no reload in progress
 
     # -- building ---------------------------------------------------------
 
@@ -123,24 +128,33 @@ class App:
         deps = dependents(self.cfg.jobs)
         for jc in self.cfg.jobs:
             self.runners[jc.name] = JobRunner(self, jc, deps.get(jc.name))
+        self._export_ips(self.cfg)
+        self.control = self._control_server(self.cfg)
+        self.components = self._optional_components(self.cfg)
+
+    def _export_ips(self, cfg: Config) -> None:
+        for jc in cfg.jobs:
             if jc.advertised and jc.ip:
                 self.environ[ip_env_name(jc.name)] = jc.ip
-        self.components = self._optional_components()
 
-    def _optional_components(self) -> list:
-        comps = []
+    def _control_server(self, cfg: Config):
         try:
             from pilot import control
         except ImportError:
-            control = None
-        if control is not None:
-            comps.append(control.ControlServer(self, self.cfg.control.socket))
-        if self.cfg.watches:
-            from pilot.watches import Watch
-            comps += [Watch(w, self.consul, self.bus) for w in self.cfg.watches]
-        if self.cfg.telemetry is not None:
+            return None
+        return control.ControlServer(self, cfg.control.socket)
+
+    def _optional_components(self, cfg: Config) -> list:
+        """Telemetry first (others report to it), then watches."""
+        comps = []
+        self.telemetry = None
+        if cfg.telemetry is not None:
             from pilot.telemetry import Telemetry
-            comps.append(Telemetry(self, self.cfg.telemetry))
+            self.telemetry = Telemetry(self, cfg.telemetry)
+            comps.append(self.telemetry)
+        if cfg.watches:
+            from pilot.watches import Watch
+            comps += [Watch(w, self.consul, self.bus, self) for w in cfg.watches]
         return comps
 
     # -- running ----------------------------------------------------------
@@ -149,6 +163,8 @@ class App:
         """Run until every job is complete or a shutdown finishes."""
         self._build()
         self.bus.listen(self._watch_main)
+        if self.control is not None:
+            self.control.start()
         for comp in self.components:
             comp.start()
         for runner in self.runners.values():
@@ -158,13 +174,20 @@ class App:
         self._final_grace()
         for comp in reversed(self.components):
             comp.stop()
+        if self.control is not None:
+            self.control.stop()
         return self._exit_status()
 
     def _wait_for_jobs(self) -> None:
-        if not self.runners:
-            self._stop_requested.wait()
-            return
-        self.group.join()
+        while True:
+            if not self.runners:
+                self._stop_requested.wait()
+            else:
+                self.group.join()
+            self._reloading.wait()
+            if self._shutdown_started or (
+                    self.runners and all(r.job.complete for r in self.runners.values())):
+                break
         if not self._shutdown_started:
             log.info("all jobs complete, shutting down")
 
@@ -221,6 +244,81 @@ class App:
             if st is not None:
                 return st.shell_code
         return 0
+
+    # -- reload -------------------------------------------------------------
+
+    def reload(self) -> Optional[str]:
+        """Re-read the config; None when applied, else the error (the
+        running config stays). Unchanged jobs keep running untouched."""
+        from pilot import config
+        from pilot.errors import PilotError
+        if self._shutdown_started:
+            return "pilot is shutting down"
+        try:
+            new = config.load(self.cfg.path, self.environ)
+        except PilotError as exc:
+            log.error("error initializing config: %s", exc)
+            return str(exc)
+        self._reloading.wait()
+        self._reloading.clear()
+        gevent.spawn(self._apply, new)
+        return None
+
+    def _apply(self, new: Config) -> None:
+        old, self.cfg = self.cfg, new
+        try:
+            self._swap_components(old, new)
+            self._swap_jobs(old, new)
+            self._main = next((j.name for j in new.jobs if j.main), None)
+            log.debug("control: reloaded app via control plane")
+        finally:
+            self._reloading.set()
+
+    def _swap_jobs(self, old: Config, new: Config) -> None:
+        deps = dependents(new.jobs)
+        keep, stop = {}, []
+        for name, r in self.runners.items():
+            nc = new.job(name)
+            same_consul = old.consul == new.consul or not r.cfg.advertised
+            if nc == r.cfg and deps.get(name) == r.job.dependent and same_consul \
+                    and not r.job.complete:
+                keep[name] = r
+            else:
+                stop.append(r)
+        for r in stop:
+            r.box.put(ev.GLOBAL_SHUTDOWN)  # this job only: it halts as at shutdown
+        for r in stop:
+            if r.greenlet is not None:
+                r.greenlet.join()
+            self.bus.unsubscribe(r.box)
+        self._export_ips(new)
+        fresh = []
+        for jc in new.jobs:
+            if jc.name not in keep:
+                keep[jc.name] = JobRunner(self, jc, deps.get(jc.name))
+                fresh.append(keep[jc.name])
+        self.runners = {jc.name: keep[jc.name] for jc in new.jobs}
+        for r in fresh:
+            r.start(self.group)
+            r.box.put(ev.GLOBAL_STARTUP)
+
+    def _swap_components(self, old: Config, new: Config) -> None:
+        from pilot import log as pilot_log
+        try:
+            pilot_log.configure(new.logging)
+        except OSError as exc:
+            log.error("Error initializing log file '%s': %s", new.logging.output, exc)
+        for comp in reversed(self.components):
+            comp.stop()
+        if new.consul != old.consul:
+            self._consul = None
+        if new.control.socket != old.control.socket and self.control is not None:
+            self.control.stop()
+            self.control = self._control_server(new)
+            self.control.start()
+        self.components = self._optional_components(new)
+        for comp in self.components:
+            comp.start()
 
     # -- orders from signals and the control plane -----------------------
 

@@ -185,6 +185,7 @@ class Command:
     # -- internals -------------------------------------------------------
 
     def _spawn(self):
+        _install_sigchld()
         env = dict(self.environ)
         path = which(self.args[0], env) if self.args and self.args[0] else None
         if not path:
@@ -271,6 +272,16 @@ class Command:
             pass
         finally:
             f.close()
+
+
+def _install_sigchld() -> None:
+    """gevent installs its SIGCHLD handler when the first child watcher is
+    made, i.e. after the spawn: a child that exits first would have its
+    SIGCHLD lost and its exit unseen. Install it before the first spawn."""
+    hub = gevent.get_hub()
+    if not getattr(hub, "pilot_sigchld_installed", False):
+        hub.loop.install_sigchld()
+        hub.pilot_sigchld_installed = True
 
 
 def _decode(rstatus: int) -> ExitStatus:

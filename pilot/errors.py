@@ -21,9 +21,9 @@ class ConfigError(PilotError):
         super().__init__(str(self))
 
     def __str__(self):
-        where = self.file or "<config>"
-        if self.line:
-            where = f"{where}:{self.line}"
+        if not self.file:
+            return self.message
+        where = f"{self.file}:{self.line}" if self.line else self.file
         return f"{where}: {self.message}"
 
     def with_file(self, file):

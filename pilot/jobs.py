@@ -24,6 +24,7 @@ TICK_INTERVAL = "tick.interval"
 TICK_WHEN_TIMEOUT = "tick.whenTimeout"
 TICK_STOP_TIMEOUT = "tick.stopTimeout"
 TICK_RESTART = "tick.restart"
+TICK_KILL = "tick.kill"
 
 # Phases of a job's life (`status` is the health side).
 WAITING = "waiting"  # not running; waiting for its trigger or a restart
@@ -46,7 +47,7 @@ class Job:
 
     def __init__(self, cfg: JobConfig, *, publish: Callable[[Event], None],
                  timers, process=None, check=None, service=None,
-                 dependent: Optional[str] = None,
+                 dependent: Optional[str] = None, kill_timeout: float = 5.0,
                  clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
         self.name = cfg.name
@@ -56,6 +57,7 @@ class Job:
         self.check = check
         self.service = service
         self.dependent = dependent
+        self.kill_timeout = kill_timeout
         self.clock = clock
         self.phase = WAITING
         self.status = "healthy" if cfg.name == TELEMETRY_JOB else "idle"
@@ -69,6 +71,7 @@ class Job:
         self._delay = 0.0
         self._run_started = 0.0
         self._shutting_down = False
+        self._awaiting_exit = False
 
     # -- life -------------------------------------------------------------
 
@@ -280,20 +283,42 @@ class Job:
         self._finish()
 
     def _while_stopping(self, e: Event) -> None:
-        if e == Event(ev.STOPPED, self.dependent or ""):
+        if self._awaiting_exit:
+            if e.source == self.name and e.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
+                self._complete()
+            elif e.code == TICK_KILL:
+                self._kill()
+        elif e == Event(ev.STOPPED, self.dependent or ""):
             self._finish()
         elif e.code == TICK_STOP_TIMEOUT:
             log.warning("%s: stopTimeout expired waiting for %s", self.name, self.dependent)
             self._finish()
 
     def _finish(self) -> None:
+        """Stop the processes and deregister; `stopped` once the exec has
+        really exited, so post-stop hooks run after it (SIGKILL after the
+        kill timeout)."""
         self.timers.cancel_all()
-        if self.process is not None and self.process.running:
-            self.process.signal(self.cfg.stop_signal)
         if self.check is not None and self.check.running:
             self.check.signal(signal.SIGTERM)
         if self.service is not None:
             self.service.deregister()
+        if self.process is not None and self.process.running:
+            self._awaiting_exit = True
+            self.process.signal(self.cfg.stop_signal)
+            self.timers.after(TICK_KILL, max(self.kill_timeout, 0.0), self._tick(TICK_KILL))
+            return
+        self._complete()
+
+    def _kill(self) -> None:
+        log.info('killing processes for job "%s"', self.name)
+        self.process.signal(signal.SIGKILL)
+        self._awaiting_exit = False  # the exit event may never come: done
+        self._complete()
+
+    def _complete(self) -> None:
+        self._awaiting_exit = False
+        self.timers.cancel_all()
         self.phase = COMPLETE
         self.publish(Event(ev.STOPPED, self.name))
 

@@ -198,6 +198,7 @@ def test_periodic_job_with_restarts_halts_at_next_tick_after_limit():
     h = Harness(job(when=When(interval=0.5), restarts=5))
     startup(h)
     for _ in range(8):
+        h.process.exited()
         h.feed(Event(jobs.TICK_INTERVAL, "app"))
     assert h.process.starts == 6
     assert h.job.complete
@@ -311,8 +312,21 @@ def test_shutdown_halts_running_job_with_its_stop_signal():
     startup(h)
     h.feed(ev.GLOBAL_SHUTDOWN)
     assert h.process.signals == [signal.SIGQUIT]
+    assert not h.job.complete, "stopped only once the exec has exited"
+    h.run_to_exit(ev.EXIT_FAILED)
     assert h.job.complete
     assert h.published == [Event(ev.STOPPING, "app"), Event(ev.STOPPED, "app")]
+
+
+def test_exec_ignoring_stop_signal_is_killed_after_kill_timeout():
+    """No exit after the stop signal: SIGKILL at the kill timeout, stopped."""
+    h = Harness(job(restarts=UNLIMITED))
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert jobs.TICK_KILL in h.timers.after_
+    h.feed(Event(jobs.TICK_KILL, "app"))
+    assert h.process.signals == [signal.SIGTERM, signal.SIGKILL]
+    assert h.job.complete and h.published[-1] == Event(ev.STOPPED, "app")
 
 
 def test_shutdown_keeps_prestop_hook_alive_until_it_ran():
@@ -337,7 +351,9 @@ def test_halting_waits_for_dependent_stopped():
     h.feed(Event(ev.STOPPED, "other"))
     assert not h.job.complete
     h.feed(Event(ev.STOPPED, "pre"))
-    assert h.job.complete and h.process.signals == [signal.SIGTERM]
+    assert h.process.signals == [signal.SIGTERM]
+    h.run_to_exit()
+    assert h.job.complete
 
 
 def test_stop_timeout_bounds_the_wait_for_the_dependent():
@@ -347,6 +363,8 @@ def test_stop_timeout_bounds_the_wait_for_the_dependent():
     h.feed(ev.GLOBAL_SHUTDOWN)
     assert h.timers.after_[jobs.TICK_STOP_TIMEOUT][0] == 2.0
     h.feed(Event(jobs.TICK_STOP_TIMEOUT, "app"))
+    assert h.process.signals == [signal.SIGTERM]
+    h.run_to_exit()
     assert h.job.complete
 
 

@@ -1,0 +1,176 @@
+"""Run Pilot as users do: `python pilot.py -config FILE`, as PID 1 of its
+own PID namespace (`unshare --pid --fork --mount-proc`) or as an ordinary
+process, and watch its log, its process tree and its exit.
+
+Everything here waits on conditions with deadlines, never bare sleeps.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv/bin/python").exists() else sys.executable
+ENTRY = str(ROOT / "pilot.py")
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+             interval: float = 0.02):
+    """Poll `cond` until truthy; fail the test with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def proc_stat(pid: int):
+    """(state, ppid) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    return fields[0].decode(), int(fields[1])
+
+
+def children(pid: int) -> List[int]:
+    """Direct children of `pid`, read in one go from the kernel."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def fast_tree(root: int) -> List[int]:
+    """Like `tree`, but walks only the subtree: short enough to sample
+    zombies without smearing a whole /proc scan over many milliseconds."""
+    out, todo = [], [root]
+    while todo:
+        for c in children(todo.pop()):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def tree(root: int) -> List[int]:
+    """Every process below `root` (host pids), zombies included."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st:
+                children.setdefault(st[1], []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+class Pilot:
+    """One Pilot run with its log file; `pid` is Pilot's own host pid."""
+
+    def __init__(self, tmp_path: Path, config: str, *, pid1: bool = True,
+                 env: Optional[dict] = None, name: str = "pilot.json5",
+                 args: Optional[List[str]] = None):
+        self.tmp = Path(tmp_path)
+        self.config = self.tmp / name
+        self.socket = self.tmp / "pilot.sock"
+        if "control" not in config and name.endswith(".json5"):
+            # Tests run side by side: each Pilot gets its own control socket.
+            config = config.replace("{", f'{{control: {{socket: "{self.socket}"}}, ', 1)
+        self.config.write_text(config)
+        self.log_path = self.tmp / "pilot.log"
+        self.err_path = self.tmp / "pilot.err"
+        self.pid1 = pid1
+        self.env = dict(os.environ, **(env or {}))
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.args = args or []
+        self.proc: Optional[subprocess.Popen] = None
+        self.pid: Optional[int] = None
+
+    def start(self) -> "Pilot":
+        cmd = [PYTHON, ENTRY, "-config", str(self.config)] + self.args
+        if self.pid1:
+            cmd = ["unshare", "--pid", "--fork", "--mount-proc"] + cmd
+        self.proc = subprocess.Popen(
+            cmd, stdout=open(self.log_path, "wb"), stderr=open(self.err_path, "wb"),
+            stdin=subprocess.DEVNULL, env=self.env, cwd=str(self.tmp))
+        if self.pid1:
+            self.pid = wait_for(self._namespace_init, 10, "pilot to start as pid 1")
+        else:
+            self.pid = self.proc.pid
+        return self
+
+    def _namespace_init(self):
+        kids = [p for p in tree(self.proc.pid) if proc_stat(p) and proc_stat(p)[1] == self.proc.pid]
+        return kids[0] if kids else None
+
+    # -- observing --------------------------------------------------------
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
+
+    def lines(self, pattern: str) -> List[str]:
+        rx = re.compile(pattern)
+        return [ln for ln in self.log.splitlines() if rx.search(ln)]
+
+    def wait_log(self, pattern: str, count: int = 1, timeout: float = 15.0) -> List[str]:
+        return wait_for(lambda: len(self.lines(pattern)) >= count and self.lines(pattern),
+                        timeout, f"{count} log line(s) matching {pattern!r}; log:\n{self.log[-3000:]}")
+
+    def descendants(self) -> List[int]:
+        return tree(self.pid)
+
+    def zombies(self) -> List[int]:
+        """Zombies Pilot is responsible for: its own children."""
+        return [p for p in children(self.pid) if (proc_stat(p) or ("", 0))[0] == "Z"]
+
+    # -- acting -----------------------------------------------------------
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"pilot did not exit within {timeout}s; log:\n{self.log[-3000:]}")
+
+    def stop(self) -> None:
+        """Test clean-up: whatever happened, leave nothing running."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(self.pid, sig)
+                self.proc.wait(timeout=15)
+                return
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        for p in self.descendants():
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def run_cli(*args: str, env: Optional[dict] = None, timeout: float = 20.0,
+            cwd: Optional[str] = None) -> subprocess.CompletedProcess:
+    """`python pilot.py ARGS` as a user types it."""
+    return subprocess.run([PYTHON, ENTRY, *args], capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})), timeout=timeout, cwd=cwd)

@@ -1,0 +1,263 @@
+"""Pilot as PID 1 of its own PID namespace: reaping, signals, shutdown
+order, restarts, timeouts and exit statuses, with real processes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .pilot_proc import Pilot, proc_stat, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
+
+
+@pytest.fixture
+def pilot(tmp_path):
+    """Start Pilot on a config; every instance is stopped at teardown."""
+    started = []
+
+    def start(config, **kw):
+        p = Pilot(tmp_path, config, **kw).start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def count_lines(path):
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+ORPHANS = "for i in $(seq 300); do (sleep 0.01 &); sleep 0.005; done; exit 7"
+
+
+def sample_zombies(p, seconds=60):
+    """Worst number of zombies Pilot's own children showed at one sample."""
+    worst = 0
+    deadline = time.monotonic() + seconds
+    while p.proc.poll() is None and time.monotonic() < deadline:
+        worst = max(worst, len(p.zombies()))
+        time.sleep(0.002)
+    return worst
+
+
+def test_orphans_are_reaped_and_exit_status_is_not_stolen(pilot):
+    """Hundreds of orphaned children: at most 2 zombies at any sample, no
+    `no child processes`, and the job's own exit code still arrives."""
+    p = pilot(f"""{{
+      jobs: [
+        {{name: "orphans", exec: ["sh", "-c", "{ORPHANS}"]}},
+        {{name: "witness", exec: ["echo", "orphans-exit-failed-seen"],
+         when: {{source: "orphans", once: "exitFailed"}}}},
+      ]}}""")
+    worst = sample_zombies(p)
+    assert p.wait() == 0
+    assert worst <= 2, f"saw {worst} zombies at once"
+    assert "no child processes" not in p.log
+    assert p.lines("orphans-exit-failed-seen")
+    assert p.lines("orphans exited with error: exit status 7")
+
+
+def test_zombie_sampler_sees_zombies_under_a_non_reaping_init(tmp_path):
+    """Negative control: the same workload under a PID 1 that never reaps
+    piles up zombies, so the sampler above can fail."""
+    init = ("import os, signal, time; "
+            f"os.posix_spawn('/bin/sh', ['sh', '-c', {ORPHANS!r}], dict(os.environ)); "
+            "time.sleep(5)")
+    p = Pilot(tmp_path, "{}")
+    p.proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", init])
+    p.pid = wait_for(p._namespace_init, 10, "the non-reaping init")
+    try:
+        worst = sample_zombies(p, seconds=4)
+    finally:
+        p.proc.kill()
+        p.proc.wait()
+    assert worst > 2
+
+
+def test_prestop_then_stop_then_poststop_on_sigterm(pilot, tmp_path):
+    """SIGTERM: the pre-stop hook runs before the app is stopped, the
+    post-stop hook after; Pilot exits 0."""
+    p = pilot("""{
+      jobs: [
+        {name: "app", exec: ["sh", "-c", "trap 'echo app-got-term; exit 0' TERM; echo app-up; while :; do sleep 0.05; done"]},
+        {name: "prestop", exec: ["echo", "prestop-ran"], when: {source: "app", once: "stopping"}},
+        {name: "poststop", exec: ["echo", "poststop-ran"], when: {source: "app", once: "stopped"}},
+      ]}""")
+    p.wait_log("app-up")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    log = p.log
+    assert log.index("prestop-ran") < log.index("app-got-term") < log.index("poststop-ran")
+
+
+def test_job_ignoring_sigterm_is_killed_after_stop_timeout(pilot):
+    """A job that ignores SIGTERM is SIGKILLed after the top-level stopTimeout."""
+    p = pilot("""{
+      stopTimeout: 1,
+      jobs: [{name: "stubborn", exec: ["sh", "-c", "trap '' TERM; echo stubborn-up; while :; do sleep 0.05; done"]}]
+    }""")
+    p.wait_log("stubborn-up")
+    kids = p.descendants()
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    assert time.monotonic() - t0 >= 0.9
+    assert p.lines('killing processes for job "stubborn"')
+    assert all(proc_stat(k) is None for k in kids)
+
+
+@pytest.mark.parametrize("restarts,runs", [('"never"', 1), ("0", 1), ("2", 3), ('"3"', 4)])
+def test_exact_run_counts_for_restarts(pilot, tmp_path, restarts, runs):
+    """restarts N / never: exactly N+1 / 1 runs, then Pilot exits 0."""
+    out = tmp_path / "runs"
+    p = pilot(f"""{{jobs: [{{name: "task", restarts: {restarts},
+                   exec: ["sh", "-c", "echo run >> {out}; exit 1"]}}]}}""")
+    assert p.wait() == 0
+    assert count_lines(out) == runs
+
+
+def test_unlimited_restarts_keep_running_until_shutdown(pilot, tmp_path):
+    """restarts: unlimited restarts after every exit until SIGTERM."""
+    out = tmp_path / "runs"
+    p = pilot(f"""{{jobs: [{{name: "task", restarts: "unlimited",
+                   exec: ["sh", "-c", "echo run >> {out}"]}}]}}""")
+    wait_for(lambda: count_lines(out) >= 20, 20, "20 runs")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+
+
+def test_interval_with_restarts_runs_n_plus_one_times(pilot, tmp_path):
+    """interval 200ms + restarts 3: exactly 4 runs, then complete."""
+    out = tmp_path / "runs"
+    p = pilot(f"""{{jobs: [{{name: "tick", restarts: 3, when: {{interval: "200ms"}},
+                   exec: ["sh", "-c", "echo run >> {out}"]}}]}}""")
+    assert p.wait(timeout=20) == 0
+    assert count_lines(out) == 4
+
+
+def test_timeout_kills_the_whole_process_group(pilot, tmp_path):
+    """A run past `timeout` is killed with its background children."""
+    marker = f"pilot-bg-{os.getpid()}"
+    p = pilot(f"""{{jobs: [{{name: "slow", timeout: "500ms",
+        exec: ["sh", "-c", "bash -c 'exec -a {marker} sleep 100' & exec sleep 101"]}}]}}""")
+    wait_for(lambda: _with_marker(marker), 10, "the background child")
+    assert p.wait(timeout=20) == 0
+    assert p.lines(r"slow timeout after 500ms: '\[sh -c")
+    assert p.lines("slow exited with error: signal: killed")
+    assert not _with_marker(marker)
+
+
+def test_event_chain_runs_in_order(pilot):
+    """a → b on exitSuccess{a} → c on exitSuccess{b}."""
+    p = pilot("""{jobs: [
+        {name: "a", exec: ["echo", "step-a"]},
+        {name: "b", exec: ["echo", "step-b"], when: {source: "a", once: "exitSuccess"}},
+        {name: "c", exec: ["echo", "step-c"], when: {source: "b", once: "exitSuccess"}},
+    ]}""")
+    assert p.wait() == 0
+    log = p.log
+    assert log.index("step-a") < log.index("step-b") < log.index("step-c")
+
+
+def test_sighup_and_sigusr2_trigger_their_jobs(pilot, tmp_path):
+    """Each SIGHUP / SIGUSR2 sent to PID 1 runs the job on that source."""
+    hup, usr2 = tmp_path / "hup", tmp_path / "usr2"
+    p = pilot(f"""{{jobs: [
+        {{name: "keepalive", exec: ["sh", "-c", "echo alive; exec sleep 1000"]}},
+        {{name: "onhup", exec: ["sh", "-c", "echo x >> {hup}"], when: {{source: "SIGHUP"}}}},
+        {{name: "onusr2", exec: ["sh", "-c", "echo x >> {usr2}"], when: {{source: "SIGUSR2"}}}},
+    ]}}""")
+    p.wait_log("alive")
+    for n in (1, 2, 3):
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: count_lines(hup) == n, 10, f"{n} SIGHUP runs")
+    p.signal(signal.SIGUSR2)
+    wait_for(lambda: count_lines(usr2) == 1, 10, "SIGUSR2 run")
+    assert count_lines(hup) == 3
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+
+
+@pytest.mark.parametrize("script,code", [("exit 3", 3), ("kill -KILL $$", 137), ("exit 0", 0)])
+def test_main_job_exit_code_becomes_pilots(pilot, script, code):
+    """`main: true`: when it ends, Pilot shuts down with its exit code."""
+    p = pilot(f"""{{jobs: [
+        {{name: "server", exec: ["sh", "-c", "echo server-up; exec sleep 1000"]}},
+        {{name: "main", main: true, exec: ["sh", "-c", "sleep 0.3; {script}"]}},
+    ]}}""")
+    assert p.wait() == code
+    assert p.lines("server-up")
+
+
+def test_no_stray_process_after_shutdown_as_pid1(pilot, tmp_path):
+    """A daemon that escaped its job's process group is still killed."""
+    marker = f"pilot-stray-{os.getpid()}-1"
+    p = pilot(f"""{{jobs: [{{name: "daemonizer",
+        exec: ["sh", "-c", "setsid bash -c 'exec -a {marker} sleep 1000' & echo spawned; exec sleep 1000"]}}]}}""")
+    p.wait_log("spawned")
+    wait_for(lambda: _with_marker(marker), 10, "the escaped daemon")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    wait_for(lambda: not _with_marker(marker), 5, "no stray process")
+
+
+def test_no_stray_process_after_shutdown_as_ordinary_process(pilot, tmp_path):
+    """Not PID 1: Pilot is a subreaper and still kills escaped daemons."""
+    marker = f"pilot-stray-{os.getpid()}-2"
+    p = pilot(f"""{{jobs: [{{name: "daemonizer",
+        exec: ["sh", "-c", "setsid bash -c 'exec -a {marker} sleep 1000' & echo spawned; exec sleep 1000"]}}]}}""",
+              pid1=False)
+    p.wait_log("spawned")
+    wait_for(lambda: _with_marker(marker), 10, "the escaped daemon")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    wait_for(lambda: not _with_marker(marker), 5, "no stray process")
+
+
+def _with_marker(marker):
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if f.read().startswith(marker.encode()):
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+def test_sigusr1_reopens_log_file(pilot, tmp_path):
+    """With logging to a file, SIGUSR1 lets go of a rotated file."""
+    logf = tmp_path / "out.log"
+    p = pilot(f"""{{logging: {{output: "{logf}"}}, jobs: [
+        {{name: "ticker", exec: ["sh", "-c", "echo tick"], when: {{interval: "100ms"}}}}]}}""")
+    wait_for(lambda: logf.exists() and "tick" in logf.read_text(), 10, "ticks in the log file")
+    rotated = tmp_path / "out.log.1"
+    os.rename(logf, rotated)
+    p.signal(signal.SIGUSR1)
+    wait_for(lambda: logf.exists() and "tick" in logf.read_text(), 10, "ticks in the new file")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+
+
+def test_children_see_pilot_and_job_pids(pilot, tmp_path):
+    """CONTAINERPILOT_PID is Pilot's pid (1 here); a job's own
+    CONTAINERPILOT_<JOB>_PID is visible to processes spawned meanwhile."""
+    p = pilot("""{jobs: [
+        {name: "long-one", exec: ["sh", "-c", "echo long-up; exec sleep 1000"]},
+        {name: "show", exec: ["sh", "-c", "echo pid=$CONTAINERPILOT_PID job=$CONTAINERPILOT_LONG_ONE_PID"],
+         when: {source: "long-one", once: "exitFailed"}},
+        {name: "trigger", exec: ["sh", "-c", "sleep 0.3; kill $CONTAINERPILOT_LONG_ONE_PID"]},
+    ]}""")
+    assert p.wait() == 0
+    line = p.lines("pid=1 job=")
+    assert line and line[0].split("job=")[1].strip() == "", p.log
