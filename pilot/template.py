@@ -223,7 +223,10 @@ class _Lexer:
         return self.fail(f"unrecognized character in action: {_rune_desc(c)}")
 
     def lex_quote(self, quote):
-        kind, what = ("string", "quoted string") if quote == '"' else ("charconst", "character constant")
+        if quote == '"':
+            kind, what = "string", "quoted string"
+        else:
+            kind, what = "charconst", "character constant"
         while True:
             c = self.peek()
             self.pos += 1
@@ -1439,7 +1442,8 @@ class _RegexTranslator:
             self.out.append("\\" + c)
 
     def octal(self, first):
-        if first != "0" and not ("0" <= self.p[self.i:self.i + 1] <= "7" and self.p[self.i:self.i + 1]):
+        following = self.p[self.i:self.i + 1]
+        if first != "0" and not (following and "0" <= following <= "7"):
             raise _RegexError(f"invalid escape sequence: `\\{first}`")  # a backreference
         digits = first
         while len(digits) < 3 and self.p[self.i:self.i + 1] in tuple("01234567"):
