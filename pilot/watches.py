@@ -25,6 +25,7 @@ from pilot.discovery import ConsulError, Instance
 from pilot.events import Event
 
 NOT_ADVANCING_PAUSE = 1.0  # seconds; upper bound of the pause after an early, empty answer
+RETRY_SOON = 0.1  # seconds; the one quick retry after a first failure
 
 
 class Watch:
@@ -45,6 +46,8 @@ class Watch:
         self.log = log or logging.getLogger("pilot.watches")
         self.instances: List[Instance] = []
         self.index = 0  # the Consul index the next blocking query waits past
+        self._failures = 0  # failed queries in a row
+        self._told_elsewhere = False  # the outage was reported before this watch failed
         self._failure = ""  # the error already reported for this outage
         self._greenlet: Optional[gevent.Greenlet] = None
 
@@ -86,15 +89,14 @@ class Watch:
                 self.cfg.name, tag=self.cfg.tag, dc=self.cfg.dc,
                 index=asked or None, wait=self.cfg.interval)
         except ConsulError as err:
-            self._report_failure(err)
             # The agent may have restarted with a lower index; start afresh.
             self.index = 0
-            return self.cfg.interval
+            return self._failed(err)
         except Exception as err:  # a bug must not end the watch nor show a traceback
             self.log.error("watch %s: unexpected error: %s", self.cfg.name, err)
             self.index = 0
             return self.cfg.interval
-        self._failure = ""
+        self._failures, self._failure = 0, ""
         self.index = next_index(asked, index)
         self.update(instances)
         if not self.blocking:
@@ -108,14 +110,23 @@ class Watch:
             return min(self.cfg.interval, NOT_ADVANCING_PAUSE)
         return 0.0
 
-    def _report_failure(self, err: ConsulError) -> None:
-        """One WARN per outage: quiet when Consul is known down or this error was told."""
+    def _failed(self, err: ConsulError) -> float:
+        """Retry a first failure at once, quietly: a blocking query in flight
+        when a Consul server goes away fails although the cluster is fine.
+        Later failures wait `interval`; one WARN per outage, none when
+        another component already reported it."""
+        self._failures += 1
         text = str(err)
-        if err.repeated or text == self._failure:
+        if self._failures == 1:
+            self._told_elsewhere = err.repeated
+            self.log.debug("failed to query %s: %s (retrying)", self.cfg.name, text)
+            return min(self.cfg.interval, RETRY_SOON)
+        if self._told_elsewhere or text == self._failure:
             self.log.debug("failed to query %s: %s", self.cfg.name, text)
         else:
             self.log.warning("failed to query %s: %s", self.cfg.name, text)
-        self._failure = text
+            self._failure = text
+        return self.cfg.interval
 
     # -- change detection ---------------------------------------------------
 

@@ -10,7 +10,7 @@ from pilot import events as ev
 from pilot.config.model import WatchConfig
 from pilot.discovery import ConsulError, Instance
 from pilot.events import Bus, Event
-from pilot.watches import Watch, changed, next_index
+from pilot.watches import RETRY_SOON, Watch, changed, next_index
 
 pytestmark = pytest.mark.timeout(10)
 LOGGER = "pilot.watches.test"
@@ -194,9 +194,13 @@ def test_watches_are_keyed_by_name_and_tag(consul, bus):
     assert (primary.status()["instances"], every.status()["instances"]) == (1, 3)
 
 
+def warnings_in(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
 def test_consul_failure_warns_once_keeps_state_and_waits_interval(consul, bus, caplog):
-    """On error: one WARN `failed to query NAME: <error>` per outage, no event,
-    the previous state is kept, the retry waits `interval`."""
+    """On errors: one quick retry, then one WARN `failed to query NAME: <error>`
+    per outage, no event, the previous state kept, retries `interval` apart."""
     consul.put("db", inst("db-1"))
     watch = make_watch(consul, bus, interval=3)
     watch.poll()
@@ -205,27 +209,52 @@ def test_consul_failure_warns_once_keeps_state_and_waits_interval(consul, bus, c
     consul.fail = ConsulError("consul at x:1 unreachable: Connection refused")
     delays = [watch.poll()]
     consul.fail = ConsulError("consul at x:1 unreachable: Connection refused", repeated=True)
-    delays += [watch.poll(), watch.poll()]
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == ["failed to query db: consul at x:1 unreachable: Connection refused"]
-    assert delays == [3, 3, 3]
+    delays += [watch.poll(), watch.poll(), watch.poll()]
+    assert warnings_in(caplog) == ["failed to query db: consul at x:1 unreachable: Connection refused"]
+    assert delays == [RETRY_SOON, 3, 3, 3]
     assert seen == [] and watch.status()["instances"] == 1
     consul.fail = None
     assert watch.poll() == 0 and seen == []  # the same instance after the outage: no change
 
 
+def test_a_single_failure_is_retried_at_once_without_a_warning(consul, bus, caplog):
+    """A blocking query cut by a server failover fails once; the quick retry
+    works, so nothing is logged above DEBUG and nothing is published."""
+    consul.put("db", inst("db-1"))
+    watch = make_watch(consul, bus, interval=30)
+    watch.poll()
+    seen = published(bus)
+    caplog.set_level(logging.DEBUG, LOGGER)
+    consul.fail = ConsulError("Unexpected response code: 500 (rpc error making call: EOF)")
+    assert watch.poll() == RETRY_SOON
+    consul.fail = None
+    watch.poll()
+    consul.fail = ConsulError("Unexpected response code: 500 (rpc error making call: EOF)")
+    assert watch.poll() == RETRY_SOON  # a new streak: again one quick retry
+    assert warnings_in(caplog) == [] and seen == []
+
+
+def test_an_outage_reported_elsewhere_is_not_reported_again(consul, bus, caplog):
+    """When a job's heartbeat already warned (the error is `repeated`), the watch stays quiet."""
+    watch = make_watch(consul, bus)
+    caplog.set_level(logging.DEBUG, LOGGER)
+    consul.fail = ConsulError("consul at x:1 unreachable: Connection refused", repeated=True)
+    for _ in range(3):
+        watch.poll()
+    assert warnings_in(caplog) == []
+
+
 def test_an_error_that_is_not_an_outage_warns_once_until_recovery(consul, bus, caplog):
-    """A repeated HTTP error (repeated=False) is still told once, and again after a success."""
+    """A lasting HTTP error (repeated=False) is told once, and again after a success."""
     watch = make_watch(consul, bus)
     caplog.set_level(logging.DEBUG, LOGGER)
     consul.fail = ConsulError("Unexpected response code: 500 (boom)")
-    watch.poll(), watch.poll()
+    watch.poll(), watch.poll(), watch.poll()
     consul.fail = None
     watch.poll()
     consul.fail = ConsulError("Unexpected response code: 500 (boom)")
-    watch.poll()
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 2
+    watch.poll(), watch.poll()
+    assert len(warnings_in(caplog)) == 2
 
 
 def test_after_an_error_the_next_query_starts_afresh(consul, bus):

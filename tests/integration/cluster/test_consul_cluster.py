@@ -1,0 +1,70 @@
+"""Past one machine: two Pilots, each in its own network namespace with its
+own client agent, on a real 3-server Consul cluster (see conftest.py)."""
+import json
+import time
+
+import pytest
+
+from tests.integration.pilot_proc import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+TTL = 3  # seconds; short, so "2 x ttl" of observation stays short
+PORT = 8000
+
+
+def pilot_config(tmp_path, me, other):
+    """`me` advertises its eth0 address; a job runs each time the watch of `other` changes."""
+    return json.dumps({
+        "consul": "127.0.0.1:8500",
+        "control": {"socket": str(tmp_path / "pilot.sock")},
+        "jobs": [
+            {"name": me, "exec": ["sleep", "1000"], "port": PORT, "interfaces": ["eth0"],
+             "health": {"exec": "true", "interval": 1, "ttl": TTL}},
+            {"name": f"on-{other}", "exec": ["sh", "-c", f"echo run >> {tmp_path / 'runs'}"],
+             "when": {"source": f"watch.{other}", "each": "changed"}},
+        ],
+        "watches": [{"name": other, "interval": 5}],
+    })
+
+
+def runs(tmp_path):
+    path = tmp_path / "runs"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def passing(node, service):
+    """(address, port) of each passing instance of `service`, as `node`'s agent answers."""
+    found = node.get(f"/v1/health/service/{service}?passing=1") or []
+    return sorted((e["Service"]["Address"], e["Service"]["Port"]) for e in found)
+
+
+def test_pilots_see_each_other_and_outlive_a_server(cluster, tmp_path):
+    """Each Pilot's watch sees the other's service at the other namespace's IP;
+    losing one server changes nothing: services stay registered and passing
+    for 2 x ttl, no watch fires again, no Consul warning is logged."""
+    c1, c2 = cluster.nodes["c1"], cluster.nodes["c2"]
+    a_dir, b_dir = tmp_path / "alpha", tmp_path / "beta"
+    a_dir.mkdir(), b_dir.mkdir()
+    alpha = cluster.pilot("c1", a_dir, pilot_config(a_dir, "alpha", "beta"))
+    beta = cluster.pilot("c2", b_dir, pilot_config(b_dir, "beta", "alpha"))
+
+    wait_for(lambda: runs(a_dir) >= 1, 20, f"alpha's watch of beta to fire; log:\n{alpha.log[-2000:]}")
+    wait_for(lambda: runs(b_dir) >= 1, 20, f"beta's watch of alpha to fire; log:\n{beta.log[-2000:]}")
+    assert passing(c1, "beta") == [(c2.ip, PORT)]
+    assert passing(c2, "alpha") == [(c1.ip, PORT)]
+
+    before = (runs(a_dir), runs(b_dir))
+    warned = (len(alpha.lines("fail|unreachable")), len(beta.lines("fail|unreachable")))
+    leader = cluster.leader()
+    victim = next(n for n in cluster.nodes.values() if n.server and n.ip != leader)
+    victim.stop_agent()
+
+    deadline = time.monotonic() + 2 * TTL
+    while time.monotonic() < deadline:  # observe for a while: nothing may change
+        assert passing(c1, "beta") == [(c2.ip, PORT)]
+        assert passing(c2, "alpha") == [(c1.ip, PORT)]
+        time.sleep(0.25)
+    assert cluster.leader(), "the two remaining servers keep a leader"
+    assert (runs(a_dir), runs(b_dir)) == before
+    after = (len(alpha.lines("fail|unreachable")), len(beta.lines("fail|unreachable")))
+    assert after == warned, alpha.lines("fail|unreachable") + beta.lines("fail|unreachable")
