@@ -20,6 +20,7 @@ from pilot import events as ev
 from pilot.commands import Command, ExitStatus, pid_env_name
 from pilot.config.model import Config, JobConfig
 from pilot.events import Bus, Event, Timers
+from pilot import jobs
 from pilot.jobs import Job
 
 log = logging.getLogger("pilot")
@@ -38,6 +39,22 @@ def exit_events(name: str, status: ExitStatus) -> List[Event]:
     return [Event(ev.EXIT_FAILED, name), Event(ev.ERROR, f"{name}: {status.reason}")]
 
 
+def stop_order(jobs) -> Dict[str, frozenset]:
+    """For each job, the jobs its events start (hooks aside): at shutdown
+    they stop first, so an app stops before the agent it was gated on.
+    Two jobs started by each other's events wait for neither."""
+    after: Dict[str, set] = {j.name: set() for j in jobs}
+    for j in jobs:
+        w = j.when
+        if w.source in after and w.source != j.name and w.interval is None \
+                and w.event not in (ev.STOPPING, ev.STOPPED):
+            after[w.source].add(j.name)
+    mutual = [(a, b) for a, deps in after.items() for b in deps if a in after.get(b, ())]
+    for a, b in mutual:
+        after[a].discard(b)
+    return {k: frozenset(v) for k, v in after.items()}
+
+
 def dependents(jobs) -> Dict[str, str]:
     """For each job, the job waited for when it halts: the last in config
     order whose trigger is that job's `stopping` (SPEC §9.7)."""
@@ -52,7 +69,8 @@ def dependents(jobs) -> Dict[str, str]:
 class JobRunner:
     """A Job with its mailbox, timers, commands and greenlet."""
 
-    def __init__(self, app: "App", cfg: JobConfig, dependent: Optional[str]):
+    def __init__(self, app: "App", cfg: JobConfig, dependent: Optional[str],
+                 stop_after: frozenset = frozenset()):
         self.cfg = cfg
         self.box = app.bus.subscribe(cfg.name)
         self.timers = Timers(self.box)
@@ -71,7 +89,7 @@ class JobRunner:
         self.job = Job(cfg, publish=app.bus.publish, timers=self.timers,
                        process=process, check=check,
                        service=app.service_for(cfg), dependent=dependent,
-                       kill_timeout=app.cfg.stop_timeout)
+                       kill_timeout=app.cfg.stop_timeout, stop_after=stop_after)
         self.greenlet: Optional[gevent.Greenlet] = None
 
     def start(self, group: gevent.pool.Group) -> None:
@@ -125,9 +143,9 @@ class App:
         return ServiceDefinition(cfg, self.consul)
 
     def _build(self) -> None:
-        deps = dependents(self.cfg.jobs)
+        deps, order = dependents(self.cfg.jobs), stop_order(self.cfg.jobs)
         for jc in self.cfg.jobs:
-            self.runners[jc.name] = JobRunner(self, jc, deps.get(jc.name))
+            self.runners[jc.name] = JobRunner(self, jc, deps.get(jc.name), order[jc.name])
         self._export_ips(self.cfg)
         self.control = self._control_server(self.cfg)
         self.components = self._optional_components(self.cfg)
@@ -275,18 +293,19 @@ class App:
             self._reloading.set()
 
     def _swap_jobs(self, old: Config, new: Config) -> None:
-        deps = dependents(new.jobs)
+        deps, order = dependents(new.jobs), stop_order(new.jobs)
         keep, stop = {}, []
         for name, r in self.runners.items():
             nc = new.job(name)
             same_consul = old.consul == new.consul or not r.cfg.advertised
             if nc == r.cfg and deps.get(name) == r.job.dependent and same_consul \
+                    and order.get(name) == r.job.stop_after \
                     and not r.job.complete:
                 keep[name] = r
             else:
                 stop.append(r)
         for r in stop:
-            r.box.put(ev.GLOBAL_SHUTDOWN)  # this job only: it halts as at shutdown
+            r.box.put(Event(jobs.STOP, r.cfg.name))  # this job only
         for r in stop:
             if r.greenlet is not None:
                 r.greenlet.join()
@@ -295,7 +314,7 @@ class App:
         fresh = []
         for jc in new.jobs:
             if jc.name not in keep:
-                keep[jc.name] = JobRunner(self, jc, deps.get(jc.name))
+                keep[jc.name] = JobRunner(self, jc, deps.get(jc.name), order[jc.name])
                 fresh.append(keep[jc.name])
         self.runners = {jc.name: keep[jc.name] for jc in new.jobs}
         for r in fresh:

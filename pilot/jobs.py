@@ -25,6 +25,8 @@ TICK_WHEN_TIMEOUT = "tick.whenTimeout"
 TICK_STOP_TIMEOUT = "tick.stopTimeout"
 TICK_RESTART = "tick.restart"
 TICK_KILL = "tick.kill"
+TICK_DRAIN = "tick.drain"
+STOP = "tick.stop"  # halt this job alone, as at shutdown (reload uses it)
 
 # Phases of a job's life (`status` is the health side).
 WAITING = "waiting"  # not running; waiting for its trigger or a restart
@@ -48,6 +50,7 @@ class Job:
     def __init__(self, cfg: JobConfig, *, publish: Callable[[Event], None],
                  timers, process=None, check=None, service=None,
                  dependent: Optional[str] = None, kill_timeout: float = 5.0,
+                 stop_after: frozenset = frozenset(),
                  clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
         self.name = cfg.name
@@ -58,6 +61,9 @@ class Job:
         self.service = service
         self.dependent = dependent
         self.kill_timeout = kill_timeout
+        self.stop_after = frozenset(stop_after)
+        self._stopped_seen: set = set()
+        self._draining = False
         self.clock = clock
         self.phase = WAITING
         self.status = "healthy" if cfg.name == TELEMETRY_JOB else "idle"
@@ -94,6 +100,8 @@ class Job:
         """Apply the first matching rule; False once the job is complete."""
         if self.phase == COMPLETE:
             return False
+        if event.code == ev.STOPPED and event.source in self.stop_after:
+            self._stopped_seen.add(event.source)
         if self.phase == STOPPING:
             self._while_stopping(event)
             return self.phase != COMPLETE
@@ -157,19 +165,36 @@ class Job:
                 self.service.send_heartbeat()
         return True
 
+    def _on_drained(self, e: Event) -> bool:
+        """Shutdown in dependency order: jobs started by this job's events
+        stop first (bounded by the kill timeout)."""
+        if not self._draining:
+            return False
+        if e.code == TICK_DRAIN or (e.code == ev.STOPPED and not self._pending_dependents()):
+            self._draining = False
+            self._halt()
+            return True
+        return False
+
     def _on_shutdown(self, e: Event) -> bool:
-        if e != ev.GLOBAL_SHUTDOWN:
+        if e != ev.GLOBAL_SHUTDOWN and e.code != STOP:
             return False
         self._shutting_down = True
         self._restarts_left = 0
         self.timers.cancel(TICK_RESTART)
         hook = self._trigger is not None and self._trigger.code in (ev.STOPPING, ev.STOPPED)
-        if hook and self.cfg.exec:
+        if hook and self.cfg.exec and e.code != STOP:
             if self._starts_left == UNLIMITED:
                 self._starts_left = 1
+        elif e.code != STOP and self._pending_dependents():
+            self._draining = True
+            self.timers.after(TICK_DRAIN, max(self.kill_timeout, 0.0), self._tick(TICK_DRAIN))
         else:
             self._halt()
         return True
+
+    def _pending_dependents(self) -> frozenset:
+        return self.stop_after - self._stopped_seen
 
     def _on_maintenance(self, e: Event) -> bool:
         if e == ev.GLOBAL_ENTER_MAINTENANCE:
@@ -222,7 +247,7 @@ class Job:
         return True
 
     _rules = (
-        _on_heartbeat, _on_when_timeout, _on_interval, _on_restart_tick,
+        _on_drained, _on_heartbeat, _on_when_timeout, _on_interval, _on_restart_tick,
         _on_check_result, _on_shutdown, _on_maintenance, _on_own_exit,
         _on_trigger,
     )

@@ -439,3 +439,46 @@ def test_complete_job_ignores_everything():
     h.run_to_exit()
     assert h.job.handle(ev.GLOBAL_STARTUP) is False
     assert h.process.starts == 1
+
+
+def test_shutdown_waits_for_jobs_started_by_this_jobs_events():
+    """Dependency order: an agent stops only after the app gated on it."""
+    h = Harness(job("agent", restarts=UNLIMITED), )
+    h.job.stop_after = frozenset({"web"})
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.published == [] and h.process.signals == []
+    h.feed(Event(ev.STOPPED, "other"))
+    assert h.published == []
+    h.feed(Event(ev.STOPPED, "web"))
+    assert h.published == [Event(ev.STOPPING, "agent")]
+    assert h.process.signals == [signal.SIGTERM]
+
+
+def test_dependents_already_stopped_do_not_delay_shutdown():
+    """A dependent that stopped before the shutdown is not waited for."""
+    h = Harness(job("agent", restarts=UNLIMITED))
+    h.job.stop_after = frozenset({"web"})
+    startup(h)
+    h.feed(Event(ev.STOPPED, "web"), ev.GLOBAL_SHUTDOWN)
+    assert h.published == [Event(ev.STOPPING, "agent")]
+
+
+def test_wait_for_dependents_is_bounded():
+    """The drain wait ends at its timer even if a dependent never stops."""
+    h = Harness(job("agent", restarts=UNLIMITED))
+    h.job.stop_after = frozenset({"web"})
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert jobs.TICK_DRAIN in h.timers.after_
+    h.feed(Event(jobs.TICK_DRAIN, "agent"))
+    assert h.published == [Event(ev.STOPPING, "agent")]
+
+
+def test_stop_event_halts_one_job_without_waiting():
+    """Reload stops a single job with STOP: no drain, hooks not kept."""
+    h = Harness(job("agent", restarts=UNLIMITED))
+    h.job.stop_after = frozenset({"web"})
+    startup(h)
+    h.feed(Event(jobs.STOP, "agent"))
+    assert h.published == [Event(ev.STOPPING, "agent")]

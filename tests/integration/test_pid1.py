@@ -261,3 +261,17 @@ def test_children_see_pilot_and_job_pids(pilot, tmp_path):
     assert p.wait() == 0
     line = p.lines("pid=1 job=")
     assert line and line[0].split("job=")[1].strip() == "", p.log
+
+
+def test_shutdown_in_dependency_order(pilot):
+    """SIGTERM: the app gated on the agent's health stops before the agent."""
+    p = pilot("""{jobs: [
+        {name: "agent", exec: ["sh", "-c", "trap 'echo agent-got-term; exit 0' TERM; while :; do sleep 0.05; done"],
+         health: {exec: "true", interval: 1, ttl: 5}},
+        {name: "app", exec: ["sh", "-c", "trap 'sleep 0.3; echo app-got-term; exit 0' TERM; echo app-up; while :; do sleep 0.05; done"],
+         when: {source: "agent", once: "healthy"}},
+    ]}""")
+    p.wait_log("app-up")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    assert p.log.index("app-got-term") < p.log.index("agent-got-term")
