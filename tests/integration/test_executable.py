@@ -156,7 +156,8 @@ def test_periodic_job_reports_a_metric_with_the_executable(container):
 
     def metric_arrived():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return "scratch_sensor_value 42.0" in r.read().decode()
+            exposed = r.read().decode()
+        return re.search(r"^scratch_sensor_value 42(\.0)?$", exposed, re.M)
 
     _wait_for(metric_arrived, what="the job's metric")
     assert "sensor exited with error" not in box.output()
