@@ -299,8 +299,7 @@ class App:
             nc = new.job(name)
             same_consul = old.consul == new.consul or not r.cfg.advertised
             if nc == r.cfg and deps.get(name) == r.job.dependent and same_consul \
-                    and order.get(name) == r.job.stop_after \
-                    and not r.job.complete:
+                    and order.get(name) == r.job.stop_after:
                 keep[name] = r
             else:
                 stop.append(r)
@@ -327,6 +326,7 @@ class App:
             pilot_log.configure(new.logging)
         except OSError as exc:
             log.error("Error initializing log file '%s': %s", new.logging.output, exc)
+        previous = self.telemetry
         for comp in reversed(self.components):
             comp.stop()
         if new.consul != old.consul:
@@ -336,6 +336,8 @@ class App:
             self.control = self._control_server(new)
             self.control.start()
         self.components = self._optional_components(new)
+        if self.telemetry is not None and previous is not None:
+            self.telemetry.adopt(previous)  # Pilot's own counters keep counting
         for comp in self.components:
             comp.start()
 
