@@ -98,10 +98,19 @@ class JobRunner:
 
     def _loop(self) -> None:
         try:
-            while self.job.handle(self.box.get()):
+            while self._handle(self.box.get()):
                 pass
         finally:
             self.timers.cancel_all()
+
+    def _handle(self, event: Event) -> bool:
+        """One event; a bug met while handling it is logged on one line and
+        the job goes on with the next event: the supervisor never dies of it."""
+        try:
+            return self.job.handle(event)
+        except Exception as exc:  # noqa: BLE001 - keep supervising
+            log.error("job %s: internal error on %s: %r", self.cfg.name, event, exc)
+            return not self.job.complete
 
     def process_groups(self) -> List[Command]:
         return [c for c in (self.job.process, self.job.check) if c is not None]

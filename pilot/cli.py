@@ -126,6 +126,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, not a traceback
+        if os.environ.get("PILOT_DEBUG"):
+            raise
+        _fail(f"internal error: {exc!r} (set PILOT_DEBUG=1 for a traceback)")
+        return 1
 
 
 def _fail(message: str) -> None:

@@ -6,7 +6,7 @@ import os
 
 from pilot import log as pilot_log
 from pilot import supervisor
-from pilot.errors import PilotError
+from pilot.errors import ConfigError
 
 log = logging.getLogger("pilot")
 
@@ -21,7 +21,9 @@ def run(path: str) -> int:
     try:
         pilot_log.configure(cfg.logging)
     except OSError as exc:
-        raise PilotError(f"Error initializing log file '{cfg.logging.output}': {exc}") from None
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError(f"Error initializing log file '{cfg.logging.output}': {reason}",
+                          file=path, path="logging.output") from None
     from pilot.cli import dump_config
     log.debug("loaded config: %s", dump_config(cfg))
     from pilot.app import App
