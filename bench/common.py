@@ -1,0 +1,206 @@
+"""Helpers the benchmarks share: percentiles, markdown tables, /proc
+readings (CPU time, RSS, PSS, process trees), a throwaway venv for peers
+such as supervisord, and clean-up of every process a bench started.
+
+Benchmarks are not tests: they print numbers and assert nothing.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, List, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv/bin/python").exists() else sys.executable
+PILOT = str(ROOT / "pilot.py")
+CACHE = ROOT / ".cache" / "bench"
+BENCH_VENV = ROOT / ".cache" / "bench-venv"
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+PR_SET_CHILD_SUBREAPER = 36
+
+
+# -- numbers and tables ---------------------------------------------------------
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p99 of 200 values is the 198th)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], right_from: int = 1) -> str:
+    """A markdown table; columns from `right_from` on are right-aligned."""
+    align = ["---" if i < right_from else "---:" for i in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.01):
+    """Poll `cond` until truthy; give up with one clear line at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+# -- /proc ----------------------------------------------------------------------
+
+def _stat_fields(pid: int) -> List[str]:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return data[data.rfind(b")") + 2:].decode().split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of `pid` (10 ms ticks)."""
+    f = _stat_fields(pid)
+    return (int(f[11]) + int(f[12])) / CLOCK_TICK
+
+
+def reaped_children_cpu_seconds(pid: int) -> float:
+    """CPU its children used once reaped (cutime+cstime), e.g. the health
+    checks a supervisor ran."""
+    f = _stat_fields(pid)
+    return (int(f[13]) + int(f[14])) / CLOCK_TICK
+
+
+def on_cpu_seconds(pid: int) -> float:
+    """Time every thread of `pid` spent on a CPU, in nanoseconds from
+    schedstat (utime/stime tick only every 10 ms: too coarse for an idle
+    process); falls back to utime+stime."""
+    total, found = 0, False
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+                found = True
+    except OSError:
+        pass
+    return total / 1e9 if found else cpu_seconds(pid)
+
+
+def children(pid: int) -> List[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def tree(root: int) -> List[int]:
+    """`root` and every process below it."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children(pid))
+    return out
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size; 0 once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_KIB
+    except OSError:
+        return 0
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages split among their users, so a
+    tree's sum does not count shared libraries once per process."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+# -- processes ------------------------------------------------------------------
+
+def become_subreaper() -> None:
+    """Orphans of what this bench starts come back to it, so clean-up can
+    find and kill them even after their supervisor is gone."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM the supervisor, SIGKILL if it lingers, then kill and reap
+    every process left below this bench (orphans came to us)."""
+    if proc.poll() is None:
+        leftovers = tree(proc.pid)[1:]
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _kill(leftovers)
+    reap_orphans()
+
+
+def reap_orphans() -> None:
+    """Kill and reap children of this process that no Popen owns."""
+    for _ in range(50):
+        kids = children(os.getpid())
+        if not kids:
+            return
+        _kill(kids)
+        for pid in kids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass  # a Popen of ours reaps it
+
+
+def _kill(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# -- peers ----------------------------------------------------------------------
+
+def bench_venv_tool(tool: str, package: str) -> str:
+    """Path of `tool` from a throwaway venv under .cache/bench-venv,
+    installing `package` there with pip when missing (never in .venv)."""
+    path = BENCH_VENV / "bin" / tool
+    if path.exists():
+        return str(path)
+    boot = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3")
+    if not (BENCH_VENV / "bin" / "python").exists():
+        subprocess.run([boot, "-m", "venv", str(BENCH_VENV)], check=True)
+    print(f"bench: installing {package} into {BENCH_VENV}", file=sys.stderr)
+    subprocess.run([str(BENCH_VENV / "bin" / "pip"), "install", "-q",
+                    "--disable-pip-version-check", package], check=True)
+    return str(path)

@@ -1,0 +1,373 @@
+"""Pilot as a supervisor, side by side with supervisord running the same
+programs; prints markdown tables.
+
+1. Restart latency: a job that exits at once (status 1) and is restarted
+   for ever (Pilot: `restarts: "unlimited"`; supervisord:
+   `autorestart=true`, `startsecs=0`, a huge `startretries`). The job is a
+   tiny static C program, compiled with gcc into .cache/bench/ at bench
+   time, that appends a CLOCK_MONOTONIC reading when it starts and another
+   just before it exits. The gap from one run's exit reading to the next
+   run's start reading is the supervisor's restart latency (reap, decide,
+   spawn, exec). C because the probe must cost next to nothing: python
+   needs ~15 ms to start, `sh` + `date` forks again, and `/proc/uptime` has
+   10 ms resolution. A bare `posix_spawn` + `waitpid` loop running the same
+   probe is the floor.
+2. Idle cost: 10 long-running jobs (`sleep`), with and without 10 health
+   checks (`/bin/true` every 5 s), supervisord with the same 10 programs
+   (it has no health checks). CPU time of the supervisor process over the
+   idle window (and with its reaped children, i.e. the checks), RSS of the
+   supervisor, and RSS/PSS of its whole process tree.
+
+    .venv/bin/python bench/supervisor.py [--restarts 200] [--max-seconds 60]
+        [--idle-seconds 60] [--profile]
+
+`--profile` samples Pilot with py-spy (installed into .cache/bench-venv)
+during the restart loop and prints where its time goes.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (bench/ is not a package)
+from common import mib, percentile, table, wait_for  # noqa: E402
+
+PROBE_SOURCE = r"""
+/* Appends "S <monotonic>" at start and "E <monotonic>" before exit to
+   argv[1], then exits with status argv[2] (default 1). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static void stamp(int fd, char tag) {
+    struct timespec ts;
+    char buf[64];
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int n = snprintf(buf, sizeof buf, "%c %lld.%09ld\n", tag, (long long)ts.tv_sec, ts.tv_nsec);
+    if (write(fd, buf, n) != n) _exit(3);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    int fd = open(argv[1], O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0) return 2;
+    stamp(fd, 'S');
+    stamp(fd, 'E');
+    _exit(argc > 2 ? atoi(argv[2]) : 1);
+}
+"""
+
+JOBS = 10
+CHECK_INTERVAL = 5
+WARMUP = 5  # restarts discarded while the supervisor warms up
+
+
+# -- the probe ----------------------------------------------------------------
+
+def build_probe() -> str:
+    """Compile the probe once per source text (static: no dynamic loader
+    work in the measured gap)."""
+    common.CACHE.mkdir(parents=True, exist_ok=True)
+    src, exe = common.CACHE / "restart-probe.c", common.CACHE / "restart-probe"
+    if not exe.exists() or not src.exists() or src.read_text() != PROBE_SOURCE:
+        src.write_text(PROBE_SOURCE)
+        for flags in (["-static"], []):
+            done = subprocess.run(["gcc", "-O2", *flags, "-o", str(exe), str(src)],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+        else:
+            raise SystemExit(f"bench: gcc could not build the probe: {done.stderr.strip()}")
+    return str(exe)
+
+
+def read_stamps(path: Path):
+    """[(tag, seconds)] in file order; a torn last line is left for later."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("S", "E"):
+            try:
+                out.append((parts[0], float(parts[1])))
+            except ValueError:
+                pass
+    return out
+
+
+def gaps(stamps) -> list:
+    """Exit of one run -> start of the next, in seconds."""
+    return [b[1] - a[1] for a, b in zip(stamps, stamps[1:]) if a[0] == "E" and b[0] == "S"]
+
+
+def starts(path: Path) -> int:
+    return sum(1 for tag, _ in read_stamps(path) if tag == "S")
+
+
+# -- supervisors under test -----------------------------------------------------
+
+def pilot_config(tmp: Path, jobs: list) -> Path:
+    import json
+    path = tmp / "pilot.json5"
+    path.write_text(json.dumps({
+        "control": {"socket": str(tmp / "pilot.sock")},
+        "logging": {"level": "INFO"},
+        "jobs": jobs,
+    }, indent=1))
+    return path
+
+
+def start_pilot(tmp: Path, jobs: list) -> subprocess.Popen:
+    config = pilot_config(tmp, jobs)
+    with open(tmp / "pilot.log", "wb") as log:
+        return subprocess.Popen([common.PYTHON, common.PILOT, "-config", str(config)],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(tmp))
+
+
+def supervisord_config(tmp: Path, programs: dict) -> Path:
+    lines = ["[supervisord]", "nodaemon=true", f"logfile={tmp / 'supervisord.log'}",
+             f"pidfile={tmp / 'supervisord.pid'}", f"childlogdir={tmp}", "loglevel=info", ""]
+    for name, (command, extra) in programs.items():
+        lines += [f"[program:{name}]", f"command={command}", "autostart=true",
+                  f"stdout_logfile={tmp / (name + '.log')}", "redirect_stderr=true", *extra, ""]
+    path = tmp / "supervisord.conf"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def start_supervisord(tmp: Path, programs: dict) -> subprocess.Popen:
+    exe = common.bench_venv_tool("supervisord", "supervisor")
+    config = supervisord_config(tmp, programs)
+    with open(tmp / "supervisord.out", "wb") as log:
+        return subprocess.Popen([exe, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=str(tmp))
+
+
+# -- 1. restart latency ---------------------------------------------------------
+
+def collect_restarts(proc: subprocess.Popen, stamps_file: Path, restarts: int,
+                     max_seconds: float, warmup: int = WARMUP) -> list:
+    """Let the supervisor restart the probe `restarts` (+ `warmup`) times,
+    or until `max_seconds` pass; the gaps after warm-up."""
+    wanted = restarts + warmup + 1
+    wait_for(lambda: starts(stamps_file) >= 1, 30, "the first run of the probe")
+    deadline = time.monotonic() + max_seconds
+    while starts(stamps_file) < wanted and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: supervisor exited early with status {proc.returncode}")
+        time.sleep(0.05)
+    return gaps(read_stamps(stamps_file))[warmup:][:restarts]
+
+
+def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool):
+    with tempfile.TemporaryDirectory(prefix="pilot-bench-") as name:
+        tmp = Path(name)
+        stamps_file = tmp / "stamps"
+        proc = start_pilot(tmp, [{"name": "flap", "exec": [probe, str(stamps_file)],
+                                  "restarts": "unlimited"}])
+        profiler = None
+        try:
+            if profile:
+                wait_for(lambda: starts(stamps_file) >= 1, 30, "the first run of the probe")
+                profiler = start_profiler(proc.pid, tmp / "profile.txt")
+            values = collect_restarts(proc, stamps_file, restarts, max_seconds)
+        finally:
+            if profiler is not None:
+                profiler.send_signal(2)  # py-spy writes its file on SIGINT
+                try:
+                    profiler.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    profiler.kill()
+                    profiler.wait()
+            common.stop(proc)
+        report = profile_report(tmp / "profile.txt") if profile else None
+        return values, report
+
+
+def restart_supervisord(probe: str, restarts: int, max_seconds: float):
+    with tempfile.TemporaryDirectory(prefix="pilot-bench-") as name:
+        tmp = Path(name)
+        stamps_file = tmp / "stamps"
+        extra = ["autorestart=true", "startsecs=0", "startretries=1000000000", "exitcodes=0"]
+        proc = start_supervisord(tmp, {"flap": (f"{probe} {stamps_file}", extra)})
+        try:
+            # one restart a second: a long warm-up would eat the time budget
+            return collect_restarts(proc, stamps_file, restarts, max_seconds, warmup=1)
+        finally:
+            common.stop(proc)
+
+
+def restart_floor(probe: str, restarts: int):
+    """The same probe restarted by the tightest loop Python can write."""
+    with tempfile.TemporaryDirectory(prefix="pilot-bench-") as name:
+        stamps_file = Path(name) / "stamps"
+        for _ in range(restarts + WARMUP + 1):
+            pid = os.posix_spawn(probe, [probe, str(stamps_file)], os.environ, setpgroup=0)
+            os.waitpid(pid, 0)
+        return gaps(read_stamps(stamps_file))[WARMUP:][:restarts]
+
+
+def restart_table(results: dict) -> str:
+    rows = []
+    for name, values in results.items():
+        ms = [v * 1000 for v in values]
+        if not ms:
+            rows.append((name, 0, "-", "-", "-", "-"))
+            continue
+        rows.append((name, len(ms), f"{percentile(ms, 50):.2f}", f"{percentile(ms, 99):.2f}",
+                     f"{min(ms):.2f}", f"{max(ms):.2f}"))
+    return table(["restarted by", "restarts", "p50 (ms)", "p99 (ms)", "min (ms)", "max (ms)"], rows)
+
+
+# -- 2. idle cost -------------------------------------------------------------
+
+def idle_jobs(checks: bool) -> list:
+    jobs = []
+    for i in range(JOBS):
+        job = {"name": f"app{i}", "exec": ["sleep", "1000000"], "restarts": "unlimited"}
+        if checks:
+            job["health"] = {"exec": ["/bin/true"], "interval": CHECK_INTERVAL,
+                             "ttl": 2 * CHECK_INTERVAL}
+        jobs.append(job)
+    return jobs
+
+
+def sleeps_running(pid: int) -> bool:
+    return sum(1 for p in common.tree(pid) if common.comm(p) == "sleep") >= JOBS
+
+
+def measure_idle(idle_seconds: float) -> list:
+    """Start each variant (one at a time, timing its start-up), then let
+    them all sit idle together for `idle_seconds` and read their costs."""
+    variants = [
+        ("Pilot, 10 jobs + 10 health checks", lambda t: start_pilot(t, idle_jobs(True))),
+        ("Pilot, 10 jobs", lambda t: start_pilot(t, idle_jobs(False))),
+        ("supervisord, 10 programs", lambda t: start_supervisord(
+            t, {f"app{i}": ("sleep 1000000", ["autorestart=true"]) for i in range(JOBS)})),
+    ]
+    tmps, running = [], []
+    try:
+        for name, start in variants:
+            tmp = tempfile.TemporaryDirectory(prefix="pilot-bench-")
+            tmps.append(tmp)
+            began = time.monotonic()
+            proc = start(Path(tmp.name))
+            running.append((name, proc))
+            wait_for(lambda: proc.poll() is not None or sleeps_running(proc.pid), 60,
+                     f"{name}: {JOBS} jobs running")
+            if proc.poll() is not None:
+                raise SystemExit(f"bench: {name} exited with status {proc.returncode}")
+            startup_ms = (time.monotonic() - began) * 1000
+            running[-1] = (name, proc, startup_ms)
+        time.sleep(2)  # let start-up work (imports, first checks' set-up) settle
+        before = {proc.pid: (common.on_cpu_seconds(proc.pid),
+                            common.reaped_children_cpu_seconds(proc.pid))
+                  for _, proc, _ in running}
+        time.sleep(idle_seconds)
+        rows = []
+        for name, proc, startup_ms in running:
+            own0, reaped0 = before[proc.pid]
+            own = common.on_cpu_seconds(proc.pid) - own0
+            everything = own + common.reaped_children_cpu_seconds(proc.pid) - reaped0
+            pids = common.tree(proc.pid)
+            rows.append((name, f"{startup_ms:.0f}", f"{own * 1000:.0f}",
+                         f"{own / idle_seconds * 100:.2f}", f"{everything * 1000:.0f}",
+                         mib(common.rss_kib(proc.pid)), mib(sum(map(common.rss_kib, pids))),
+                         mib(sum(map(common.pss_kib, pids))), len(pids)))
+        return rows
+    finally:
+        for entry in running:
+            common.stop(entry[1])
+        for tmp in tmps:
+            tmp.cleanup()
+
+
+def idle_table(rows: list, idle_seconds: float) -> str:
+    return table(["supervisor", "start → all running (ms)", f"CPU over {idle_seconds:g} s (ms)",
+                  "CPU (% of a core)", "CPU incl. reaped children (ms)", "RSS (MiB)",
+                  "tree RSS (MiB)", "tree PSS (MiB)", "processes"], rows)
+
+
+# -- profiling ----------------------------------------------------------------
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen:
+    spy = common.bench_venv_tool("py-spy", "py-spy")
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "1000", "--format", "raw",
+                             "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_report(path: Path, top: int = 25) -> str:
+    """Inclusive and own share of samples per function, from py-spy's
+    collapsed stacks (`frame;frame;frame count`)."""
+    if not path.exists():
+        return "(py-spy wrote no profile: is ptrace allowed here?)"
+    inclusive, own, total = collections.Counter(), collections.Counter(), 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        for frame in set(frames):
+            inclusive[frame] += n
+        own[frames[-1]] += n
+    if not total:
+        return "(no samples)"
+    rows = [(f"`{frame}`", f"{n / total * 100:.1f}", f"{own[frame] / total * 100:.1f}")
+            for frame, n in inclusive.most_common(top)]
+    return f"py-spy, {total} samples\n\n" + table(["function (file:line)", "inclusive %", "own %"], rows)
+
+
+# -- main -----------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--restarts", type=int, default=200, help="restarts measured per supervisor")
+    parser.add_argument("--max-seconds", type=float, default=60,
+                        help="stop collecting restarts of one supervisor after this long")
+    parser.add_argument("--idle-seconds", type=float, default=60, help="length of the idle window")
+    parser.add_argument("--profile", action="store_true", help="sample Pilot with py-spy")
+    parser.add_argument("--skip-idle", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    common.become_subreaper()
+    probe = build_probe()
+    pilot_gaps, report = restart_pilot(probe, args.restarts, args.max_seconds, args.profile)
+    results = {
+        "bare loop (posix_spawn + waitpid, Python)": restart_floor(probe, args.restarts),
+        "Pilot (`python pilot.py`, restarts: unlimited)": pilot_gaps,
+        "supervisord 4 (autorestart, startsecs=0)": restart_supervisord(
+            probe, args.restarts, args.max_seconds),
+    }
+    print(f"Restart latency: job exit -> next exec, static C probe "
+          f"({datetime.date.today()}, {os.cpu_count()} CPUs)\n")
+    print(restart_table(results))
+    if report:
+        print("\nWhere Pilot's time goes during the restart loop\n")
+        print(report)
+    if not args.skip_idle:
+        print(f"\nIdle cost: {JOBS} `sleep` jobs; health checks are `/bin/true` every "
+              f"{CHECK_INTERVAL} s (supervisord has none)\n")
+        print(idle_table(measure_idle(args.idle_seconds), args.idle_seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        common.reap_orphans()
+        sys.exit(130)
