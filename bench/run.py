@@ -23,7 +23,7 @@ import common  # noqa: E402
 
 # name -> arguments for a run of a few minutes in all
 BENCHES = {
-    "supervisor": ["--restarts", "200", "--max-seconds", "15", "--idle-seconds", "20"],
+    "supervisor": ["--restarts", "200", "--max-seconds", "20", "--idle-seconds", "30"],
     "control": ["1"],
     "watch_latency": ["--changes", "10", "--interval", "1"],
     "executable": [],
@@ -62,6 +62,8 @@ def main(argv=None) -> int:
         parser.error(f"unknown bench: {', '.join(unknown)}")
     here = Path(__file__).resolve().parent
     names = [n for n in (args.names or BENCHES) if (here / f"{n}.py").exists()]
+    for name in sorted(set(args.names or BENCHES) - set(names)):
+        print(f"bench: skipped {name} (bench/{name}.py not present)", file=sys.stderr)
     common.become_subreaper()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     failed = [n for n in names if not run_one(n, [] if args.full else BENCHES[n])]

@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
 
 JOBS = 10
 CHECK_INTERVAL = 5
+PROFILE_RESTARTS = 3000
 WARMUP = 5  # restarts discarded while the supervisor warms up
 
 
@@ -157,12 +158,24 @@ def start_supervisord(tmp: Path, programs: dict) -> subprocess.Popen:
 
 # -- 1. restart latency ---------------------------------------------------------
 
+def wait_first_run(proc: subprocess.Popen, stamps_file: Path, timeout: float = 30) -> None:
+    """Until the probe has run once; else stop with the supervisor's log."""
+    try:
+        wait_for(lambda: proc.poll() is not None or starts(stamps_file) >= 1, timeout,
+                 "the first run of the probe")
+    except SystemExit as failure:
+        tail = "".join(p.read_text(errors="replace")[-2000:] for p in stamps_file.parent.glob("*.log"))
+        raise SystemExit(f"{failure}; log:\n{tail}") from None
+    if proc.poll() is not None:
+        raise SystemExit(f"bench: supervisor exited early with status {proc.returncode}")
+
+
 def collect_restarts(proc: subprocess.Popen, stamps_file: Path, restarts: int,
                      max_seconds: float, warmup: int = WARMUP) -> list:
     """Let the supervisor restart the probe `restarts` (+ `warmup`) times,
     or until `max_seconds` pass; the gaps after warm-up."""
     wanted = restarts + warmup + 1
-    wait_for(lambda: starts(stamps_file) >= 1, 30, "the first run of the probe")
+    wait_first_run(proc, stamps_file)
     deadline = time.monotonic() + max_seconds
     while starts(stamps_file) < wanted and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -171,7 +184,9 @@ def collect_restarts(proc: subprocess.Popen, stamps_file: Path, restarts: int,
     return gaps(read_stamps(stamps_file))[warmup:][:restarts]
 
 
-def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool):
+def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool = False):
+    """Gaps of `python pilot.py` restarting the probe; with `profile`, a
+    py-spy report instead (sampling slows the process it samples)."""
     with tempfile.TemporaryDirectory(prefix="pilot-bench-") as name:
         tmp = Path(name)
         stamps_file = tmp / "stamps"
@@ -180,7 +195,7 @@ def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool):
         profiler = None
         try:
             if profile:
-                wait_for(lambda: starts(stamps_file) >= 1, 30, "the first run of the probe")
+                wait_first_run(proc, stamps_file)
                 profiler = start_profiler(proc.pid, tmp / "profile.txt")
             values = collect_restarts(proc, stamps_file, restarts, max_seconds)
         finally:
@@ -192,8 +207,9 @@ def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool):
                     profiler.kill()
                     profiler.wait()
             common.stop(proc)
-        report = profile_report(tmp / "profile.txt") if profile else None
-        return values, report
+        if profile:
+            return f"{len(values)} restarts; " + profile_report(tmp / "profile.txt")
+        return values
 
 
 def restart_supervisord(probe: str, restarts: int, max_seconds: float):
@@ -345,19 +361,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     common.become_subreaper()
     probe = build_probe()
-    pilot_gaps, report = restart_pilot(probe, args.restarts, args.max_seconds, args.profile)
     results = {
         "bare loop (posix_spawn + waitpid, Python)": restart_floor(probe, args.restarts),
-        "Pilot (`python pilot.py`, restarts: unlimited)": pilot_gaps,
+        "Pilot (`python pilot.py`, restarts: unlimited)": restart_pilot(
+            probe, args.restarts, args.max_seconds),
         "supervisord 4 (autorestart, startsecs=0)": restart_supervisord(
             probe, args.restarts, args.max_seconds),
     }
     print(f"Restart latency: job exit -> next exec, static C probe "
           f"({datetime.date.today()}, {os.cpu_count()} CPUs)\n")
     print(restart_table(results))
-    if report:
-        print("\nWhere Pilot's time goes during the restart loop\n")
-        print(report)
+    if args.profile:
+        print("\nWhere Pilot's time goes while it restarts the probe (a separate run, "
+              "sampled by py-spy; idle time not counted)\n")
+        print(restart_pilot(probe, PROFILE_RESTARTS, args.max_seconds, profile=True))
     if not args.skip_idle:
         print(f"\nIdle cost: {JOBS} `sleep` jobs; health checks are `/bin/true` every "
               f"{CHECK_INTERVAL} s (supervisord has none)\n")
