@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 import gevent
+import gevent.monkey
 from gevent.event import AsyncResult
 from gevent.fileobject import FileObjectPosix
 
 job_log = logging.getLogger("pilot.job")
+# gevent's patched posix_spawn adds a second child watcher and keeps every
+# exited child in a table it scans on each exit: restarts got slower the
+# more there had been. Our own watcher, started before yielding, suffices.
+_posix_spawn = gevent.monkey.get_original("os", "posix_spawn")
 log = logging.getLogger("pilot.commands")
 
 MAX_LINE = 64 * 1024
@@ -196,7 +201,7 @@ class Command:
             reader, writer = os.pipe()
             actions += [(os.POSIX_SPAWN_DUP2, writer, 1), (os.POSIX_SPAWN_DUP2, writer, 2)]
         try:
-            pid = os.posix_spawn(path, self.args, env, file_actions=actions,
+            pid = _posix_spawn(path, self.args, env, file_actions=actions,
                                  setpgroup=0, setsigdef=_RESET_SIGNALS, setsigmask=())
         except OSError:
             if reader is not None:
