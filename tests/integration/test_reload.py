@@ -1,0 +1,304 @@
+"""Reload, black-box (SPEC §16.3 as amended by §0 and the reload issue):
+`pilot -reload` re-reads and re-renders the config; an invalid new config is
+refused with the error returned to the caller and the running config stays;
+unchanged jobs keep running untouched (same pid, same registration); added
+jobs start, removed jobs stop, changed jobs restart; many reloads in a row
+never deadlock.
+"""
+import json
+import os
+import signal
+import socket
+import threading
+import urllib.request
+
+import pytest
+
+from tests.integration.pilot_proc import Pilot, proc_stat, run_cli, wait_for
+from tests.integration.test_compat import control
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root"),
+]
+HOSTNAME = socket.gethostname()
+
+
+@pytest.fixture
+def pilot(tmp_path):
+    """Start Pilot on a config (`pilot(text, **kw)`); all stopped afterwards."""
+    started = []
+
+    def start(config, **kw):
+        p = Pilot(tmp_path, config, **kw).start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def with_socket(p, text):
+    """Rewrite the config file as a user would, keeping the test's socket."""
+    p.config.write_text(text.replace("{", f'{{control: {{socket: "{p.socket}"}}, ', 1))
+
+
+def cli(p, *args):
+    return run_cli("-config", str(p.config), *args)
+
+
+def jobs(p):
+    """name → job status entry from GET /v3/status, or {} while unreachable."""
+    try:
+        code, body = control(p.socket, "GET", "/v3/status")
+    except OSError:
+        return {}
+    return {j["name"]: j for j in json.loads(body)["jobs"]} if code == 200 else {}
+
+
+def running_pids(p, names):
+    """{name: pid} once every named job has a live exec."""
+    now = jobs(p)
+    pids = {n: now.get(n, {}).get("pid") for n in names}
+    return pids if all(pids.values()) else None
+
+
+def host_pid(p, ns_pid):
+    """The host pid of a process Pilot reports by its namespace pid."""
+    if not p.pid1:
+        return ns_pid
+    for pid in [p.pid] + p.descendants():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                nspid = next(ln for ln in f if ln.startswith("NSpid:")).split()
+        except (OSError, StopIteration):
+            continue
+        if int(nspid[-1]) == ns_pid:
+            return pid
+    return None
+
+
+def alive(pid):
+    """A host pid that is still a live (non-zombie) process."""
+    st = proc_stat(pid) if pid else None
+    return st is not None and st[0] != "Z"
+
+
+def ping(p):
+    """-ping's request, made directly: the config file may be broken on purpose."""
+    try:
+        return control(p.socket, "GET", "/v3/ping")[0] == 200
+    except OSError:
+        return False
+
+
+def sleeper(name, tag="v1"):
+    return f'{{name: "{name}", exec: ["sh", "-c", "echo {name}-{tag}-up; exec sleep 1000"]}}'
+
+
+def test_reload_keeps_unchanged_restarts_changed_starts_added_stops_removed(pilot):
+    """Unchanged job: same pid. Changed job: new process. Added: started.
+    Removed: its process stopped. Pilot keeps running."""
+    p = pilot(f"{{jobs: [{sleeper('same')}, {sleeper('changed')}, {sleeper('removed')}]}}")
+    before = wait_for(lambda: running_pids(p, ["same", "changed", "removed"]), 10, "three jobs running")
+    hosts = {n: host_pid(p, pid) for n, pid in before.items()}
+    assert all(hosts.values()), hosts
+    with_socket(p, f"{{jobs: [{sleeper('same')}, {sleeper('changed', 'v2')}, {sleeper('added')}]}}")
+    r = cli(p, "-reload")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    after = wait_for(lambda: running_pids(p, ["same", "changed", "added"]), 10, "jobs after reload")
+    assert after["same"] == before["same"]
+    assert after["changed"] != before["changed"]
+    assert not alive(hosts["changed"])
+    wait_for(lambda: not alive(hosts["removed"]), 10, "the removed job's process gone")
+    assert "removed" not in jobs(p)
+    p.wait_log("changed-v2-up")
+    p.wait_log("added-v1-up")
+    assert len(p.lines("same-v1-up")) == 1
+    assert cli(p, "-ping").stdout == "ok\n"
+
+
+def test_invalid_config_is_refused_and_the_old_jobs_keep_running(pilot):
+    """An invalid new config: -reload exits 1 with the error (naming the
+    problem) on one line; Pilot keeps the old config and its processes."""
+    p = pilot(f"{{jobs: [{sleeper('web')}]}}")
+    before = wait_for(lambda: running_pids(p, ["web"]), 10, "web running")
+    with_socket(p, '{jobs: [{name: "web", exec: "true", health: {exec: "true", interval: 0, ttl: 5}}]}')
+    r = run_cli("-config", str(p.config), "-reload")
+    # the CLI validates the file itself first (SPEC §2.3): same refusal
+    assert r.returncode == 1
+    out = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    assert len(out) == 1 and "job[web].health.interval must be > 0" in out[0], out
+    assert running_pids(p, ["web"]) == before
+    assert ping(p)
+
+
+def test_invalid_config_refused_by_the_server_is_returned_to_the_caller(pilot):
+    """POST /v3/reload when the file became invalid: a 4xx/5xx answer carrying
+    the error; the running jobs and the socket stay."""
+    p = pilot(f"{{jobs: [{sleeper('web')}]}}")
+    before = wait_for(lambda: running_pids(p, ["web"]), 10, "web running")
+    with_socket(p, '{jobs: [{name: "web", exec: "x", restart: "never"}]}')
+    code, body = control(p.socket, "POST", "/v3/reload")
+    assert 400 <= code < 600
+    assert "invalid keys: restart" in body.decode()
+    assert running_pids(p, ["web"]) == before
+    assert p.lines("error initializing config: .*invalid keys: restart")
+    assert p.proc.poll() is None
+
+
+def test_a_client_that_sees_a_different_config_still_gets_the_servers_error(pilot, tmp_path):
+    """The CLI validates its own copy; the server re-reads the file it was
+    started with. If only the server's file is broken, -reload still exits 1
+    with the server's error."""
+    p = pilot(f"{{jobs: [{sleeper('web')}]}}")
+    before = wait_for(lambda: running_pids(p, ["web"]), 10, "web running")
+    good = tmp_path / "client.json5"
+    good.write_text(f'{{control: {{socket: "{p.socket}"}}}}')
+    with_socket(p, '{jobs: [{name: "web", exec: "x", restart: "never"}]}')
+    r = run_cli("-config", str(good), "-reload")
+    assert r.returncode == 1
+    out = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    assert len(out) == 1 and "invalid keys: restart" in out[0], out
+    assert running_pids(p, ["web"]) == before
+
+
+def test_twenty_reloads_in_a_row_do_not_deadlock(pilot):
+    """20 -reload calls back to back, alternating a changed job: afterwards
+    -ping answers and every job runs, the unchanged one on its first pid."""
+    p = pilot(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'a')}]}}")
+    first = wait_for(lambda: running_pids(p, ["steady", "flip"]), 10, "jobs running")
+    for i in range(20):
+        with_socket(p, f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'ab'[i % 2])}]}}")
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(cli(p, "-reload")),
+                     15, f"reload {i} accepted")
+        assert r.stderr == ""
+    assert wait_for(lambda: cli(p, "-ping").stdout == "ok\n", 15, "-ping after 20 reloads")
+    now = wait_for(lambda: running_pids(p, ["steady", "flip"]), 15, "jobs running after 20 reloads")
+    assert now["steady"] == first["steady"]
+    assert alive(host_pid(p, now["flip"]))
+
+
+def test_concurrent_reloads_do_not_deadlock(pilot):
+    """20 reload requests at once on the control socket: all are answered,
+    then Pilot still answers and runs its jobs."""
+    p = pilot(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'a')}]}}")
+    first = wait_for(lambda: running_pids(p, ["steady", "flip"]), 10, "jobs running")
+    with_socket(p, f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'b')}]}}")
+    codes, errors = [], []
+
+    def hit():
+        try:
+            codes.append(control(p.socket, "POST", "/v3/reload")[0])
+        except OSError as exc:  # the socket may be briefly away (3.8 behaviour)
+            errors.append(exc)
+    threads = [threading.Thread(target=hit) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "a reload request hung"
+    assert codes and all(c == 200 for c in codes), codes
+    assert wait_for(lambda: cli(p, "-ping").stdout == "ok\n", 15, "-ping after concurrent reloads")
+    now = wait_for(lambda: running_pids(p, ["steady", "flip"]), 15, "jobs after concurrent reloads")
+    assert now["steady"] == first["steady"]
+    p.wait_log("flip-b-up")
+
+
+def test_reload_renders_the_template_with_putenv_values(pilot):
+    """-putenv then -reload: the template is re-rendered with the new value;
+    the job whose rendered exec changed restarts with it."""
+    p = pilot("""{jobs: [
+      {name: "greeter", exec: ["sh", "-c", 'echo greeting={{ .GREETING | default "none" }}; exec sleep 1000']},
+      {name: "steady", exec: ["sh", "-c", "echo steady-up; exec sleep 1000"]}]}""")
+    p.wait_log("greeting=none")
+    before = wait_for(lambda: running_pids(p, ["greeter", "steady"]), 10, "jobs running")
+    assert cli(p, "-putenv", "GREETING=hello").returncode == 0
+    assert cli(p, "-reload").returncode == 0
+    p.wait_log("greeting=hello")
+    after = wait_for(lambda: running_pids(p, ["greeter", "steady"]), 10, "jobs after reload")
+    assert after["steady"] == before["steady"]
+    assert after["greeter"] != before["greeter"]
+
+
+def test_reload_publishes_startup_to_new_jobs_only(pilot, tmp_path):
+    """A job added by reload starts on startup{global}; an unchanged one-shot
+    job that already completed is not run again."""
+    out = tmp_path / "runs"
+    once = f'{{name: "setup", exec: ["sh", "-c", "echo x >> {out}"]}}'
+    p = pilot(f"{{jobs: [{sleeper('keep')}, {once}]}}")
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 1, 10, "setup ran")
+    with_socket(p, f"{{jobs: [{sleeper('keep')}, {once}, {sleeper('new')}]}}")
+    assert cli(p, "-reload").returncode == 0
+    p.wait_log("new-v1-up")
+    assert len(out.read_text().splitlines()) == 1
+
+
+def test_reload_keeps_an_unchanged_service_registered(pilot, consul_agent):
+    """An unchanged advertised job keeps its Consul registration across a
+    reload (never deregistered: same CreateIndex in the catalog)."""
+    app = ('{name: "app", exec: "sleep 1000", port: 8080, interfaces: ["static:127.0.0.1"],'
+           ' health: {exec: "true", interval: 1, ttl: 5}}')
+    text = f'{{consul: "{consul_agent.http_addr}", jobs: [{app}, SECOND]}}'
+    p = pilot(text.replace("SECOND", sleeper("other")))
+
+    def catalog():
+        with urllib.request.urlopen(consul_agent.url + "/v1/catalog/service/app", timeout=5) as r:
+            entries = json.load(r)
+        return entries[0] if entries else None
+    entry = wait_for(catalog, 15, "app in the catalog")
+    pid = wait_for(lambda: running_pids(p, ["app"]), 10, "app running")["app"]
+    seen_gone = []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            if catalog() is None:
+                seen_gone.append(True)
+            stop.wait(0.02)
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        with_socket(p, text.replace("SECOND", sleeper("other", "v2")))
+        assert cli(p, "-reload").returncode == 0
+        p.wait_log("other-v2-up")
+        wait_for(lambda: running_pids(p, ["app", "other"]), 10, "jobs after reload")
+    finally:
+        stop.set()
+        t.join()
+    assert not seen_gone, "the unchanged service was deregistered during the reload"
+    assert catalog()["CreateIndex"] == entry["CreateIndex"]
+    assert running_pids(p, ["app"])["app"] == pid
+
+
+def test_reload_changed_service_is_reregistered(pilot, consul_agent):
+    """A changed advertised job restarts and is registered with its new definition."""
+    def text(tag):
+        return (f'{{consul: "{consul_agent.http_addr}", jobs: [{{name: "app", exec: "sleep 1000", '
+                f'port: 8080, tags: ["{tag}"], interfaces: ["static:127.0.0.1"], '
+                f'health: {{exec: "true", interval: 1, ttl: 5}}}}]}}')
+
+    def tags():
+        with urllib.request.urlopen(consul_agent.url + "/v1/agent/services", timeout=5) as r:
+            svc = json.load(r).get(f"app-{HOSTNAME}")
+        return svc and svc["Tags"]
+    p = pilot(text("old"))
+    wait_for(lambda: tags() == ["old"], 15, "app registered with tag old")
+    with_socket(p, text("new"))
+    assert cli(p, "-reload").returncode == 0
+    wait_for(lambda: tags() == ["new"], 15, "app registered with tag new")
+
+
+def test_sigterm_after_reload_exits_0(pilot):
+    """After a reload the usual shutdown still works: SIGTERM → exit 0, no process left."""
+    p = pilot(f"{{jobs: [{sleeper('a')}]}}")
+    wait_for(lambda: running_pids(p, ["a"]), 10, "a running")
+    with_socket(p, f"{{jobs: [{sleeper('a', 'v2')}, {sleeper('b')}]}}")
+    assert cli(p, "-reload").returncode == 0
+    pids = wait_for(lambda: running_pids(p, ["a", "b"]), 10, "jobs after reload")
+    pids = {n: host_pid(p, x) for n, x in pids.items()}
+    assert all(pids.values()), pids
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    assert not any(alive(x) for x in pids.values())
