@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import stat
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -715,3 +716,60 @@ def test_unwritable_log_file_is_exit_1(pilot, tmp_path):
     assert p.wait() == 1
     assert "Error initializing log file" in p.log
     assert "Traceback" not in p.log
+
+
+def test_only_the_first_action_runs(pilot):
+    """SPEC §2.2: `-reload -ping` only reloads (nothing printed); -version
+    wins over everything and needs no readable config."""
+    p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
+    wait_for(lambda: ping_ok(p), 10, "the control socket")
+    r = cli(p, "-reload", "-ping")
+    assert (r.returncode, r.stdout) == (0, ""), r.stderr
+    r = run_cli("-config", "/nonexistent/x.json5", "-ping", "-version")
+    assert r.returncode == 0 and r.stdout.startswith("Version: ")
+
+
+def test_telemetry_metrics_status_and_maintenance(pilot, consul_agent):
+    """/metrics carries containerpilot_events and control request counters;
+    a metric sent with 3.8's match key (`__x`) is accepted; in maintenance
+    /status shows `maintenance`; POST /status is 405."""
+    port = free_port()
+    p = pilot(f"""{{consul: "{consul_agent.http_addr}", jobs: [
+        {{name: "app", exec: "sleep 1000", port: 8080, interfaces: ["static:127.0.0.1"],
+          health: {{exec: "true", interval: 1, ttl: 5}}}}],
+      telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"],
+        metrics: [{{name: "x", type: "gauge", help: "x"}}]}}}}""")
+    wait_for(lambda: ping_ok(p), 10, "the control socket")
+    base = f"http://127.0.0.1:{port}"
+    assert cli(p, "-putmetric", "__x=7").returncode == 0
+
+    def metrics():
+        try:
+            return http_get(base + "/metrics")[2]
+        except OSError:
+            return ""
+    text = wait_for(lambda: re.search(r"^x 7(\.0)?$", metrics(), re.M) and metrics(), 10, "x=7")
+    assert re.search(r'^containerpilot_events(_total)?\{code="Startup",source="global"\} 1(\.0)?$', text, re.M), text
+    assert "containerpilot_control_http_requests" in text
+    wait_for(lambda: json.loads(http_get(base + "/status")[2])["Services"][0]["Status"] == "healthy",
+             10, "app healthy")
+    assert cli(p, "-maintenance", "enable").returncode == 0
+    wait_for(lambda: json.loads(http_get(base + "/status")[2])["Services"][0]["Status"] == "maintenance",
+             10, "app in maintenance")
+    req = urllib.request.Request(base + "/status", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 405
+
+
+def test_unbindable_control_socket_is_exit_1(tmp_path):
+    """SPEC §14.2/§16.6: a control socket that cannot be bound (after the
+    retries) is fatal: `error listening to socket at PATH`, exit 1, no job ran."""
+    cfg = tmp_path / "c.json5"
+    cfg.write_text(f'{{control: {{socket: "{tmp_path}/no/dir/x.sock"}}, '
+                   f'jobs: [{{name: "a", exec: ["echo", "job-ran"]}}]}}')
+    r = run_cli("-config", str(cfg), timeout=30)
+    assert r.returncode == 1
+    assert f"error listening to socket at {tmp_path}/no/dir/x.sock" in r.stdout + r.stderr
+    assert "job-ran" not in r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr

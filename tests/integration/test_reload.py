@@ -302,3 +302,67 @@ def test_sigterm_after_reload_exits_0(pilot):
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
     assert not any(alive(x) for x in pids.values())
+
+
+def test_reload_applies_new_logging_settings(pilot):
+    """A reload re-applies `logging`: after switching to json, new lines are JSON."""
+    p = pilot(f"{{jobs: [{sleeper('steady')}]}}")
+    wait_for(lambda: running_pids(p, ["steady"]), 10, "steady running")
+    with_socket(p, f'{{logging: {{format: "json"}}, jobs: [{sleeper("steady")}, {sleeper("fresh")}]}}')
+    assert cli(p, "-reload").returncode == 0
+    line = p.wait_log("fresh-v1-up")[0]
+    doc = json.loads(line)
+    assert doc["msg"] == "fresh-v1-up" and doc["job"] == "fresh"
+
+
+def test_reload_moves_the_control_socket(pilot, tmp_path):
+    """A new `control.socket` in the reloaded config: the server answers on
+    the new path and the old socket file is gone."""
+    p = pilot(f"{{jobs: [{sleeper('steady')}]}}")
+    wait_for(lambda: running_pids(p, ["steady"]), 10, "steady running")
+    new_sock = tmp_path / "moved.sock"
+    p.config.write_text(f'{{control: {{socket: "{new_sock}"}}, jobs: [{sleeper("steady")}]}}')
+    code, _ = control(p.socket, "POST", "/v3/reload")
+    assert code == 200
+    wait_for(lambda: new_sock.exists() and control(new_sock, "GET", "/v3/ping")[0] == 200, 10,
+             "the new socket answering")
+    wait_for(lambda: not p.socket.exists(), 10, "the old socket removed")
+    assert run_cli("-config", str(p.config), "-ping").stdout == "ok\n"
+
+
+def test_reload_reruns_a_changed_one_shot_job(pilot, tmp_path):
+    """A completed one-shot job whose definition changed runs again (with the
+    new args) after the reload."""
+    out = tmp_path / "runs"
+
+    def once(word):
+        return f'{{name: "setup", exec: ["sh", "-c", "echo {word} >> {out}"]}}'
+    p = pilot(f"{{jobs: [{sleeper('keep')}, {once('first')}]}}")
+    wait_for(lambda: out.exists() and out.read_text() == "first\n", 10, "setup ran once")
+    with_socket(p, f"{{jobs: [{sleeper('keep')}, {once('second')}]}}")
+    assert cli(p, "-reload").returncode == 0
+    wait_for(lambda: out.read_text() == "first\nsecond\n", 10, "setup ran again with the new args")
+
+
+def test_reload_of_an_unreadable_config_is_refused(pilot):
+    """The config file vanished: the reload request gets the read error;
+    Pilot keeps running."""
+    p = pilot(f"{{jobs: [{sleeper('web')}]}}")
+    before = wait_for(lambda: running_pids(p, ["web"]), 10, "web running")
+    p.config.unlink()
+    code, body = control(p.socket, "POST", "/v3/reload")
+    assert 400 <= code < 600
+    assert "could not read config file" in body.decode()
+    assert running_pids(p, ["web"]) == before and ping(p)
+
+
+def test_reload_renders_ip_of_the_previous_load(pilot, consul_agent):
+    """SPEC §4.1: on reload the template sees CONTAINERPILOT_<JOB>_IP of the
+    previous load (absent on the first load)."""
+    app = ('{name: "app", exec: "sleep 1000", port: 8080, interfaces: ["static:127.0.0.9"],'
+           ' health: {exec: "true", interval: 1, ttl: 5}}')
+    probe = ('{name: "probe", exec: ["sh", "-c", "echo ip=[{{ .CONTAINERPILOT_APP_IP }}]; exec sleep 1000"]}')
+    p = pilot(f'{{consul: "{consul_agent.http_addr}", jobs: [{app}, {probe}]}}')
+    p.wait_log(r"ip=\[\]")
+    assert cli(p, "-reload").returncode == 0
+    p.wait_log(r"ip=\[127\.0\.0\.9\]")
