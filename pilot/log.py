@@ -26,7 +26,9 @@ LEVEL_WORDS = {
     logging.ERROR: "error", logging.CRITICAL: "fatal",
 }
 FIELDS = ("job", "check", "pid")
-_BARE = re.compile(r"^[A-Za-z0-9\-._/@^+]+$")
+_NEEDS_QUOTES = re.compile(r"[^A-Za-z0-9\-._/@^+]")
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v", "\\": "\\\\", '"': '\\"'}
 
 
 def timestamp(created: float) -> str:
@@ -62,10 +64,30 @@ class DefaultFormatter(logging.Formatter):
 
 
 def _quote(value) -> str:
+    """logrus: bare when every character is safe (so an empty value is
+    bare too), else Go's %q."""
     s = str(value)
-    if _BARE.match(s):
+    if not _NEEDS_QUOTES.search(s):
         return s
-    return json.dumps(s, ensure_ascii=False)
+    return go_quote(s)
+
+
+def go_quote(s: str) -> str:
+    """Go's strconv.Quote: printable characters kept, `\\x01` for ASCII
+    controls, `\\u00a0` / `\\U0001f600`-style escapes for other unprintables."""
+    out = []
+    for ch in s:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
 
 
 class TextFormatter(logging.Formatter):
