@@ -446,6 +446,34 @@ def test_text_format_lines(pilot):
                      out, re.M), out
 
 
+def test_text_format_quotes_like_logrus(pilot):
+    """text: an empty value stays bare (`msg=`), others get Go's %q
+    (`\\x01` for a control character, printable Unicode kept)."""
+    p = pilot(r"""{logging: {format: "text"}, jobs: [
+        {name: "odd", exec: ["printf", "\\nh\u00e9llo \\001 \"q\"\\n"]}]}""")
+    assert p.wait() == 0
+    out = p.log_path.read_text()
+    assert re.search(rf'^time="{TS}" level=info msg= job=odd pid=\d+$', out, re.M), out
+    assert re.search(rf'^time="{TS}" level=info msg="h\u00e9llo \\x01 \\"q\\"" job=odd pid=\d+$',
+                     out, re.M), out
+
+
+def test_output_lines_are_split_cleanly(pilot):
+    """Job output: `\\r\\n` endings trimmed, a final unterminated line still
+    logged, a 200 KB line delivered whole (possibly in 64 KiB pieces, in
+    order) without breaking the lines that follow."""
+    p = pilot("""{logging: {format: "json"}, jobs: [
+        {name: "crlf", exec: ["sh", "-c", "printf 'one\\r\\ntwo\\nno-newline'"]},
+        {name: "long", exec: ["python3", "-c", "print('ab' * 100000); print('after-long')"]}]}""")
+    assert p.wait() == 0
+    entries = [json.loads(ln) for ln in p.log_path.read_text().splitlines()]
+    crlf = [e["msg"] for e in entries if e.get("job") == "crlf"]
+    assert crlf == ["one", "two", "no-newline"]
+    long = [e["msg"] for e in entries if e.get("job") == "long"]
+    assert long[-1] == "after-long"
+    assert "".join(long[:-1]) == "ab" * 100000
+
+
 def test_json_format_lines(pilot):
     """json: one object per line, keys sorted, level words, job/pid fields
     (pid a number) on job output."""
