@@ -161,8 +161,14 @@ def _template(text: str, out: str) -> int:
         with os.fdopen(fd, "w") as f:
             f.write(text)
     except OSError as exc:
-        raise PilotError(f"could not write config file: {exc}") from None
+        raise PilotError(f"could not write config file: {_go_os_error('open', out, exc)}") from None
     return 0
+
+
+def _go_os_error(operation: str, path: str, exc: OSError) -> str:
+    """Go's wording users grep for: `open /x/y: no such file or directory`."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"{operation} {path}: {reason[:1].lower()}{reason[1:]}"
 
 
 def _client(opts: Options, socket_path: str) -> int:
