@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import stat
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -801,3 +802,44 @@ def test_unbindable_control_socket_is_exit_1(tmp_path):
     assert f"error listening to socket at {tmp_path}/no/dir/x.sock" in r.stdout + r.stderr
     assert "job-ran" not in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_zero_jobs_exit_promptly_on_sigterm(pilot):
+    """SPEC §16.2 recommendation: with no jobs, SIGTERM ends Pilot promptly, status 0."""
+    p = pilot("{}")
+    wait_for(lambda: ping_ok(p), 10, "the control socket")
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)
+    assert p.wait(10) == 0
+    assert time.monotonic() - t0 < 3
+
+
+def test_second_sigterm_forces_exit_with_nonzero_status(pilot):
+    """SPEC §0: a forced shutdown (second SIGTERM while a job ignores the
+    first) kills everything at once and exits non-zero; a `once: shutdown`
+    job never runs (rule 6)."""
+    p = pilot("""{stopTimeout: 30, logging: {level: "DEBUG"}, jobs: [
+        {name: "stubborn", exec: ["sh", "-c", "trap '' TERM; echo stubborn-up; while :; do sleep 0.05; done"]},
+        {name: "onshut", exec: ["echo", "shutdown-job-ran"], when: {source: "global", once: "shutdown"}}]}""")
+    p.wait_log(r"stubborn \d+ stubborn-up")
+    p.signal(signal.SIGTERM)
+    p.wait_log(r"event: shutdown\{global\}")
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)
+    code = p.wait(10)
+    assert time.monotonic() - t0 < 5
+    assert code != 0
+    assert not p.lines(r"onshut \d+ shutdown-job-ran")
+
+
+def test_template_out_write_error_in_go_wording(tmp_path):
+    """SPEC §2.3: -out into a missing directory: one line
+    `could not write config file: open PATH: no such file or directory`, exit 1."""
+    cfg = tmp_path / "t.json5"
+    cfg.write_text("{}")
+    out = tmp_path / "no" / "dir" / "out.json5"
+    r = run_cli("-config", str(cfg), "-template", "-out", str(out))
+    assert r.returncode == 1
+    lines = one_line(r)
+    assert len(lines) == 1, lines
+    assert f"could not write config file: open {out}: no such file or directory" in lines[0]
