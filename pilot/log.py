@@ -111,8 +111,14 @@ class JSONFormatter(logging.Formatter):
             msg=record.getMessage(),
             time=timestamp(record.created),
         )
-        return json.dumps(entry, sort_keys=True, ensure_ascii=False)
+        text = json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return text.translate(_GO_JSON_ESCAPES)
 
+
+# Go's json.Marshal (used by logrus) writes compact JSON and escapes these
+# inside strings; users grep for `"level":"error"`.
+_GO_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                                  "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 FORMATTERS = {"default": DefaultFormatter, "text": TextFormatter, "json": JSONFormatter}
 
