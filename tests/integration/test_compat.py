@@ -486,6 +486,8 @@ def test_json_format_lines(pilot):
     for ln in p.log_path.read_text().splitlines():
         doc = json.loads(ln)
         assert list(doc) == sorted(doc), ln
+        # compact, as Go's json.Marshal writes it: users grep `"level":"error"`
+        assert ln == json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")), ln
         assert re.fullmatch(TS, doc["time"]), ln
         assert doc["level"] in ("debug", "info", "warning", "error", "fatal", "panic"), ln
         entries.append(doc)
