@@ -33,8 +33,12 @@ def runs(tmp_path):
 
 
 def passing(node, service):
-    """(address, port) of each passing instance of `service`, as `node`'s agent answers."""
-    found = node.get(f"/v1/health/service/{service}?passing=1") or []
+    """(address, port) of each passing instance of `service`, as `node`'s
+    agent answers; None when the agent gives no answer (e.g. a 500 while a
+    server leaves: that is the test's query failing, not Pilot)."""
+    found = node.get(f"/v1/health/service/{service}?passing=1")
+    if found is None:
+        return None
     return sorted((e["Service"]["Address"], e["Service"]["Port"]) for e in found)
 
 
@@ -60,10 +64,15 @@ def test_pilots_see_each_other_and_outlive_a_server(cluster, tmp_path):
     victim.stop_agent()
 
     deadline = time.monotonic() + 2 * TTL
+    answers = 0
     while time.monotonic() < deadline:  # observe for a while: nothing may change
-        assert passing(c1, "beta") == [(c2.ip, PORT)]
-        assert passing(c2, "alpha") == [(c1.ip, PORT)]
+        for node, name, want in ((c1, "beta", [(c2.ip, PORT)]), (c2, "alpha", [(c1.ip, PORT)])):
+            seen = passing(node, name)
+            if seen is not None:
+                answers += 1
+                assert seen == want
         time.sleep(0.25)
+    assert answers >= 8, "the agents answered too rarely to tell"
     assert cluster.leader(), "the two remaining servers keep a leader"
     assert (runs(a_dir), runs(b_dir)) == before
     after = (len(alpha.lines("fail|unreachable")), len(beta.lines("fail|unreachable")))
