@@ -1,0 +1,69 @@
+"""Flag parsing as Go's flag package does it, and action dispatch."""
+import os
+
+import pytest
+
+from pilot import cli
+from pilot.errors import UsageError
+
+
+def test_flag_forms():
+    """-f v, -f=v and --f all work; bools take no value."""
+    for argv in (["-config", "a.json5"], ["-config=a.json5"], ["--config", "a.json5"]):
+        assert cli.parse_args(argv).config == "a.json5"
+    opts = cli.parse_args(["-reload", "-ping=false"])
+    assert opts.reload and not opts.ping
+
+
+def test_parsing_stops_at_first_non_flag():
+    """Positional arguments end the flags (3.x has no command argument)."""
+    opts = cli.parse_args(["-config", "a", "extra", "-ping"])
+    assert opts.config == "a" and not opts.ping
+
+
+def test_repeatable_key_value_flags_split_at_first_equals():
+    """-putenv A=B=C sets A to B=C; a repeated key keeps the last value."""
+    opts = cli.parse_args(["-putenv", "A=B=C", "-putenv", "K=1", "-putenv=K=2", "-putmetric", "m=3"])
+    assert opts.putenv == {"A": "B=C", "K": "2"}
+    assert opts.putmetric == {"m": "3"}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-xyz"], "flag provided but not defined: -xyz"),
+    (["-putenv", "A"], "flag value 'A' was not in the format 'key=val'"),
+    (["-maintenance", "foo"], "expected 'enable' or 'disable'"),
+    (["-config"], "flag needs an argument: -config"),
+    (["-ping=maybe"], "invalid boolean value"),
+])
+def test_usage_errors(argv, message):
+    """Bad flags are usage errors with Go's wording."""
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        cli.parse_args(argv)
+
+
+def test_main_exit_statuses(capsys, tmp_path, monkeypatch):
+    """-version 0; usage errors and -help 2; a config error 1 on one line."""
+    assert cli.main(["-version"]) == 0
+    assert capsys.readouterr().out.startswith("Version: ")
+    assert cli.main(["-nope"]) == 2
+    assert cli.main(["-help"]) == 2
+    capsys.readouterr()
+    monkeypatch.delenv("CONTAINERPILOT", raising=False)
+    assert cli.main(["-ping"]) == 1
+    err = capsys.readouterr().err
+    assert err == "pilot: -config flag is required\n"
+
+
+def test_template_writes_file_with_mode_0644(tmp_path, monkeypatch):
+    """-template -out FILE renders byte for byte into a 0644 file."""
+    src = tmp_path / "c.json5"
+    src.write_text('{a: "{{ .PILOT_T }}"}')
+    out = tmp_path / "out.json5"
+    monkeypatch.setenv("PILOT_T", "x=y")
+    old = os.umask(0o022)
+    try:
+        assert cli.main(["-config", str(src), "-template", "-out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert out.read_text() == '{a: "x=y"}'
+    assert out.stat().st_mode & 0o777 == 0o644
