@@ -493,3 +493,17 @@ def test_deep_parenthesis_nesting_is_an_error_not_a_crash():
     """Absurd nesting is refused with a TemplateError."""
     err = error_of("{{ " + "(" * 500 + "1" + ")" * 500 + " }}")
     assert "nested" in err.message
+
+
+def test_text_without_actions_is_returned_as_is_without_loading_the_machinery():
+    """Plain text renders unchanged, and a fresh interpreter loads no lexer/parser for it."""
+    import subprocess
+    import sys
+    text = "{ jobs: [] }\n// { not an action }\n"
+    assert render(text, {}) == text
+    script = ("import sys; from pilot.template import render; "
+              f"assert render({text!r}, {{}}) == {text!r}; "
+              "print(sorted(m for m in sys.modules if m.startswith('pilot.template.')))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
