@@ -2,7 +2,6 @@
 one place that prints usage or picks an exit status."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -202,6 +201,7 @@ def _flag_name(opts: Options) -> str:
 
 def dump_config(cfg) -> str:
     """`loaded config: ...` for the DEBUG log; tokens are never included."""
+    import json
     from dataclasses import asdict
     doc = asdict(cfg)
     if doc.get("consul"):

@@ -10,12 +10,12 @@ the body ends at Content-Length or at end of stream.
 A fresh client process uses `_socket` directly: `socket.py` adds selectors
 and enum wrappers (~2 ms) that one blocking request does not need. Where
 `socket` is already loaded (a gevent process patched it) the call goes through
-it, so an in-process request yields to the hub instead of blocking it.
+it, so an in-process request yields to the hub instead of blocking it. `json`
+is imported only where a body is sent or read (`-ping` needs none).
 """
 from __future__ import annotations
 
 import _socket
-import json
 import os
 import sys
 from typing import Dict, Optional, Tuple
@@ -34,7 +34,7 @@ def request(path: str, method: str, url: str, body: Optional[dict] = None) -> Tu
     """One request over the socket; ControlError on any transport failure."""
     if not os.path.exists(path):
         raise ControlError(f"pilot is not running: no socket at {path}")
-    data = None if body is None else json.dumps(body).encode()
+    data = None if body is None else _json().dumps(body).encode()
     sock = _new_socket()
     try:
         sock.settimeout(TIMEOUT)
@@ -136,6 +136,12 @@ def _dechunk(data: bytes) -> bytes:
         pos = start + size + 2
 
 
+def _json():
+    import json
+
+    return json
+
+
 def _check(status: int, body: bytes) -> bytes:
     if status >= 400:
         raise ControlError(f"control server answered {status}: {_error_text(body)}")
@@ -144,7 +150,7 @@ def _check(status: int, body: bytes) -> bytes:
 
 def _error_text(body: bytes) -> str:
     try:
-        doc = json.loads(body)
+        doc = _json().loads(body)
         if isinstance(doc, dict) and "error" in doc:
             return str(doc["error"])
     except ValueError:
@@ -176,7 +182,7 @@ def putmetric(path: str, values: Dict[str, str]) -> None:
 def status(path: str) -> dict:
     body = _check(*request(path, "GET", "/v3/status"))
     try:
-        return json.loads(body)
+        return _json().loads(body)
     except ValueError:
         raise ControlError("control server sent a status that is not JSON") from None
 

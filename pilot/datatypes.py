@@ -7,12 +7,13 @@ wording here never names a field.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import signal
-from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Tuple
+
+if TYPE_CHECKING:  # decimal is imported where used: a client call may need none of it
+    from decimal import Decimal
 
 
 UNLIMITED = -1  # the same value as pilot.config.model.UNLIMITED
@@ -66,6 +67,8 @@ def kind(value: Any) -> str:
 
 def show(value: Any, limit: int = 80) -> str:
     """A value as the user would have written it, on one line, bounded."""
+    import json  # imported late: only error messages need it
+
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)
     except (ValueError, TypeError, RecursionError):
@@ -83,6 +86,8 @@ def go_float(number: float) -> str:
         return "+Inf" if number > 0 else "-Inf"
     if number == int(number) and abs(number) < 1e21:
         return str(int(number))
+    from decimal import Decimal
+
     return format(Decimal(repr(number)), "f")
 
 
@@ -92,6 +97,8 @@ def go_g(number: float) -> str:
         return go_float(number)
     if number == 0:
         return "0"
+    from decimal import Decimal
+
     digits = Decimal(repr(number))
     exponent = digits.adjusted()
     if exponent < -4 or exponent >= 6:
@@ -200,6 +207,8 @@ def go_duration(text: str) -> float:
         return 0.0
     if rest == "":
         raise Invalid(f"time: invalid duration {text}")
+    from decimal import Decimal
+
     total = Decimal(0)
     while rest:
         number, rest = _leading_number(rest, text)
@@ -224,6 +233,8 @@ def _leading_number(rest: str, text: str) -> Tuple[Decimal, str]:
     whole, fraction = match.group(1), match.group(2) or ""
     if not whole and not fraction:
         raise Invalid(f"time: invalid duration {text}")
+    from decimal import Decimal, InvalidOperation
+
     try:
         number = Decimal(f"{whole or '0'}.{fraction or '0'}")
     except InvalidOperation:  # pragma: no cover - the regex admits digits only
@@ -253,6 +264,8 @@ def format_go_duration(seconds: float) -> str:
     nanos = int(round(seconds * 1e9))
     if nanos == 0:
         return "0s"
+    from decimal import Decimal
+
     sign = "-" if nanos < 0 else ""
     nanos = abs(nanos)
     if nanos < 1_000_000_000:

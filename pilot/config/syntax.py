@@ -6,7 +6,6 @@ syntax error becomes one line: `parse error at line:col [L:C]: <reason>`.
 """
 from __future__ import annotations
 
-import datetime
 import re
 from typing import Any, Optional, Tuple
 
@@ -106,18 +105,25 @@ def _plain(value: Any, depth: int, count: list) -> Any:
         raise fail(f"could not parse configuration: nested more than {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [_plain(item, depth + 1, count) for item in value]
     if isinstance(value, dict):
         return {_plain_key(key): _plain(item, depth + 1, count) for key, item in value.items()}
+    if _is_date(value):
+        return value.isoformat()
     raise fail(f"could not parse configuration: unsupported value of type {type(value).__name__}")
 
 
 def _plain_key(key: Any) -> Any:
     if key is None or isinstance(key, (bool, int, float, str)):
         return key
-    if isinstance(key, (datetime.date, datetime.datetime)):
+    if _is_date(key):
         return key.isoformat()
     raise fail(f"could not parse configuration: unsupported key of type {type(key).__name__}")
+
+
+def _is_date(value: Any) -> bool:
+    """A YAML date or timestamp; datetime is imported only when a value may be one."""
+    import datetime
+
+    return isinstance(value, (datetime.date, datetime.datetime))
