@@ -26,6 +26,7 @@ def run(path: str) -> int:
                           file=path, path="logging.output") from None
     from pilot.cli import dump_config
     log.debug("loaded config: %s", dump_config(cfg))
+    _patch_ssl_if_needed(cfg)
     from pilot.app import App
     app = App(cfg)
     supervisor.install_signal_handlers(app)
@@ -34,6 +35,16 @@ def run(path: str) -> int:
     finally:
         supervisor.kill_descendants()
     return code
+
+
+def _patch_ssl_if_needed(cfg) -> None:
+    """Make ssl cooperative for an https Consul, before anything imports it
+    (pilot.py leaves ssl alone: most containers talk plain http to a local
+    agent, and the patch costs memory)."""
+    if cfg.consul is not None and cfg.consul.scheme == "https":
+        from gevent import monkey
+        if not monkey.is_module_patched("ssl"):
+            monkey.patch_ssl()
 
 
 def _clean_frozen_environ() -> None:
