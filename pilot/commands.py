@@ -20,6 +20,8 @@ import gevent.monkey
 from gevent.event import AsyncResult
 from gevent.fileobject import FileObjectPosix
 
+from pilot.datatypes import format_go_duration
+
 job_log = logging.getLogger("pilot.job")
 # gevent's patched posix_spawn adds a second child watcher and keeps every
 # exited child in a table it scans on each exit: restarts got slower the
@@ -77,31 +79,6 @@ def signal_description(sig: int) -> str:
         signal.SIGUSR2: "user defined signal 2",
     }
     return names.get(sig, f"signal {sig}")
-
-
-def format_duration(seconds: float) -> str:
-    """Go's time.Duration String(): 100ms, 5s, 1m0s, 1.5s."""
-    ns = int(round(seconds * 1e9))
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                return sign + _trim(ns / size) + unit
-    h, rem = divmod(ns, 3600 * 10**9)
-    m, rem = divmod(rem, 60 * 10**9)
-    s = _trim(rem / 1e9) + "s"
-    if h:
-        return f"{sign}{h}h{m}m{s}"
-    if m:
-        return f"{sign}{m}m{s}"
-    return sign + s
-
-
-def _trim(x: float) -> str:
-    return (f"{x:.9f}").rstrip("0").rstrip(".")
 
 
 def pid_env_name(name: str) -> str:
@@ -258,7 +235,7 @@ class Command:
 
     def _kill_on_timeout(self) -> None:
         log.warning("%s timeout after %s: '[%s]'", self.name,
-                    format_duration(self.timeout), " ".join(self.args))
+                    format_go_duration(self.timeout), " ".join(self.args))
         self.timed_out = True
         self.signal(signal.SIGKILL)
 

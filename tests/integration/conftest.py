@@ -38,3 +38,20 @@ def consul_agent_factory():
     yield start
     for agent in agents:
         agent.stop()
+
+
+@pytest.fixture
+def pilot(tmp_path):
+    """Start Pilot on a config (`pilot(text, **kw)`, see pilot_proc.Pilot);
+    every instance is stopped at teardown."""
+    from tests.integration.pilot_proc import Pilot
+    started = []
+
+    def start(config, **kw):
+        p = Pilot(tmp_path, config, **kw).start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()

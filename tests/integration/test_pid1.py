@@ -13,19 +13,6 @@ from .pilot_proc import Pilot, proc_stat, wait_for
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
 
 
-@pytest.fixture
-def pilot(tmp_path):
-    """Start Pilot on a config; every instance is stopped at teardown."""
-    started = []
-
-    def start(config, **kw):
-        p = Pilot(tmp_path, config, **kw).start()
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.stop()
 
 
 def count_lines(path):

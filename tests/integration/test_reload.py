@@ -24,19 +24,6 @@ pytestmark = [
 HOSTNAME = socket.gethostname()
 
 
-@pytest.fixture
-def pilot(tmp_path):
-    """Start Pilot on a config (`pilot(text, **kw)`); all stopped afterwards."""
-    started = []
-
-    def start(config, **kw):
-        p = Pilot(tmp_path, config, **kw).start()
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.stop()
 
 
 def with_socket(p, text):

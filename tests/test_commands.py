@@ -1,0 +1,104 @@
+"""One exec: real processes, process groups, timeouts, output lines."""
+import logging
+import os
+import signal
+
+import gevent
+import pytest
+
+from pilot.commands import Command, ExitStatus, pid_env_name, signal_description
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("testCase", "CONTAINERPILOT_TESTCASE_PID"),
+    ("test-case", "CONTAINERPILOT_TEST_CASE_PID"),
+    ("/bin/to/test-Case--now.sh", "CONTAINERPILOT_TEST_CASE_NOW_PID"),
+    ("check.app", "CONTAINERPILOT_CHECK_PID"),
+])
+def test_pid_env_name_as_38(name, expected):
+    """X in CONTAINERPILOT_<X>_PID is derived as SPEC §15 says."""
+    assert pid_env_name(name) == expected
+
+
+def test_exit_reasons_use_gos_wording():
+    """`exit status N`, `signal: killed`; shell codes are N or 128+signal."""
+    assert ExitStatus(code=3).reason == "exit status 3"
+    assert ExitStatus(signal=signal.SIGKILL).reason == "signal: killed"
+    assert ExitStatus(signal=signal.SIGTERM).shell_code == 143
+    assert signal_description(signal.SIGTERM) == "terminated"
+
+
+def run(cmd):
+    cmd.start()
+    return cmd.wait(timeout=20)
+
+
+def test_exit_code_and_output_lines(caplog):
+    """stdout and stderr become INFO records with the job and pid fields."""
+    caplog.set_level(logging.INFO, logger="pilot.job")
+    cmd = Command("app", ["sh", "-c", "echo out; echo err >&2; printf tail; exit 4"], environ={})
+    st = run(cmd)
+    assert st == ExitStatus(code=4)
+    lines = [(r.getMessage(), r.job, r.pid) for r in caplog.records if r.name == "pilot.job"]
+    assert sorted(m for m, _, _ in lines) == ["err", "out", "tail"]
+    assert {(j, p) for _, j, p in lines} == {("app", cmd.pid)}
+
+
+def test_spawn_failure_is_an_exit_with_a_reason():
+    """A program not in PATH fails like Go's exec.LookPath."""
+    seen = []
+    st = run(Command("app", ["no-such-program-x"], environ={"PATH": "/bin"}, on_exit=seen.append))
+    assert st.error == 'exec: "no-such-program-x": executable file not found in $PATH'
+    assert seen == [st] and not st.success
+
+
+def test_timeout_kills_the_group_with_sigkill(tmp_path):
+    """After `timeout` the whole group gets SIGKILL, background children too."""
+    pidfile = tmp_path / "bg"
+    cmd = Command("slow", ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; sleep 60"],
+                  timeout=0.3, environ={})
+    st = run(cmd)
+    assert st.signal == signal.SIGKILL and cmd.timed_out
+    bg = int(pidfile.read_text())
+    with gevent.Timeout(5):
+        while alive(bg):
+            gevent.sleep(0.01)
+
+
+def test_pid_variable_lives_while_the_run_lives():
+    """CONTAINERPILOT_<X>_PID is set at spawn and removed at exit."""
+    env = {"PATH": os.environ["PATH"]}
+    cmd = Command("my-job", ["sleep", "0.2"], environ=env)
+    cmd.start()
+    assert env["CONTAINERPILOT_MY_JOB_PID"] == str(cmd.pid)
+    cmd.wait(timeout=5)
+    assert "CONTAINERPILOT_MY_JOB_PID" not in env
+
+
+def test_runs_never_overlap():
+    """start() while a run is alive waits for it to end first."""
+    cmd = Command("one", ["sleep", "0.2"], environ={"PATH": os.environ["PATH"]})
+    cmd.start()
+    first = cmd.pid
+    cmd.start()  # blocks until the first run has exited
+    assert cmd.pid != first
+    assert not alive(first)
+    assert cmd.wait(timeout=5).success
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_signal_reaches_the_process_group():
+    """signal() goes to the run's group; the run ends by that signal."""
+    cmd = Command("app", ["sleep", "30"], environ={"PATH": os.environ["PATH"]})
+    cmd.start()
+    assert cmd.signal(signal.SIGQUIT)
+    assert cmd.wait(timeout=5).signal == signal.SIGQUIT
