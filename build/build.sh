@@ -27,12 +27,13 @@ need_apt() {  # need_apt PACKAGE TEST...: install PACKAGE unless TEST succeeds
 need_apt patchelf command -v patchelf
 need_apt gcc command -v gcc
 need_apt libc6-dev test -f /usr/lib/x86_64-linux-gnu/libc.a
-need_apt zlib1g-dev test -f /usr/lib/x86_64-linux-gnu/libz.a
+need_apt libzstd-dev test -f /usr/lib/x86_64-linux-gnu/libzstd.a
+need_apt zstd command -v zstd
 "$PY" -c 'import PyInstaller' 2>/dev/null ||
     "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check 'pyinstaller>=6,<7'
 
 mkdir -p "$CACHE" "$ROOT/dist"
-gcc -static -Os -s -Wall -Wextra -Wno-format-truncation -o "$CACHE/launcher" build/launcher.c -lz
+gcc -static -Os -s -Wall -Wextra -Wno-format-truncation -o "$CACHE/launcher" build/launcher.c -lzstd
 
 "$PY" -m PyInstaller --noconfirm --log-level ERROR \
     --distpath "$CACHE/dist" --workpath "$CACHE/work" build/pilot.spec
