@@ -105,10 +105,13 @@ class Run:
         pids, todo = [], [self.process.pid]
         while todo:
             pid = todo.pop()
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        todo += [int(c) for c in f.read().split()]
+            except FileNotFoundError:  # it exited meanwhile
+                continue
             pids.append(pid)
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
         return [(pid, proc_name(pid)) for pid in pids]
 
     def stop(self):
