@@ -25,8 +25,6 @@ from pilot.jobs import Job
 
 log = logging.getLogger("pilot")
 
-FORCED_EXIT = 2  # a second SIGTERM/SIGINT during shutdown
-
 
 def ip_env_name(job_name: str) -> str:
     return "CONTAINERPILOT_" + job_name.upper().replace("-", "_") + "_IP"
@@ -72,6 +70,7 @@ class JobRunner:
     def __init__(self, app: "App", cfg: JobConfig, dependent: Optional[str],
                  stop_after: frozenset = frozenset()):
         self.cfg = cfg
+        self.bus = app.bus
         self.box = app.bus.subscribe(cfg.name)
         self.timers = Timers(self.box)
         process = check = None
@@ -102,6 +101,7 @@ class JobRunner:
                 pass
         finally:
             self.timers.cancel_all()
+            self.bus.unsubscribe(self.box)  # a complete job's mailbox must not grow
 
     def _handle(self, event: Event) -> bool:
         """One event; a bug met while handling it is logged on one line and

@@ -43,3 +43,17 @@ def test_exit_events_as_spec():
 def test_ip_env_name():
     """my-app → CONTAINERPILOT_MY_APP_IP."""
     assert ip_env_name("my-app") == "CONTAINERPILOT_MY_APP_IP"
+
+
+def test_complete_job_leaves_the_bus():
+    """Once a job is complete its mailbox is unsubscribed (no growth)."""
+    import gevent
+    from pilot.app import App
+    from pilot.config.model import Config, ControlConfig
+    cfg = Config(path="x", control=ControlConfig(socket="/nonexistent/none.sock"),
+                 jobs=(JobConfig(name="once", exec=("true",)),), stop_timeout=1)
+    app = App(cfg, environ={"PATH": "/usr/bin:/bin"})
+    app._control_server = lambda cfg: None  # no socket needed here
+    with gevent.Timeout(10):
+        assert app.run() == 0
+    assert app.bus.subscribers == 0
