@@ -33,7 +33,7 @@ need_apt zstd command -v zstd
     "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check 'pyinstaller>=6,<7'
 
 mkdir -p "$CACHE" "$ROOT/dist"
-gcc -static -Os -s -Wall -Wextra -Wno-format-truncation -o "$CACHE/launcher" build/launcher.c -lzstd
+gcc -static -Os -s -Wall -Wextra -Wno-format-truncation -o "$CACHE/launcher" build/launcher.c -lzstd -pthread
 
 # The bundle is zstd-compressed as a whole: PyInstaller's own per-module zlib would only
 # cost time at every import (a client call reusing the unpacked tree starts ~7 ms sooner).

@@ -12,9 +12,11 @@
  *    directly: nothing is unpacked or written per call. Processes that did not
  *    inherit it (docker exec, HEALTHCHECK) find it through $TMPDIR/.pilot-<build id>.
  *
- * File layout: [this static ELF][zstd frame of entries][64-byte trailer]
- *   trailer: "PILOTBUNDLE2" (12) | u32 entry count | u64 payload offset |
+ * File layout: [this static ELF][frames][64-byte trailer]
+ *   trailer: "PILOTBUNDLE3" (12) | u32 frame count | u64 payload offset |
  *            u64 payload size | u64 unpacked size | 24-char build id
+ *   frame:   u64 packed size | u64 entry count | zstd frame of entries; frames are
+ *            unpacked in parallel, each lists every directory before its files
  *   entry:   u8 type ('d', 'f', 'l') | u32 mode | u32 path length | u64 data length |
  *            path | data (file contents, or the symlink target)
  *
@@ -28,6 +30,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,7 +43,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#define MAGIC "PILOTBUNDLE2"
+#define MAGIC "PILOTBUNDLE3"
+#define MAX_FRAMES 16
 #define TRAILER_SIZE 64
 #define ID_SIZE 24
 #define BUNDLE_ENV "PILOT_BUNDLE"
@@ -50,7 +54,7 @@
 
 struct trailer {
     char magic[12];
-    uint32_t count;
+    uint32_t count;  /* frames */
     uint64_t offset;
     uint64_t size;
     uint64_t unpacked;
@@ -159,19 +163,43 @@ static void withdraw_shared(const struct trailer *t, const char *dir)
         unlink(link);
 }
 
-/* zstd, not zlib: the same 30 MB inflate in ~40 ms instead of ~160 ms, and smaller. */
-static unsigned char *inflate_payload(int fd, const struct trailer *t)
+/* One zstd frame being decoded in small pieces: nothing is unpacked into a 30 MB buffer
+ * first (its page faults alone cost ~10 ms), and each frame can have a thread. */
+struct stream {
+    ZSTD_DCtx *dctx;
+    ZSTD_inBuffer in;
+    unsigned char buf[256 * 1024];
+    size_t pos, len;
+};
+
+/* Make at least one decoded byte available; 0 at the end of the frame or on error. */
+static int stream_fill(struct stream *z)
 {
-    unsigned char *packed = malloc(t->size), *out = malloc(t->unpacked);
-    if (!packed || !out)
-        die("out of memory while unpacking", NULL);
-    if (pread(fd, packed, t->size, t->offset) != (ssize_t)t->size)
-        die("cannot read the bundled program", strerror(errno));
-    size_t length = ZSTD_decompress(out, t->unpacked, packed, t->size);
-    if (ZSTD_isError(length) || length != t->unpacked)
-        die("the bundled program is damaged", NULL);
-    free(packed);
-    return out;
+    while (z->pos == z->len) {
+        if (z->in.pos == z->in.size)
+            return 0;
+        ZSTD_outBuffer out = {z->buf, sizeof z->buf, 0};
+        if (ZSTD_isError(ZSTD_decompressStream(z->dctx, &out, &z->in)))
+            return 0;
+        z->pos = 0;
+        z->len = out.pos;
+    }
+    return 1;
+}
+
+static int stream_read(struct stream *z, void *dst, size_t n)
+{
+    unsigned char *d = dst;
+    while (n > 0) {
+        if (!stream_fill(z))
+            return -1;
+        size_t k = z->len - z->pos < n ? z->len - z->pos : n;
+        memcpy(d, z->buf + z->pos, k);
+        z->pos += k;
+        d += k;
+        n -= k;
+    }
+    return 0;
 }
 
 static int write_all(int fd, const unsigned char *p, uint64_t n)
@@ -188,56 +216,126 @@ static int write_all(int fd, const unsigned char *p, uint64_t n)
     return 0;
 }
 
+/* Copy n decoded bytes into fd; with fd < 0, skip them. */
+static const char *stream_copy(struct stream *z, int fd, uint64_t n)
+{
+    while (n > 0) {
+        if (!stream_fill(z))
+            return "truncated entry";
+        size_t k = z->len - z->pos < n ? z->len - z->pos : n;
+        if (fd >= 0 && write_all(fd, z->buf + z->pos, k) < 0)
+            return strerror(errno ? errno : EIO);
+        z->pos += k;
+        n -= k;
+    }
+    return NULL;
+}
+
 static int safe_relative(const char *path)
 {
     return path[0] && path[0] != '/' && strstr(path, "..") == NULL;
 }
 
-static const char *unpack_entries(const unsigned char *p, const unsigned char *end,
-                                  uint32_t count, int dirfd)
+static const char *unpack_entry(struct stream *z, int dirfd)
 {
-    for (uint32_t i = 0; i < count; i++) {
-        uint8_t type;
-        uint32_t mode, path_len;
-        uint64_t data_len;
-        if (end - p < 17)
-            return "truncated entry";
-        type = p[0];
-        memcpy(&mode, p + 1, 4);
-        memcpy(&path_len, p + 5, 4);
-        memcpy(&data_len, p + 9, 8);
-        p += 17;
-        if ((uint64_t)(end - p) < path_len + data_len || path_len >= PATH_MAX)
-            return "truncated entry";
-        char path[PATH_MAX];
-        memcpy(path, p, path_len);
-        path[path_len] = 0;
-        p += path_len;
-        if (!safe_relative(path))
-            return "unsafe path in bundle";
-        if (type == 'd') {
-            if (mkdirat(dirfd, path, mode & 0700) < 0 && errno != EEXIST)
-                return strerror(errno);
-        } else if (type == 'l') {
-            char target[PATH_MAX];
-            if (data_len >= PATH_MAX)
-                return "symlink target too long";
-            memcpy(target, p, data_len);
-            target[data_len] = 0;
-            if (symlinkat(target, dirfd, path) < 0)
-                return strerror(errno);
-        } else if (type == 'f') {
-            int fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0700);
-            if (fd < 0)
-                return strerror(errno);
-            int bad = write_all(fd, p, data_len) < 0;
-            if (close(fd) < 0 || bad)
-                return strerror(errno ? errno : EIO);
-        } else {
-            return "unknown entry type";
-        }
-        p += data_len;
+    unsigned char head[17];
+    uint32_t mode, path_len;
+    uint64_t data_len;
+    char path[PATH_MAX];
+    if (stream_read(z, head, sizeof head) < 0)
+        return "truncated entry";
+    memcpy(&mode, head + 1, 4);
+    memcpy(&path_len, head + 5, 4);
+    memcpy(&data_len, head + 9, 8);
+    if (path_len >= PATH_MAX || stream_read(z, path, path_len) < 0)
+        return "truncated entry";
+    path[path_len] = 0;
+    if (!safe_relative(path))
+        return "unsafe path in bundle";
+    if (head[0] == 'd') {
+        /* Every frame lists every directory, so that frames unpack independently. */
+        if (mkdirat(dirfd, path, mode & 0700) < 0 && errno != EEXIST)
+            return strerror(errno);
+        return stream_copy(z, -1, data_len);
     }
+    if (head[0] == 'l') {
+        char target[PATH_MAX];
+        if (data_len >= PATH_MAX || stream_read(z, target, data_len) < 0)
+            return "truncated entry";
+        target[data_len] = 0;
+        return symlinkat(target, dirfd, path) < 0 ? strerror(errno) : NULL;
+    }
+    if (head[0] != 'f')
+        return "unknown entry type";
+    int fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0700);
+    if (fd < 0)
+        return strerror(errno);
+    const char *err = stream_copy(z, fd, data_len);
+    if (close(fd) < 0 && !err)
+        err = strerror(errno);
+    return err;
+}
+
+/* A frame of the payload: [u64 packed size][u64 entry count][zstd frame]. */
+struct frame {
+    const unsigned char *data;
+    uint64_t size, count;
+    int dirfd;
+    const char *err;
+};
+
+static void *unpack_frame(void *arg)
+{
+    struct frame *f = arg;
+    struct stream *z = malloc(sizeof *z);
+    if (!z || !(z->dctx = ZSTD_createDCtx())) {
+        f->err = "out of memory while unpacking";
+        free(z);
+        return NULL;
+    }
+    z->in = (ZSTD_inBuffer){f->data, f->size, 0};
+    z->pos = z->len = 0;
+    for (uint64_t i = 0; i < f->count && !f->err; i++)
+        f->err = unpack_entry(z, f->dirfd);
+    ZSTD_freeDCtx(z->dctx);
+    free(z);
+    return NULL;
+}
+
+/* Split the payload into its frames and unpack them side by side, one thread each
+ * (two frames: ~40 ms instead of ~75 ms for 32 MB on two cores). */
+static const char *unpack_frames(const unsigned char *p, const struct trailer *t, int dirfd)
+{
+    struct frame frames[MAX_FRAMES];
+    pthread_t threads[MAX_FRAMES];
+    const unsigned char *end = p + t->size;
+    if (t->count == 0 || t->count > MAX_FRAMES)
+        return "damaged bundle (frame count)";
+    for (uint32_t i = 0; i < t->count; i++) {
+        if (end - p < 16)
+            return "damaged bundle (frame header)";
+        memcpy(&frames[i].size, p, 8);
+        memcpy(&frames[i].count, p + 8, 8);
+        p += 16;
+        if ((uint64_t)(end - p) < frames[i].size)
+            return "damaged bundle (frame size)";
+        frames[i].data = p;
+        frames[i].dirfd = dirfd;
+        frames[i].err = NULL;
+        p += frames[i].size;
+    }
+    uint32_t started = 1;  /* frame 0 runs on this thread */
+    for (; started < t->count; started++)
+        if (pthread_create(&threads[started], NULL, unpack_frame, &frames[started]) != 0)
+            break;
+    for (uint32_t i = started; i < t->count; i++)
+        unpack_frame(&frames[i]);  /* no thread for it: unpack it here */
+    unpack_frame(&frames[0]);
+    for (uint32_t i = 1; i < started; i++)
+        pthread_join(threads[i], NULL);
+    for (uint32_t i = 0; i < t->count; i++)
+        if (frames[i].err)
+            return frames[i].err;
     return NULL;
 }
 
@@ -291,11 +389,16 @@ static void make_bundle_dir(char *dir, size_t size)
 
 static void unpack(int fd, const struct trailer *t, const char *dir)
 {
-    unsigned char *data = inflate_payload(fd, t);
+    /* Map the file rather than read it: its pages are already in the page cache. */
+    long page = sysconf(_SC_PAGESIZE);
+    off_t base = t->offset & ~(uint64_t)(page - 1);
+    size_t skip = t->offset - base, length = skip + t->size;
+    unsigned char *map = mmap(NULL, length, PROT_READ, MAP_PRIVATE, fd, base);
+    if (map == MAP_FAILED)
+        die("cannot read the bundled program", strerror(errno));
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    const char *err = dirfd < 0 ? strerror(errno)
-                                : unpack_entries(data, data + t->unpacked, t->count, dirfd);
-    free(data);
+    const char *err = dirfd < 0 ? strerror(errno) : unpack_frames(map + skip, t, dirfd);
+    munmap(map, length);
     if (!err)
         err = set_interpreter(dir);
     if (!err) {
