@@ -170,7 +170,13 @@ struct stream {
     ZSTD_inBuffer in;
     unsigned char buf[256 * 1024];
     size_t pos, len;
+    int damaged;  /* zstd rejected the data, as opposed to it ending early */
 };
+
+static const char *stream_error(const struct stream *z)
+{
+    return z->damaged ? "the bundled program is damaged" : "truncated entry";
+}
 
 /* Make at least one decoded byte available; 0 at the end of the frame or on error. */
 static int stream_fill(struct stream *z)
@@ -179,8 +185,10 @@ static int stream_fill(struct stream *z)
         if (z->in.pos == z->in.size)
             return 0;
         ZSTD_outBuffer out = {z->buf, sizeof z->buf, 0};
-        if (ZSTD_isError(ZSTD_decompressStream(z->dctx, &out, &z->in)))
+        if (ZSTD_isError(ZSTD_decompressStream(z->dctx, &out, &z->in))) {
+            z->damaged = 1;
             return 0;
+        }
         z->pos = 0;
         z->len = out.pos;
     }
@@ -221,7 +229,7 @@ static const char *stream_copy(struct stream *z, int fd, uint64_t n)
 {
     while (n > 0) {
         if (!stream_fill(z))
-            return "truncated entry";
+            return stream_error(z);
         size_t k = z->len - z->pos < n ? z->len - z->pos : n;
         if (fd >= 0 && write_all(fd, z->buf + z->pos, k) < 0)
             return strerror(errno ? errno : EIO);
@@ -243,12 +251,14 @@ static const char *unpack_entry(struct stream *z, int dirfd)
     uint64_t data_len;
     char path[PATH_MAX];
     if (stream_read(z, head, sizeof head) < 0)
-        return "truncated entry";
+        return stream_error(z);
     memcpy(&mode, head + 1, 4);
     memcpy(&path_len, head + 5, 4);
     memcpy(&data_len, head + 9, 8);
-    if (path_len >= PATH_MAX || stream_read(z, path, path_len) < 0)
-        return "truncated entry";
+    if (path_len >= PATH_MAX)
+        return "damaged bundle (path length)";
+    if (stream_read(z, path, path_len) < 0)
+        return stream_error(z);
     path[path_len] = 0;
     if (!safe_relative(path))
         return "unsafe path in bundle";
@@ -260,8 +270,10 @@ static const char *unpack_entry(struct stream *z, int dirfd)
     }
     if (head[0] == 'l') {
         char target[PATH_MAX];
-        if (data_len >= PATH_MAX || stream_read(z, target, data_len) < 0)
-            return "truncated entry";
+        if (data_len >= PATH_MAX)
+            return "damaged bundle (symlink target)";
+        if (stream_read(z, target, data_len) < 0)
+            return stream_error(z);
         target[data_len] = 0;
         return symlinkat(target, dirfd, path) < 0 ? strerror(errno) : NULL;
     }
@@ -295,6 +307,7 @@ static void *unpack_frame(void *arg)
     }
     z->in = (ZSTD_inBuffer){f->data, f->size, 0};
     z->pos = z->len = 0;
+    z->damaged = 0;
     for (uint64_t i = 0; i < f->count && !f->err; i++)
         f->err = unpack_entry(z, f->dirfd);
     ZSTD_freeDCtx(z->dctx);
