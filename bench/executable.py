@@ -101,7 +101,7 @@ class Run:
         return self.command + ["-config", self.config, *flags]
 
     def tree(self):
-        """(pid, name) of Pilot's process and all its descendants."""
+        """(pid, name) of Pilot's process and all its live descendants."""
         pids, todo = [], [self.process.pid]
         while todo:
             pid = todo.pop()
@@ -109,10 +109,10 @@ class Run:
                 for task in os.listdir(f"/proc/{pid}/task"):
                     with open(f"/proc/{pid}/task/{task}/children") as f:
                         todo += [int(c) for c in f.read().split()]
+                pids.append((pid, proc_name(pid)))
             except FileNotFoundError:  # it exited meanwhile
                 continue
-            pids.append(pid)
-        return [(pid, proc_name(pid)) for pid in pids]
+        return pids
 
     def stop(self):
         leftovers = self.tree() if self.process and self.process.poll() is None else []
