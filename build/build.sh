@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build dist/pilot: one static file that runs Pilot even in a FROM-scratch image.
-#   1. PyInstaller builds a lean onedir tree (build/pilot.spec).
-#   2. glibc (loader + libs) is added to it; the bootloader's interpreter becomes a
+#   1. PyInstaller's analysis finds Pilot's modules; build/pilot.spec lays them out
+#      around the system's python3.11 as a small Python install.
+#   2. glibc (loader + libs) is added to it; python3.11's ELF interpreter becomes a
 #      placeholder that build/launcher.c rewrites after unpacking.
 #   3. build/pack.py appends the tree, compressed, to the static launcher.
 # Installs what it needs when missing. PILOT_ENTRY overrides the entry script.
@@ -13,7 +14,7 @@ CACHE=$ROOT/.cache/pyinstaller
 TREE=$CACHE/dist/pilot
 OUT=$ROOT/dist/pilot
 export PILOT_ENTRY=${PILOT_ENTRY:-$ROOT/pilot.py}
-# Room for "$TMPDIR/pilot-XXXXXX/_internal/ld-linux-x86-64.so.2" at run time.
+# Room for "$TMPDIR/pilot-XXXXXX/lib/ld-linux-x86-64.so.2" at run time.
 export PILOT_INTERP="/$(printf 'p%.0s' $(seq 1 250))"
 
 need_apt() {  # need_apt PACKAGE TEST...: install PACKAGE unless TEST succeeds
@@ -35,19 +36,20 @@ need_apt zstd command -v zstd
 mkdir -p "$CACHE" "$ROOT/dist"
 gcc -static -Os -s -Wall -Wextra -Wno-format-truncation -o "$CACHE/launcher" build/launcher.c -lzstd -pthread
 
-# The bundle is zstd-compressed as a whole: PyInstaller's own per-module zlib would only
-# cost time at every import (a client call reusing the unpacked tree starts ~7 ms sooner).
-# Its work cache does not notice this setting, hence --clean.
-export PYINSTALLER_ZLIB_COMPRESSION_LEVEL=0
+# PyInstaller only analyses imports; build/pilot.spec lays out the tree (see its header).
 "$PY" -m PyInstaller --noconfirm --clean --log-level ERROR \
     --distpath "$CACHE/dist" --workpath "$CACHE/work" build/pilot.spec
 
-# glibc is the one thing PyInstaller leaves out; a scratch image has none.
-LD_LIBRARY_PATH=$TREE/_internal find "$TREE" -type f \( -name '*.so*' -o -name pilot \) \
+# glibc and the interpreter's own libraries: a scratch image has none.
+LD_LIBRARY_PATH=$TREE/lib find "$TREE" -type f \( -name '*.so*' -o -name pilot \) \
         -exec ldd {} \; 2>/dev/null |
     grep -o '/[^ ]*' | grep -v "^$TREE" | sort -u |
-    while read -r lib; do cp -L "$lib" "$TREE/_internal/$(basename "$lib")"; done
-test -f "$TREE/_internal/ld-linux-x86-64.so.2"
-patchelf --set-interpreter "$PILOT_INTERP" --set-rpath '$ORIGIN/_internal' "$TREE/pilot"
+    while read -r lib; do cp -L "$lib" "$TREE/lib/$(basename "$lib")"; done
+test -f "$TREE/lib/ld-linux-x86-64.so.2"
+find "$TREE/lib/site" -name '*.so' -exec strip --strip-unneeded {} +
+# DT_RPATH (not RUNPATH): it comes before a user's LD_LIBRARY_PATH and also serves the
+# libraries that extension modules load, so Pilot never picks up a foreign libc.
+patchelf --set-interpreter "$PILOT_INTERP" --force-rpath --set-rpath '$ORIGIN/../lib' \
+    "$TREE/bin/pilot"
 
 "$PY" build/pack.py "$CACHE/launcher" "$TREE" "$OUT"

@@ -49,8 +49,9 @@
 #define ID_SIZE 24
 #define BUNDLE_ENV "PILOT_BUNDLE"
 #define ID_FILE ".pilot-bundle-id"
-#define APP "pilot"
-#define LOADER "_internal/ld-linux-x86-64.so.2"
+#define APP "bin/pilot"  /* python3.11, named for ps */
+#define MAIN "lib/pilot.zip"
+#define LOADER "lib/ld-linux-x86-64.so.2"
 
 struct trailer {
     char magic[12];
@@ -106,11 +107,27 @@ static int bundle_matches(const char *dir, const struct trailer *t)
     return n == ID_SIZE && memcmp(id, t->id, ID_SIZE) == 0;
 }
 
+/* Run `DIR/bin/pilot -I DIR/lib/pilot.zip ARGS...`: the interpreter's path must be argv[0]
+ * (Python finds bin/pilot._pth from it), and -I keeps the user's PYTHON* variables
+ * (meant for their own programs) away from Pilot. */
 static void exec_app(const char *dir, char **argv)
 {
-    char app[PATH_MAX];
+    char app[PATH_MAX], main_zip[PATH_MAX];
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    char **args = calloc(argc + 3, sizeof *args);
+    if (!args)
+        return;
     snprintf(app, sizeof app, "%s/%s", dir, APP);
-    execv(app, argv);
+    snprintf(main_zip, sizeof main_zip, "%s/%s", dir, MAIN);
+    args[0] = app;
+    args[1] = "-I";
+    args[2] = main_zip;
+    for (int i = 1; i < argc; i++)
+        args[i + 2] = argv[i];
+    execv(app, args);
+    free(args);
 }
 
 /* $TMPDIR/.pilot-<build id>: lets processes that did not inherit PILOT_BUNDLE
