@@ -1,12 +1,14 @@
 """What running as the one-file executable changes, and how to undo it for jobs.
 
-The executable (build/launcher.c + PyInstaller's onedir bootloader) adds variables to
-Pilot's own environment so that Python finds its bundled libraries. Jobs must see the
-environment the user gave, or a job's /bin/sh would load Pilot's bundled glibc.
+dist/pilot (build/launcher.c) runs a bundled python3.11 whose DT_RPATH finds its own
+libraries, so it adds nothing to Pilot's environment but PILOT_BUNDLE: the directory
+the running Pilot was unpacked into, kept for jobs, so that `/pilot -putmetric ...` run
+by a job starts from there instead of unpacking the whole program again (see
+build/README.md).
 
-One variable is added on purpose and kept: PILOT_BUNDLE names the directory the running
-Pilot was unpacked into, so that `/pilot -putmetric ...` run by a job starts from there
-instead of unpacking the whole program again (see build/README.md).
+A PyInstaller-built executable (sys.frozen set) does add variables so that Python
+finds its bundled libraries; jobs must see the environment the user gave, or a job's
+/bin/sh would load Pilot's bundled glibc. clean_environ undoes those.
 """
 import sys
 from typing import Mapping
