@@ -164,7 +164,7 @@ def test_periodic_job_reports_a_metric_with_the_executable(container):
 
 
 def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
-    """With PILOT_BUNDLE (what jobs inherit) a client call is far cheaper than unpacking."""
+    """With PILOT_BUNDLE (what jobs inherit) a client call runs the running copy: nothing is unpacked."""
     config = tmp_path / "pilot.json5"
     config.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "cp.sock"))
     env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
