@@ -4,7 +4,6 @@ and watches that react to the agent at once (SPEC §11, §12, §0)."""
 import json
 import signal
 import socket
-import time
 import urllib.request
 
 import pytest
@@ -138,9 +137,11 @@ def test_maintenance_takes_the_service_out_and_back(tmp_path, consul_agent, pilo
     wait_for(lambda: check_status(consul_agent) == "passing", 5, "a passing check again")
 
 
-def test_watch_triggers_a_job_within_a_second_of_a_change(tmp_path, consul_agent, pilots):
-    """With `interval: 5`, registering and deregistering `backend` in the
-    agent runs the `changed` job each time within about a second."""
+def test_watch_triggers_a_job_long_before_its_interval(tmp_path, consul_agent, pilots):
+    """With `interval: 60`, registering and deregistering `backend` in the
+    agent runs the `changed` job each time far sooner than a poll would:
+    the watch blocks on Consul instead of polling (the bound is loose on
+    purpose: this checks the mechanism, bench/watch_latency.py the speed)."""
     ready, runs = tmp_path / "ready", tmp_path / "runs"
     jobs = [
         {"name": "main", "exec": ["sh", "-c", f"touch {ready}; exec sleep 1000"]},
@@ -148,7 +149,7 @@ def test_watch_triggers_a_job_within_a_second_of_a_change(tmp_path, consul_agent
          "when": {"source": "watch.backend", "each": "changed"}},
     ]
     pilots(tmp_path, config(tmp_path, consul_agent.http_port, jobs,
-                            [{"name": "backend", "interval": 5}]))
+                            [{"name": "backend", "interval": 60}]))
     wait_for(ready.exists, 10, "pilot to start its jobs")
     for count, change in enumerate([
             lambda: agent_put(consul_agent, "/v1/agent/service/register",
@@ -159,8 +160,6 @@ def test_watch_triggers_a_job_within_a_second_of_a_change(tmp_path, consul_agent
                               {"ID": "backend-2", "Name": "backend",
                                "Address": "127.0.0.2", "Port": 9001})], start=1):
         change()
-        began = time.monotonic()
-        wait_for(lambda: len(lines_of(runs)) >= count, 5, f"run {count} of the changed job")
-        elapsed = time.monotonic() - began
-        assert elapsed < 2, f"run {count} came {elapsed:.2f}s after the change"
+        # 30 s: well inside the 60 s a poll would take
+        wait_for(lambda: len(lines_of(runs)) >= count, 30, f"run {count} of the changed job")
         assert len(lines_of(runs)) == count
