@@ -482,3 +482,57 @@ def test_stop_event_halts_one_job_without_waiting():
     startup(h)
     h.feed(Event(jobs.STOP, "agent"))
     assert h.published == [Event(ev.STOPPING, "agent")]
+
+
+# -- properties over random event sequences ----------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+MEANINGFUL = [
+    ev.GLOBAL_STARTUP, ev.GLOBAL_SHUTDOWN, ev.GLOBAL_ENTER_MAINTENANCE,
+    ev.GLOBAL_EXIT_MAINTENANCE, Event(ev.EXIT_SUCCESS, "app"), Event(ev.EXIT_FAILED, "app"),
+    Event(ev.EXIT_SUCCESS, "check.app"), Event(ev.EXIT_FAILED, "check.app"),
+    Event(ev.HEALTHY, "db"), Event(ev.CHANGED, "watch.db"), Event(ev.STOPPING, "db"),
+    Event(ev.STOPPED, "pre"), Event(ev.SIGNAL, "SIGHUP"),
+] + [Event(t, "app") for t in (
+    jobs.TICK_HEARTBEAT, jobs.TICK_INTERVAL, jobs.TICK_WHEN_TIMEOUT, jobs.TICK_STOP_TIMEOUT,
+    jobs.TICK_RESTART, jobs.TICK_KILL, jobs.TICK_DRAIN)]
+TRIGGERS = [(e.source, e.code) for e in MEANINGFUL[4:13] if not e.source.startswith("check")]
+
+events_st = st.lists(st.sampled_from(MEANINGFUL), max_size=60)
+
+configs_st = st.builds(
+    lambda when, restarts, health: job(when=when, restarts=restarts, health=health),
+    st.one_of(
+        st.just(When()),
+        st.builds(lambda t, each: When(source=t[0], event=t[1], each=each),
+                  st.sampled_from(TRIGGERS), st.booleans()),
+        st.builds(When, interval=st.just(1.0)),
+        st.just(When(source="SIGHUP", event=ev.SIGNAL, each=True)),
+    ),
+    st.sampled_from([0, 1, 3, UNLIMITED]),
+    st.sampled_from([None, health()]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(configs_st, events_st)
+def test_random_event_sequences_keep_the_job_consistent(cfg, events):
+    """Whatever arrives: handle() never raises; stopping/stopped are
+    published at most once each and in that order; a complete job never
+    starts again; restarts never exceed the configured limit."""
+    h = Harness(cfg)
+    starts_when_complete = None
+    for e in events:
+        if e.source == "app" and e.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) and h.process:
+            h.process.exited()
+        h.job.handle(e)
+        if h.job.complete and starts_when_complete is None:
+            starts_when_complete = h.process.starts
+    own = [p for p in h.published if p.source == "app" and p.code in (ev.STOPPING, ev.STOPPED)]
+    assert own in ([], [Event(ev.STOPPING, "app")],
+                   [Event(ev.STOPPING, "app"), Event(ev.STOPPED, "app")])
+    if starts_when_complete is not None:
+        assert h.process.starts == starts_when_complete
+    if cfg.restarts != UNLIMITED and not cfg.periodic:
+        assert h.job.restarts_done <= cfg.restarts
