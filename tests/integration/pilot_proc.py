@@ -80,12 +80,20 @@ def tree(root: int) -> List[int]:
     return out
 
 
+def _is_pilot(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"-config" in f.read()
+    except OSError:
+        return False
+
+
 class Pilot:
     """One Pilot run with its log file; `pid` is Pilot's own host pid."""
 
     def __init__(self, tmp_path: Path, config: str, *, pid1: bool = True,
                  env: Optional[dict] = None, name: str = "pilot.json5",
-                 args: Optional[List[str]] = None):
+                 args: Optional[List[str]] = None, command: Optional[List[str]] = None):
         self.tmp = Path(tmp_path)
         self.config = self.tmp / name
         self.socket = self.tmp / "pilot.sock"
@@ -99,11 +107,12 @@ class Pilot:
         self.env = dict(os.environ, **(env or {}))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.args = args or []
+        self.command = command or [PYTHON, ENTRY]  # e.g. [dist/pilot]
         self.proc: Optional[subprocess.Popen] = None
         self.pid: Optional[int] = None
 
     def start(self) -> "Pilot":
-        cmd = [PYTHON, ENTRY, "-config", str(self.config)] + self.args
+        cmd = self.command + ["-config", str(self.config)] + self.args
         if self.pid1:
             cmd = ["unshare", "--pid", "--fork", "--mount-proc"] + cmd
         self.proc = subprocess.Popen(
@@ -137,8 +146,12 @@ class Pilot:
         return tree(self.pid)
 
     def zombies(self) -> List[int]:
-        """Zombies Pilot is responsible for: its own children."""
-        return [p for p in children(self.pid) if (proc_stat(p) or ("", 0))[0] == "Z"]
+        """Zombies Pilot is responsible for: its own children (and, when
+        PID 1 is the executable's launcher, the launcher's children)."""
+        mine = children(self.pid)
+        mine += [c for p in list(mine) if self.command[0] != PYTHON for c in children(p)
+                 if proc_stat(p) and proc_stat(p)[0] != "Z" and _is_pilot(p)]
+        return [p for p in mine if (proc_stat(p) or ("", 0))[0] == "Z"]
 
     # -- acting -----------------------------------------------------------
 

@@ -212,3 +212,24 @@ def test_jobs_get_the_users_environment(executable, tmp_path):
     assert not [name for name in seen if name.startswith(("_PYI_", "_MEI", "STATICX_"))]
     assert "LD_LIBRARY_PATH_ORIG" not in seen
     assert seen.get("PILOT_BUNDLE", "").startswith(str(tmp_path))
+
+
+def test_orphans_are_reaped_through_the_launcher(executable, tmp_path):
+    """dist/pilot as PID 1 (launcher, then Pilot as subreaper): hundreds of
+    orphans leave at most 2 zombies at any sample; the job's own exit code
+    still arrives."""
+    from tests.integration.pilot_proc import Pilot
+    from tests.integration.test_pid1 import ORPHANS, sample_zombies
+    p = Pilot(tmp_path, f"""{{jobs: [
+        {{name: "orphans", exec: ["sh", "-c", "{ORPHANS}"]}},
+        {{name: "witness", exec: ["echo", "orphans-exit-failed-seen"],
+          when: {{source: "orphans", once: "exitFailed"}}}}]}}""",
+              command=[executable], env={"TMPDIR": str(tmp_path)}).start()
+    try:
+        worst = sample_zombies(p)
+        assert p.wait() == 0
+    finally:
+        p.stop()
+    assert worst <= 2, f"saw {worst} zombies at once"
+    assert p.lines("orphans-exit-failed-seen")
+    assert p.lines("orphans exited with error: exit status 7")
