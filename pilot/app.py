@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from typing import Dict, List, Optional
 
 import gevent
@@ -24,6 +25,8 @@ from pilot import jobs
 from pilot.jobs import Job
 
 log = logging.getLogger("pilot")
+
+FORCE_AFTER = 1.0  # seconds: a repeated signal sooner than this is a duplicate
 
 
 def ip_env_name(job_name: str) -> str:
@@ -127,6 +130,7 @@ class App:
         self.exit_code = 0
         self.maintenance = False
         self._shutdown_started = False
+        self._shutdown_at = 0.0
         self._stop_requested = gevent.event.Event()
         self._consul = None
         self._main = next((j.name for j in cfg.jobs if j.main), None)
@@ -228,9 +232,14 @@ class App:
             gevent.spawn(self.shutdown)
 
     def shutdown(self, signum: Optional[int] = None) -> None:
-        """Graceful shutdown; a second request during one forces exit."""
+        """Graceful shutdown; a second signal during one forces exit.
+
+        A second signal within FORCE_AFTER seconds of the first is the same
+        request delivered twice (Ctrl-C reaches both the executable's
+        launcher and Pilot, and the launcher forwards it): ignored."""
+        now = time.monotonic()
         if self._shutdown_started:
-            if signum is not None:
+            if signum is not None and now - self._shutdown_at >= FORCE_AFTER:
                 log.warning("second %s: killing every process now", signal.Signals(signum).name)
                 self.exit_code = 128 + signum
                 self._kill_all(signal.SIGKILL)
@@ -238,6 +247,7 @@ class App:
                 self._stop_requested.set()
             return
         self._shutdown_started = True
+        self._shutdown_at = now
         self.bus.publish(ev.GLOBAL_SHUTDOWN)
         self._stop_requested.set()
 
