@@ -26,6 +26,14 @@ def _client_only(argv):
 
 
 if not _client_only(sys.argv[1:]):
+    import signal
+
+    # Hold the signals Pilot handles until its handlers are in place
+    # (pilot.supervisor unblocks them): a SIGTERM during start-up is then
+    # handled, not lost (PID 1 ignores unhandled signals) nor fatal.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                                              signal.SIGUSR1, signal.SIGUSR2})
+
     import gevent.events
     from gevent import monkey
 

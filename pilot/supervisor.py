@@ -20,6 +20,7 @@ from pilot import log as pilot_log
 log = logging.getLogger("pilot")
 
 PR_SET_CHILD_SUBREAPER = 36
+HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 
 
 def become_subreaper() -> bool:
@@ -37,6 +38,8 @@ def install_signal_handlers(app) -> None:
     gevent.signal_handler(signal.SIGHUP, app.signal_event, "SIGHUP")
     gevent.signal_handler(signal.SIGUSR2, app.signal_event, "SIGUSR2")
     gevent.signal_handler(signal.SIGUSR1, pilot_log.reopen)
+    # pilot.py held these since start-up; pending ones are delivered now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
 
 
 def descendants(root: int) -> Set[int]:

@@ -262,3 +262,31 @@ def test_shutdown_in_dependency_order(pilot):
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
     assert p.log.index("app-got-term") < p.log.index("agent-got-term")
+
+
+def _blocks_sigterm(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(ln for ln in f if ln.startswith("SigBlk:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_sigterm_during_start_up_is_not_lost(tmp_path):
+    """A SIGTERM sent during start-up (imports, config, before Pilot's
+    handlers exist) still shuts Pilot down gracefully, exit 0. (Before the
+    interpreter runs pilot.py no program can catch it; as PID 1 the kernel
+    drops it.)"""
+    p = Pilot(tmp_path, """{jobs: [{name: "long", exec: ["sleep", "1000"]}]}""")
+    p.proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", *p.command, "-config", str(p.config)],
+        stdout=open(p.log_path, "wb"), stderr=open(p.err_path, "wb"))
+    p.pid = wait_for(p._namespace_init, 10, "pid 1 to exist", interval=0.001)
+    try:
+        wait_for(lambda: _blocks_sigterm(p.pid), 10, "pilot.py to hold signals", interval=0.001)
+        assert "control: serving" not in p.log, "too late to test start-up"
+        p.signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 0
+    finally:
+        p.stop()
