@@ -274,10 +274,12 @@ class App:
     def _exit_status(self) -> int:
         if self.exit_code:
             return self.exit_code
-        if self._main:
-            cmd = self.runners[self._main].job.process
-            st = cmd.wait(timeout=1) if cmd is not None and cmd.running else (
-                cmd.last_status if cmd is not None else None)
+        cmd = self.runners[self._main].job.process if self._main else None
+        if cmd is not None:
+            try:
+                st = cmd.wait(timeout=1)  # its exit may still be on its way
+            except gevent.Timeout:
+                st = cmd.last_status
             if st is not None:
                 return st.shell_code
         return 0

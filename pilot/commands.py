@@ -127,7 +127,6 @@ class Command:
         self.last_status: Optional[ExitStatus] = None
         self.timed_out = False
         self._done: Optional[AsyncResult] = None
-        self._greenlet: Optional[gevent.Greenlet] = None
 
     @property
     def running(self) -> bool:
@@ -144,7 +143,7 @@ class Command:
         except OSError as exc:
             self._spawn_failed(exc)
             return
-        self._greenlet = gevent.spawn(self._supervise, pid, reader)
+        gevent.spawn(self._supervise, pid, reader)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[ExitStatus]:
         if self._done is None:

@@ -163,10 +163,6 @@ class Timers:
         for key in list(self._greenlets):
             self.cancel(key)
 
-    def active(self, key: str) -> bool:
-        g = self._greenlets.get(key)
-        return g is not None and not g.dead
-
     def _tick(self, period: float, event: Event) -> None:
         deadline = time.monotonic()
         while True:

@@ -76,7 +76,6 @@ class Job:
         self._needs_initial_registration = bool(cfg.initial_status and service)
         self._delay = 0.0
         self._run_started = 0.0
-        self._shutting_down = False
         self._awaiting_exit = False
 
     # -- life -------------------------------------------------------------
@@ -179,7 +178,6 @@ class Job:
     def _on_shutdown(self, e: Event) -> bool:
         if e != ev.GLOBAL_SHUTDOWN and e.code != STOP:
             return False
-        self._shutting_down = True
         self._restarts_left = 0
         self.timers.cancel(TICK_RESTART)
         hook = self._trigger is not None and self._trigger.code in (ev.STOPPING, ev.STOPPED)
@@ -338,8 +336,7 @@ class Job:
     def _kill(self) -> None:
         log.info('killing processes for job "%s"', self.name)
         self.process.signal(signal.SIGKILL)
-        self._awaiting_exit = False  # the exit event may never come: done
-        self._complete()
+        self._complete()  # the exit event may never come: done
 
     def _complete(self) -> None:
         self._awaiting_exit = False

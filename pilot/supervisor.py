@@ -20,6 +20,8 @@ from pilot import log as pilot_log
 log = logging.getLogger("pilot")
 
 PR_SET_CHILD_SUBREAPER = 36
+# The same set pilot.py blocks at its first line (it cannot import this
+# module before gevent is patched).
 HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 
 
