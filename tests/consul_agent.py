@@ -5,6 +5,7 @@ temporary data dir, and is ready (has a leader) when `start()` returns. Tests
 that emulate an agent restart stop one agent and start another on the same
 HTTP port: the new one knows nothing, like a real agent that lost its state.
 """
+import json
 import os
 import shutil
 import signal
@@ -146,3 +147,17 @@ class ConsulAgent:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def agent_get(agent, path):
+    """The JSON an agent's HTTP API answers at `path`."""
+    with urllib.request.urlopen(agent.url + path, timeout=5) as r:
+        return json.load(r)
+
+
+def agent_put(agent, path, body=None):
+    """PUT `body` (JSON) to an agent's HTTP API."""
+    data = json.dumps(body).encode() if body is not None else b""
+    req = urllib.request.Request(agent.url + path, data=data, method="PUT")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        r.read()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.consul_agent import free_port
+from tests.consul_agent import agent_get, agent_put, free_port
 from tests.integration.pilot_proc import Pilot, run_cli, wait_for
 
 pytestmark = [
@@ -58,18 +58,6 @@ def control(sock, method, url, body=None):
 def http_get(url):
     with urllib.request.urlopen(url, timeout=5) as r:
         return r.status, r.headers.get("Content-Type", ""), r.read().decode()
-
-
-def agent_get(agent, path):
-    with urllib.request.urlopen(agent.url + path, timeout=5) as r:
-        return json.load(r)
-
-
-def agent_put(agent, path, body=None):
-    data = json.dumps(body).encode() if body is not None else b""
-    req = urllib.request.Request(agent.url + path, data=data, method="PUT")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        r.read()
 
 
 def cli(p, *args, **kw):

@@ -4,11 +4,10 @@ and watches that react to the agent at once (SPEC §11, §12, §0)."""
 import json
 import signal
 import socket
-import urllib.request
 
 import pytest
 
-from tests.consul_agent import free_port
+from tests.consul_agent import agent_get, agent_put, free_port
 from tests.integration.pilot_proc import Pilot, run_cli, wait_for
 
 pytestmark = pytest.mark.timeout(90)
@@ -32,18 +31,6 @@ def advertised_app(**extra):
            "health": {"exec": "true", "interval": 1, "ttl": 5}}
     job.update(extra)
     return job
-
-
-def agent_get(agent, path):
-    with urllib.request.urlopen(agent.url + path, timeout=5) as r:
-        return json.load(r)
-
-
-def agent_put(agent, path, body=None):
-    data = json.dumps(body).encode() if body is not None else b""
-    req = urllib.request.Request(agent.url + path, data=data, method="PUT")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        r.read()
 
 
 def registered(agent, service_id=SERVICE_ID):
