@@ -31,10 +31,17 @@ def say(msg: str) -> None:
     print(f"demo: {msg}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list:
+    """`count` distinct loopback ports, all held open while choosing so the
+    kernel cannot offer the same one twice."""
+    held = [socket.socket() for _ in range(count)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def consul_binary() -> str:
@@ -64,12 +71,13 @@ def wait_for(what: str, fn, timeout: float = 60.0):
 
 def environment(demo_dir: Path) -> dict:
     env = dict(os.environ)
+    http, serf, wan, server, web, metrics = free_ports(6)
     env.update(
         DEMO_DIR=str(demo_dir), DEMO_PYTHON=PYTHON, DEMO_PILOT=PILOT, DEMO_CONFIG=CONFIG,
         DEMO_CONSUL_BIN=consul_binary(),
-        DEMO_CONSUL_HTTP=str(free_port()), DEMO_CONSUL_SERF=str(free_port()),
-        DEMO_CONSUL_WAN=str(free_port()), DEMO_CONSUL_SERVER=str(free_port()),
-        DEMO_WEB_PORT=str(free_port()), DEMO_METRICS_PORT=str(free_port()),
+        DEMO_CONSUL_HTTP=str(http), DEMO_CONSUL_SERF=str(serf),
+        DEMO_CONSUL_WAN=str(wan), DEMO_CONSUL_SERVER=str(server),
+        DEMO_WEB_PORT=str(web), DEMO_METRICS_PORT=str(metrics),
         DEMO_SENSOR_VALUE="42",
     )
     env.pop("CONSUL_HTTP_ADDR", None)

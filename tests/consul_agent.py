@@ -22,6 +22,13 @@ START_TIMEOUT = 20.0  # seconds; a 2-core CI box under load can be slow
 POLL = 0.05
 
 
+_PORT_TAKEN = "address already in use"
+
+
+class PortTaken(RuntimeError):
+    """The agent exited because one of its ports was bound by someone else."""
+
+
 class ConsulUnavailable(Exception):
     """No consul binary: build/install-consul.sh has not been run."""
 
@@ -37,11 +44,34 @@ def consul_binary():
     raise ConsulUnavailable("no consul binary; run build/install-consul.sh")
 
 
+_GIVEN = set()  # ports handed out by this test process, never handed out twice
+
+
+def _free_for_tcp_and_udp(port):
+    """True if nobody holds `port` on loopback for TCP or UDP (serf uses both)."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port():
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on right now, for TCP and UDP alike.
+
+    A port the kernel offers is only free until someone binds it, and the
+    agent binds its ports after all of them were chosen: without `_GIVEN`
+    two successive calls can return the same port (CI once saw an agent refuse
+    to start because its serf WAN port was also its HTTP port)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN and _free_for_tcp_and_udp(port):
+            _GIVEN.add(port)
+            return port
 
 
 class ConsulAgent:
@@ -76,9 +106,21 @@ class ConsulAgent:
         ] + list(self.extra_args)
 
     def start(self, timeout=START_TIMEOUT):
-        """Run the agent and return once `/v1/status/leader` names a leader."""
+        """Run the agent and return once `/v1/status/leader` names a leader.
+
+        An agent that exits at once because another process took one of its
+        serf/server ports in the meantime is started again on fresh ones."""
         if self.proc is not None:
             return self
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                if attempt == 2:
+                    raise
+        return self
+
+    def _start_once(self, timeout):
         self.data_dir = tempfile.mkdtemp(prefix="pilot-consul-")
         log = open(os.path.join(self.data_dir, "agent.log"), "wb")
         try:
@@ -98,8 +140,9 @@ class ConsulAgent:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"consul exited with {self.proc.returncode}: {self.log_tail()}")
+                tail = self.log_tail()
+                kind = PortTaken if _PORT_TAKEN in tail else RuntimeError
+                raise kind(f"consul exited with {self.proc.returncode}: {tail}")
             if self.leader():
                 return
             time.sleep(POLL)

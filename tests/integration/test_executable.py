@@ -8,13 +8,13 @@ import glob
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
 
+from tests.consul_agent import free_port
 from tests.integration.scratch import REPO, Container, Image
 
 EXECUTABLE = os.path.join(REPO, "dist", "pilot")
@@ -56,12 +56,6 @@ def container(executable, tmp_path):
     yield start
     for each in started:
         each.stop()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(condition, timeout=15, what="condition"):
@@ -140,7 +134,7 @@ def test_config_error_is_the_containers_exit_status(container):
 
 def test_periodic_job_reports_a_metric_with_the_executable(container):
     """The sensor pattern: a periodic job runs `/pilot -putmetric` and the value arrives."""
-    port = _free_port()
+    port = free_port()
     box = container("""{
       consul: "127.0.0.1:1",
       telemetry: {
