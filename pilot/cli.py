@@ -151,17 +151,29 @@ def _dispatch(opts: Options) -> int:
 
 
 def _template(text: str, out: str) -> int:
+    """Write the rendered text byte for byte: bytes of the file or of the
+    environment that are not UTF-8 come out as they went in."""
+    data = _raw_bytes(text)
     if not out or out == "-":
-        sys.stdout.write(text)
         sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return 0
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
     except OSError as exc:
         raise PilotError(f"could not write config file: {_go_os_error('open', out, exc)}") from None
     return 0
+
+
+def _raw_bytes(text: str) -> bytes:
+    """The bytes `text` was decoded from (undecodable bytes are surrogates)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte came from (a "\ud800" escape)
+        return text.encode("utf-8", "surrogatepass")
 
 
 def _go_os_error(operation: str, path: str, exc: OSError) -> str:

@@ -123,7 +123,30 @@ _GO_JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"
 FORMATTERS = {"default": DefaultFormatter, "text": TextFormatter, "json": JSONFormatter}
 
 
-class ReopenableFileHandler(logging.StreamHandler):
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_utf8(text: str) -> str:
+    """`text` with any undecodable bytes it carries (as surrogates, e.g. from
+    an environment value or a job's output) shown as U+FFFD: a log line can
+    always be written, so no encoding error reaches the user."""
+    if not _SURROGATE.search(text):
+        return text
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
+
+
+class _SafeText:
+    """Handler mixin: every formatted line is valid UTF-8."""
+
+    def format(self, record):
+        return valid_utf8(super().format(record))
+
+
+class ReopenableFileHandler(_SafeText, logging.StreamHandler):
     """Appends to a file by name; `reopen()` closes and reopens it so a
     rotated file is let go."""
 
@@ -141,7 +164,7 @@ class ReopenableFileHandler(logging.StreamHandler):
             self.release()
 
 
-class StdHandler(logging.StreamHandler):
+class StdHandler(_SafeText, logging.StreamHandler):
     """Writes to whatever sys.stdout/sys.stderr is at emit time."""
 
     def __init__(self, name: str):

@@ -67,3 +67,17 @@ def test_template_writes_file_with_mode_0644(tmp_path, monkeypatch):
         os.umask(old)
     assert out.read_text() == '{a: "x=y"}'
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_template_is_byte_for_byte_even_for_bytes_that_are_not_utf8(tmp_path, monkeypatch, capfdbinary):
+    """-template copies a Latin-1 byte of the file and of an environment value
+    unchanged, to stdout and to -out, instead of replacing or crashing."""
+    src = tmp_path / "c.json5"
+    src.write_bytes(b'{ // caf\xe9\r\n a: "{{ .PILOT_B }}"}')
+    monkeypatch.setenv("PILOT_B", os.fsdecode(b"v\xff"))
+    expected = b'{ // caf\xe9\r\n a: "v\xff"}'
+    assert cli.main(["-config", str(src), "-template"]) == 0
+    assert capfdbinary.readouterr().out == expected
+    out = tmp_path / "out.json5"
+    assert cli.main(["-config", str(src), "-template", "-out", str(out)]) == 0
+    assert out.read_bytes() == expected

@@ -76,3 +76,20 @@ def test_reopen_is_a_no_op_without_a_file():
     """SIGUSR1 is ignored when logging goes to stdout."""
     pilot_log.configure()
     assert pilot_log.reopen() is False
+
+
+def test_undecodable_bytes_in_a_message_never_break_the_log_file(tmp_path, capsys):
+    """A value carrying bytes that are not UTF-8 (an environment value, a
+    job's output) is logged with U+FFFD instead of a `--- Logging error ---`
+    traceback; the rest of the line is kept."""
+    path = tmp_path / "pilot.log"
+    pilot_log.configure(LoggingConfig(output=str(path)))
+    try:
+        logging.getLogger("pilot.test").error('unable to start a: exec: "%s": not found', "v\udcff")
+        logging.getLogger("pilot.test").error("lone %s", "\ud800")
+    finally:
+        pilot_log.configure()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith('unable to start a: exec: "v\ufffd": not found')
+    assert lines[1].endswith("lone ?")
+    assert "Logging error" not in capsys.readouterr().err

@@ -44,7 +44,9 @@ def read_and_render(path: str, env: Mapping[str, str]) -> str:
             data = file.read()
     except OSError as error:
         raise ConfigError(f"could not read config file: {_os_error(path, error)}", file=path) from None
-    text = data.decode("utf-8", "replace")
+    # Bytes that are not UTF-8 survive as surrogates, so `-template` writes
+    # the file back byte for byte (SPEC §2.3), as Go's template does.
+    text = data.decode("utf-8", "surrogateescape")
     try:
         return _render(text, env)
     except TemplateError as error:
