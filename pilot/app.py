@@ -37,6 +37,8 @@ def exit_events(name: str, status: ExitStatus) -> List[Event]:
     """What a finished exec publishes (SPEC §9.9)."""
     if status.success:
         return [Event(ev.EXIT_SUCCESS, name)]
+    if status.error is not None:  # never started: 3.8 reports the bare error
+        return [Event(ev.EXIT_FAILED, name), Event(ev.ERROR, status.error)]
     return [Event(ev.EXIT_FAILED, name), Event(ev.ERROR, f"{name}: {status.reason}")]
 
 

@@ -139,11 +139,11 @@ class Command:
         self._done = AsyncResult()
         self.timed_out = False
         try:
-            pid, reader = self._spawn()
+            pid, readers = self._spawn()
         except OSError as exc:
             self._spawn_failed(exc)
             return
-        gevent.spawn(self._supervise, pid, reader)
+        gevent.spawn(self._supervise, pid, readers)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[ExitStatus]:
         if self._done is None:
@@ -172,21 +172,25 @@ class Command:
         if not path:
             raise FileNotFoundError('exec: "": executable file not found in $PATH')
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-        reader = writer = None
+        readers, writers = [], []
         if not self.raw:
-            reader, writer = os.pipe()
-            actions += [(os.POSIX_SPAWN_DUP2, writer, 1), (os.POSIX_SPAWN_DUP2, writer, 2)]
+            # One pipe per stream, as 3.8 (a logger writer each): a partial
+            # stdout line never merges with a stderr line.
+            for fd in (1, 2):
+                r, w = os.pipe()
+                readers.append(r)
+                writers.append(w)
+                actions.append((os.POSIX_SPAWN_DUP2, w, fd))
         try:
             pid = _posix_spawn(path, self.args, env, file_actions=actions,
                                  setpgroup=0, setsigdef=_RESET_SIGNALS, setsigmask=())
         except OSError:
-            if reader is not None:
-                os.close(reader)
-                os.close(writer)
+            for r in readers:
+                os.close(r)
             raise
         finally:
-            if writer is not None:
-                os.close(writer)
+            for w in writers:
+                os.close(w)
         # Watch before yielding to the hub, so the status cannot slip past.
         self._watcher = gevent.get_hub().loop.child(pid, False)
         self._exit = AsyncResult()
@@ -194,7 +198,7 @@ class Command:
         self.pid = self.pgid = pid
         for n in self.env_names:
             self.environ[n] = str(pid)
-        return pid, reader
+        return pid, readers
 
     def _spawn_failed(self, exc: OSError) -> None:
         if exc.args and isinstance(exc.args[0], str):
@@ -209,8 +213,8 @@ class Command:
         if self.on_exit:
             self.on_exit(status)
 
-    def _supervise(self, pid: int, reader: Optional[int]) -> None:
-        pump = gevent.spawn(self._pump, reader, pid) if reader is not None else None
+    def _supervise(self, pid: int, readers: Sequence[int]) -> None:
+        pumps = [gevent.spawn(self._pump, fd, pid) for fd in readers]
         killer = gevent.spawn_later(self.timeout, self._kill_on_timeout) if self.timeout else None
         self._exit.wait()
         rstatus = self._watcher.rstatus
@@ -219,9 +223,9 @@ class Command:
             killer.kill(block=False)
         status = _decode(rstatus)
         self.signal(signal.SIGTERM)  # leftover background children of this run
-        if pump is not None:
-            pump.join(timeout=DRAIN_AFTER_EXIT)
-            pump.kill(block=False)
+        if pumps:
+            gevent.joinall(pumps, timeout=DRAIN_AFTER_EXIT)
+            gevent.killall(pumps, block=False)
         for n in self.env_names:
             if self.environ.get(n) == str(pid):
                 del self.environ[n]

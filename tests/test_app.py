@@ -40,6 +40,14 @@ def test_exit_events_as_spec():
         Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, "app: signal: killed")]
 
 
+def test_spawn_failure_error_event_is_the_bare_error():
+    """A run that never started publishes error{<error>} without the name
+    prefix, as 3.8 (SPEC §9.9)."""
+    msg = "fork/exec /x: no such file or directory"
+    assert exit_events("app", ExitStatus(error=msg)) == [
+        Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, msg)]
+
+
 def test_ip_env_name():
     """my-app → CONTAINERPILOT_MY_APP_IP."""
     assert ip_env_name("my-app") == "CONTAINERPILOT_MY_APP_IP"

@@ -54,6 +54,30 @@ def test_spawn_failure_is_an_exit_with_a_reason():
     assert seen == [st] and not st.success
 
 
+@pytest.mark.parametrize("path,reason", [
+    ("/nonexistent/program", "no such file or directory"),
+    ("/etc/passwd", "permission denied"),
+])
+def test_spawn_failure_of_a_path_says_why_as_go(path, reason, caplog):
+    """A path that cannot be executed fails with Go's `fork/exec PATH: reason`
+    (logged as `unable to start NAME: ...`), not an internal error."""
+    caplog.set_level(logging.ERROR, logger="pilot.commands")
+    st = run(Command("app", [path], environ={}))
+    assert st.error == f"fork/exec {path}: {reason}"
+    assert f"unable to start app: fork/exec {path}: {reason}" in caplog.text
+
+
+def test_stdout_and_stderr_are_split_into_lines_separately(caplog):
+    """stdout and stderr are two streams (3.8 gives each its own log writer):
+    an unterminated stdout line never merges with a stderr line."""
+    caplog.set_level(logging.INFO, logger="pilot.job")
+    cmd = Command("app", ["sh", "-c", "printf part; sleep 0.2; echo err >&2; sleep 0.2; echo more"],
+                  environ={})
+    assert run(cmd).success
+    lines = sorted(r.getMessage() for r in caplog.records if r.name == "pilot.job")
+    assert lines == ["err", "partmore"]
+
+
 def test_timeout_kills_the_group_with_sigkill(tmp_path):
     """After `timeout` the whole group gets SIGKILL, background children too."""
     pidfile = tmp_path / "bg"
