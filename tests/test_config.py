@@ -301,6 +301,20 @@ def test_yaml_form():
     assert job.exec == ("/bin/app", "-x") and job.ip == "10.1.2.3" and job.when.is_signal
 
 
+def test_yaml_scalars_follow_the_yaml_1_2_core_schema():
+    """Only true/false are booleans and numbers are plain: a job named `no`,
+    a tag `on`, an exec argument `1:30` or `2001-12-14` stay what was
+    written (YAML 1.1 made them false, true, 90 and a date)."""
+    config = build("jobs:\n  - name: no\n    exec: [echo, yes, off, '1:30', 1:30, 2001-12-14, 010, 0o17, 0x1F, 1.5]\n"
+                   "    tags: [on, true]\n", path="pilot.yaml")
+    job = config.jobs[0]
+    assert job.name == "no"
+    assert job.exec == ("echo", "yes", "off", "1:30", "1:30", "2001-12-14", "10", "15", "31", "1.5")
+    assert job.tags == ("on", "1")
+    assert "time: unknown unit : in duration 1:30" in str(error_of(
+        "jobs: [{name: a, exec: x, timeout: 1:30}]", path="pilot.yml"))
+
+
 def test_yml_extension_and_case():
     """`.yml` and `.YAML` are YAML too."""
     assert build("jobs: [{name: a}]", path="x.yml").jobs[0].name == "a"
@@ -513,7 +527,7 @@ def test_there_are_many_broken_configs():
     ("", "the top level must be an object (got nil)"),
     ("a: &x [*x]\n", "could not parse configuration"),
     ("jobs: [{name: a, exec: !!binary aGVsbG8=}]\n", "unsupported value of type bytes"),
-    ("jobs: [{name: a, on: 1}]\n", "'job[a]' has invalid keys: true"),
+    ("jobs: [{name: a, on: 1}]\n", "'job[a]' has invalid keys: on"),
 ])
 def test_broken_yaml(text, expected):
     """YAML syntax errors give a line; YAML-only values are rejected on one line."""

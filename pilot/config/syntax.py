@@ -73,11 +73,55 @@ def _one_line_parse_error(line: int, column: int, reason: str) -> str:
     return fail(f"parse error at line:col [{line}:{column}]: {reason}").message
 
 
+def _yaml_loader():
+    """PyYAML's safe loader with YAML 1.2 core-schema scalars.
+
+    PyYAML follows YAML 1.1, where `no`, `on` and `off` are booleans, `1:30`
+    is the number 90, `010` is octal and `2001-12-14` a date: a job named
+    `no` became "0" and a tag `on` became "1". Here only true/false are
+    booleans, numbers are decimal, 0o octal, 0x hex or floats, and
+    everything else stays the string the user wrote.
+    """
+    import yaml
+
+    class CoreSchemaLoader(yaml.SafeLoader):
+        pass
+
+    replaced = {"tag:yaml.org,2002:" + name for name in ("bool", "int", "float", "timestamp")}
+    CoreSchemaLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in replaced]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for tag, pattern, first in _YAML_CORE_SCALARS:
+        CoreSchemaLoader.add_implicit_resolver(tag, re.compile(pattern), list(first))
+    CoreSchemaLoader.add_constructor("tag:yaml.org,2002:int", _yaml_core_int)
+    return CoreSchemaLoader
+
+
+_YAML_CORE_SCALARS = (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("tag:yaml.org,2002:float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
+)
+
+
+def _yaml_core_int(loader, node) -> int:
+    """YAML 1.2 core integers: decimal (leading zeros allowed), 0o octal, 0x hex."""
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
 def _parse_yaml(text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_yaml_loader())
     except RecursionError:
         raise fail("parse error: the config is nested too deeply") from None
     except yaml.MarkedYAMLError as error:
