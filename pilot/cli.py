@@ -98,7 +98,8 @@ def _set_value(opts: Options, name: str, value: str) -> None:
             raise UsageError(f"invalid value \"{value}\" for flag -{name}: "
                              f"flag value '{value}' was not in the format 'key=val'")
         getattr(opts, name)[key] = val
-    elif name == "maintenance" and value not in ("enable", "disable"):
+    elif name == "maintenance" and value not in ("", "enable", "disable"):
+        # "" is Go's zero value: the same as not giving the flag.
         raise UsageError(f"invalid value \"{value}\" for flag -maintenance: "
                          "expected 'enable' or 'disable'")
     else:

@@ -96,7 +96,7 @@ def go_g(number: float) -> str:
     if math.isnan(number) or math.isinf(number):
         return go_float(number)
     if number == 0:
-        return "0"
+        return "-0" if math.copysign(1.0, number) < 0 else "0"
     from decimal import Decimal
 
     digits = Decimal(repr(number))

@@ -81,3 +81,10 @@ def test_template_is_byte_for_byte_even_for_bytes_that_are_not_utf8(tmp_path, mo
     out = tmp_path / "out.json5"
     assert cli.main(["-config", str(src), "-template", "-out", str(out)]) == 0
     assert out.read_bytes() == expected
+
+
+def test_empty_maintenance_value_is_the_flag_not_given():
+    """`-maintenance ""` is Go's zero value, so no action (not a usage error)."""
+    opts = cli.parse_args(["-maintenance", "", "-config", "a"])
+    assert opts.maintenance == "" and opts.config == "a"
+    assert cli.parse_args(["-maintenance=disable"]).maintenance == "disable"

@@ -220,7 +220,7 @@ def test_signal_number_rejects(value):
 @pytest.mark.parametrize("value, text", [
     (-1, "-1"), (-1.0, "-1"), (1.5, "1.5"), (True, "true"), ("x", "x"), ([1, "a"], "[1 a]"),
     ({"b": 1, "a": 2}, "map[a:2 b:1]"), (1e6, "1e+06"), (123456.0, "123456"), (None, "<nil>"),
-    (math.inf, "+Inf"),
+    (math.inf, "+Inf"), (-0.0, "-0"), (0.0, "0"),
 ])
 def test_go_value_formats_like_go(value, text):
     """Values inside 3.8's quoted messages print as Go's %v would."""
