@@ -69,6 +69,24 @@ def dependents(jobs) -> Dict[str, str]:
     return out
 
 
+def hooks_of(stopping, others) -> list:
+    """The runners among `others` that are pre-/post-stop hooks of a job in
+    `stopping`, transitively: on reload they stop with it (after running
+    once more, as at shutdown) and come back fresh, armed for the new job."""
+    found, names = [], {r.cfg.name for r in stopping}
+    grew = True
+    while grew:
+        grew = False
+        for r in others.values():
+            w = r.cfg.when
+            if r.cfg.name not in names and w.source in names and w.interval is None \
+                    and w.event in (ev.STOPPING, ev.STOPPED):
+                found.append(r)
+                names.add(r.cfg.name)
+                grew = True
+    return found
+
+
 class JobRunner:
     """A Job with its mailbox, timers, commands and greenlet."""
 
@@ -326,8 +344,13 @@ class App:
                 keep[name] = r
             else:
                 stop.append(r)
+        stop += hooks_of(stop, keep)
         for r in stop:
-            r.box.put(Event(jobs.STOP, r.cfg.name))  # this job only
+            keep.pop(r.cfg.name, None)
+        stopping = {r.cfg.name for r in stop}
+        for r in stop:  # all put before any job runs: hooks are armed in time
+            hook = r.cfg.when.source in stopping and r.cfg.when.event in (ev.STOPPING, ev.STOPPED)
+            r.box.put(Event(jobs.STOP_HOOK if hook else jobs.STOP, r.cfg.name))  # this job only
         for r in stop:
             if r.greenlet is not None:
                 r.greenlet.join()

@@ -27,6 +27,9 @@ TICK_RESTART = "tick.restart"
 TICK_KILL = "tick.kill"
 TICK_DRAIN = "tick.drain"
 STOP = "tick.stop"  # halt this job alone, as at shutdown (reload uses it)
+# Halt a hook whose job stops too (reload): like `shutdown`, a pre-/post-stop
+# hook still armed runs once more on its trigger first.
+STOP_HOOK = "tick.stopHook"
 
 # Phases of a job's life (`status` is the health side).
 WAITING = "waiting"  # not running; waiting for its trigger or a restart
@@ -176,7 +179,7 @@ class Job:
         return False
 
     def _on_shutdown(self, e: Event) -> bool:
-        if e != ev.GLOBAL_SHUTDOWN and e.code != STOP:
+        if e != ev.GLOBAL_SHUTDOWN and e.code not in (STOP, STOP_HOOK):
             return False
         self._restarts_left = 0
         self.timers.cancel(TICK_RESTART)
@@ -184,7 +187,7 @@ class Job:
         if hook and self.cfg.exec and e.code != STOP:
             if self._starts_left == UNLIMITED:
                 self._starts_left = 1
-        elif e.code != STOP and self._pending_dependents():
+        elif e == ev.GLOBAL_SHUTDOWN and self._pending_dependents():
             self._draining = True
             self.timers.after(TICK_DRAIN, max(self.kill_timeout, 0.0), self._tick(TICK_DRAIN))
         else:

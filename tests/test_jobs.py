@@ -484,6 +484,35 @@ def test_stop_event_halts_one_job_without_waiting():
     assert h.published == [Event(ev.STOPPING, "agent")]
 
 
+def test_stop_hook_keeps_an_armed_hook_for_one_more_run():
+    """Reload stops a hook together with its job with STOP_HOOK: like at
+    shutdown, the armed hook runs once on its trigger, then completes."""
+    h = Harness(job("pre", when=When(source="app", event=ev.STOPPING)))
+    startup(h)
+    h.feed(Event(jobs.STOP_HOOK, "pre"))
+    assert not h.job.complete
+    h.feed(Event(ev.STOPPING, "app"))
+    assert h.process.starts == 1
+    h.run_to_exit()
+    assert h.job.complete
+
+
+def test_hooks_of_a_stopping_job_stop_with_it():
+    """On reload a pre-/post-stop hook of a job being replaced is replaced
+    too (transitively), so the new job has armed hooks; others are kept."""
+    from pilot.app import hooks_of
+
+    class R:
+        def __init__(self, cfg):
+            self.cfg = cfg
+    app = R(job("app"))
+    pre = R(job("pre", when=When(source="app", event=ev.STOPPING)))
+    prepre = R(job("prepre", when=When(source="pre", event=ev.STOPPED)))
+    web = R(job("web", when=When(source="app", event=ev.HEALTHY)))
+    found = hooks_of([app], {"pre": pre, "prepre": prepre, "web": web})
+    assert [r.cfg.name for r in found] == ["pre", "prepre"]
+
+
 # -- properties over random event sequences ----------------------------------
 
 from hypothesis import given, settings, strategies as st  # noqa: E402

@@ -353,3 +353,25 @@ def test_reload_renders_ip_of_the_previous_load(pilot, consul_agent):
     p.wait_log(r"ip=\[\]")
     assert cli(p, "-reload").returncode == 0
     p.wait_log(r"ip=\[127\.0\.0\.9\]")
+
+
+def test_hooks_of_a_changed_job_run_on_reload_and_again_at_shutdown(pilot, tmp_path):
+    """A changed job's pre-stop and post-stop hooks run when reload stops it
+    (as a 3.8 reload, which is a shutdown) and come back armed for the new
+    job: SIGTERM afterwards runs them again and Pilot exits 0 — it does not
+    wait for ever on a hook that already completed."""
+    out = tmp_path / "hooks"
+
+    def text(tag):
+        return f"""{{stopTimeout: 1, jobs: [{sleeper('app', tag)},
+          {{name: "prestop", exec: ["sh", "-c", "echo pre >> {out}"], when: {{source: "app", once: "stopping"}}}},
+          {{name: "poststop", exec: ["sh", "-c", "echo post >> {out}"], when: {{source: "app", once: "stopped"}}}}]}}"""
+    p = pilot(text("v1"))
+    p.wait_log("app-v1-up")
+    with_socket(p, text("v2"))
+    assert cli(p, "-reload").returncode == 0
+    p.wait_log("app-v2-up")
+    wait_for(lambda: out.exists() and out.read_text() == "pre\npost\n", 10, "hooks ran on reload")
+    p.signal(signal.SIGTERM)
+    assert p.wait(timeout=20) == 0
+    assert out.read_text() == "pre\npost\npre\npost\n"
