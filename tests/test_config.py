@@ -663,3 +663,20 @@ def test_mutated_valid_jobs_give_only_config_errors(first, second):
 def test_random_sections_give_only_config_errors(data):
     """Sections built from their own keys with random values give a Config or a ConfigError."""
     _only_config_errors(json.dumps(data), "random.json5")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{jobs: [{name: "a", restarts: "x"}, {name: "b", exec: "x", restart: "never"}]}',
+     "unable to parse jobs: 'job[b]' has invalid keys: restart"),
+    ('{jobs: [{name: "a", health: {interval: 0, ttl: 1}, when: {bogus: 1}}]}',
+     "'job[a].when' has invalid keys: bogus"),
+    ('{jobs: [{name: "a", when: {interval: "x"}}, {name: "b", port: "abc"}]}',
+     "cannot parse 'job[b].port' as int"),
+    ('{consul: "c:8500", watches: [{name: "A", interval: 1}, {name: "b", interval: "5s"}]}',
+     "cannot parse 'watches[1].interval' as int"),
+])
+def test_decode_errors_anywhere_in_the_array_come_before_validation(text, expected):
+    """As 3.8, which decodes the whole jobs/watches array before validating
+    any element: a typo or a wrong type in a later job is the error reported,
+    not a semantic mistake of an earlier one."""
+    assert expected in str(error_of(text))

@@ -46,7 +46,10 @@ def build_jobs(value: Any, has_consul: bool) -> List[Built]:
         # Beyond 3.8, which silently ignores a non-array `jobs` (and so runs nothing).
         raise fail(f"jobs must be an array of job objects (got {kind(value)} {show(value)})", "jobs")
     with prefixed("unable to parse jobs: "):
-        built = [_build_job(item, index, has_consul) for index, item in enumerate(value) if item is not None]
+        items = [(index, item) for index, item in enumerate(value) if item is not None]
+        for index, item in items:
+            _decode_job(item, index)
+        built = [_build_job(item, index, has_consul) for index, item in items]
         _check_unique(built)
         _check_one_main(built)
     return built
@@ -66,6 +69,34 @@ def _check_one_main(built: List[Built]) -> None:
     mains = [item.job.name for item in built if item.job.main]
     if len(mains) > 1:
         raise fail(f"only one job may set 'main: true' (got {', '.join(mains)})", "jobs")
+
+
+def _decode_job(item: Any, index: int) -> None:
+    """3.8 decodes the whole `jobs` array before it validates any job, so a
+    misspelt key or a value of the wrong type anywhere is reported before
+    a job's semantic mistakes (SPEC §3.3 before §8.2)."""
+    label = _label(item, index)
+    fields = Fields(item, label, JOB_KEYS)
+    for key in ("name", "timeout", "stopTimeout", "initial_status",
+                "restartDelay", "restartDelayMax", "restartResetAfter"):
+        fields.string(key)
+    fields.integer("port")
+    fields.boolean("main")
+    fields.strings("tags")
+    _raw_logging(fields)
+    health = fields.block("health", HEALTH_KEYS)
+    if health is not None:
+        health.integer("interval")
+        health.integer("ttl")
+        health.string("timeout")
+        _raw_logging(health)
+    when = fields.block("when", WHEN_KEYS)
+    for key in WHEN_KEYS if when is not None else ():
+        when.string(key)
+    consul = fields.block("consul", JOB_CONSUL_KEYS)
+    if consul is not None:
+        consul.boolean("enableTagOverride")
+        consul.string("deregisterCriticalServiceAfter")
 
 
 def _build_job(item: Any, index: int, has_consul: bool) -> Built:

@@ -30,7 +30,10 @@ def build_watches(value: Any, has_consul: bool) -> Tuple[WatchConfig, ...]:
         # Beyond 3.8, which silently ignores a non-array `watches`.
         raise fail(f"watches must be an array of watch objects (got {kind(value)} {show(value)})", "watches")
     with prefixed("unable to parse watches: "):
-        watches = tuple(_build_watch(item, index) for index, item in enumerate(value) if item is not None)
+        items = [(index, item) for index, item in enumerate(value) if item is not None]
+        for index, item in items:
+            _decode_watch(item, index)  # as 3.8: the whole array is decoded first
+        watches = tuple(_build_watch(item, index) for index, item in items)
         _check_unique(watches)
     if watches and not has_consul:
         raise fail("watches need a 'consul' section to query (Pilot runs without Consul only with no watches)",
@@ -38,15 +41,19 @@ def build_watches(value: Any, has_consul: bool) -> Tuple[WatchConfig, ...]:
     return watches
 
 
-def _build_watch(item: Any, index: int) -> WatchConfig:
-    where = f"watches[{index}]"
+def _decode_watch(item: Any, index: int) -> Tuple[str, int, str, str]:
+    """Keys and value types of one watch (name, interval, tag, dc)."""
     try:
-        fields = Fields(item, where, WATCH_KEYS)
-        name = fields.string("name", "")
-        interval = fields.integer("interval", 0)
-        tag, dc = fields.string("tag", ""), fields.string("dc", "")
+        fields = Fields(item, f"watches[{index}]", WATCH_KEYS)
+        return (fields.string("name", ""), fields.integer("interval", 0),
+                fields.string("tag", ""), fields.string("dc", ""))
     except ConfigError as error:
         raise fail(f"Watch configuration error: {error.message}", error.path) from None
+
+
+def _build_watch(item: Any, index: int) -> WatchConfig:
+    where = f"watches[{index}]"
+    name, interval, tag, dc = _decode_watch(item, index)
     if name == "":
         raise fail(f"{where}: 'name' must not be blank", f"{where}.name")
     try:
