@@ -42,6 +42,9 @@ ENDPOINTS = (
     "/v3/maintenance/disable", "/v3/metric", "/v3/ping", "/v3/status",
 )
 OTHER_PATH = "other"  # request-counter label for unknown paths (bounded cardinality)
+# 3.8's whole error bodies; Pilot's JSON errors start with them, so scripts
+# that look for 3.8's text still find it.
+GO_ERROR_TEXT = {404: "404 page not found", 405: "Method Not Allowed", 422: "Unprocessable Entity"}
 
 
 class RequestError(Exception):
@@ -300,6 +303,8 @@ def json_errors(web: bottle.Bottle) -> None:
             message = f"method {bottle.request.method} not allowed (allowed: {err.headers.get('Allow', '')})"
         else:
             message = str(err.body)
+        if err.status_code in GO_ERROR_TEXT:
+            message = f"{GO_ERROR_TEXT[err.status_code]}: {message}"
         return json.dumps({"error": message}) + "\n"
     web.config["catchall"] = False  # exceptions reach `guarded`, which answers JSON
     web.default_error_handler = handler

@@ -278,12 +278,28 @@ class _Client(consul.base.Consul):
         self.health = consul.base.Consul.Health(self)
 
 
+def endpoint(address: str, scheme: str) -> Tuple[str, str, str]:
+    """(address, scheme, unix socket path) as Consul's Go client reads them.
+
+    A `http://`, `https://` or `unix://` prefix on the address wins over the
+    configured scheme, whichever way the address came (object form,
+    CONSUL_HTTP_ADDR, `https://https://…` in the string form): users write
+    CONSUL_HTTP_ADDR=http://127.0.0.1:8500 as Consul's own docs do.
+    """
+    scheme = scheme or "http"
+    prefix, sep, rest = address.partition("://")
+    if sep and prefix in ("http", "https"):
+        return rest, prefix, ""
+    if sep and prefix == "unix":
+        return address, "http", rest
+    return address, scheme, ""
+
+
 def _http_client(cfg: ConsulConfig, address: str, timeout: float):
     """A requests-based HTTP client for `address` (host:port or unix:///path)."""
-    scheme = cfg.scheme or "http"
-    socket_path = address[len("unix://"):] if address.startswith("unix://") else ""
+    address, scheme, socket_path = endpoint(address, cfg.scheme)
     if socket_path:
-        host, port, scheme = "localhost", 80, "http"
+        host, port = "localhost", 80
     else:
         host, port = _split_host_port(address, scheme)
     verify = _verify(cfg)

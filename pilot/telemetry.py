@@ -28,8 +28,7 @@ from prometheus_client import (CollectorRegistry, GCCollector, PlatformCollector
 from pilot import __version__
 from pilot import events as ev
 from pilot.config.model import MetricConfig, TelemetryConfig
-from pilot.control import (BIND_ATTEMPTS, BIND_DELAY, HTTPServer, bind_tcp, guarded,
-                           json_errors, short)
+from pilot.control import BIND_ATTEMPTS, BIND_DELAY, HTTPServer, bind_tcp, guarded, short
 
 log = logging.getLogger("pilot")
 
@@ -314,7 +313,7 @@ class Telemetry:
 
     def families(self) -> Iterator[str]:
         yield family_text("containerpilot_control_http_requests",
-                          "count of requests to the control socket, partitioned by path and HTTP code",
+                          "count of requests to control socket, partitioned by path and HTTP code",
                           "counter", labelled(("code", "path"), self.control_requests))
         yield family_text("containerpilot_events",
                           "count of ContainerPilot events, partitioned by type and source",
@@ -351,10 +350,14 @@ class Telemetry:
                 "Services": services or None, "Watches": watches or None}
 
     def _routes(self) -> bottle.Bottle:
+        """3.8's routes: Prometheus' handler answers any method, `/status`
+        only GET (HEAD included in the refusal), errors as Go's net/http
+        writes them (plain text), since scrapers and scripts see them."""
         web = bottle.Bottle()
-        json_errors(web)
-        web.route("/metrics", "GET", self._metrics)
-        web.route("/status", "GET", self._status)
+        web.config["catchall"] = False  # exceptions reach `guarded`
+        web.default_error_handler = _go_error
+        web.route("/metrics", "ANY", self._metrics)
+        web.route("/status", "ANY", self._status)
         return web
 
     def _metrics(self) -> bytes:
@@ -362,5 +365,30 @@ class Telemetry:
         return self.metrics_text()
 
     def _status(self) -> str:
+        if bottle.request.method != "GET":
+            raise bottle.HTTPError(405, Allow="GET")
         bottle.response.content_type = "application/json"
-        return json.dumps(self.status_doc()) + "\n"
+        return go_json(self.status_doc())
+
+
+def go_json(doc) -> str:
+    """JSON as Go's json.Encoder writes it: compact, UTF-8, HTML characters
+    and line separators escaped, one newline at the end (`grep
+    '"Status":"healthy"'` works on 3.8's output and must on ours)."""
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES:
+        text = text.replace(char, escaped)
+    return text + "\n"
+
+
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+               ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
+def _go_error(err: bottle.HTTPError) -> str:
+    """`http.Error`'s body: the status text and a newline, as plain text."""
+    bottle.response.content_type = "text/plain; charset=utf-8"
+    bottle.response.set_header("X-Content-Type-Options", "nosniff")
+    if err.status_code == 404:
+        return "404 page not found\n"
+    return bottle.HTTP_CODES.get(err.status_code, "Error") + "\n"

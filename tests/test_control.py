@@ -222,6 +222,19 @@ def test_unknown_path_is_404_json(server):
     assert "/v3/nothing" in error_of(body)
 
 
+@pytest.mark.parametrize("method, url, body, text", [
+    ("GET", "/v3/reload", b"", "Method Not Allowed: "),
+    ("POST", "/v3/nothing", b"", "404 page not found: "),
+    ("POST", "/v3/environ", b"not json", "Unprocessable Entity: "),
+    ("POST", "/v3/metric", b"[1]", "Unprocessable Entity: "),
+])
+def test_error_messages_begin_with_3_8s_body(server, method, url, body, text):
+    """3.8 answered these with net/http's bare status text; Pilot's JSON
+    error starts with that text, so scripts looking for it still find it."""
+    status, headers, answer = call(server, method, url, body)
+    assert error_of(answer).startswith(text)
+
+
 def test_an_internal_failure_is_a_500_json_and_not_raised(server, app):
     """A bug behind an endpoint answers 500 JSON; the exception never escapes."""
     def broken():

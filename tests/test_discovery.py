@@ -354,3 +354,17 @@ def test_unreachable_consul_message_is_one_line():
         consul.deregister("x")
     assert str(err.value) == "consul at 127.0.0.1:1 unreachable: Connection refused"
     assert not err.value.repeated
+
+
+@pytest.mark.parametrize("address, scheme, expected", [
+    ("consul:8500", "", ("consul:8500", "http", "")),
+    ("consul:8500", "https", ("consul:8500", "https", "")),
+    ("http://127.0.0.1:8500", "", ("127.0.0.1:8500", "http", "")),
+    ("https://consul:8501", "http", ("consul:8501", "https", "")),
+    ("https://consul:8500", "https", ("consul:8500", "https", "")),
+    ("unix:///run/consul.sock", "https", ("unix:///run/consul.sock", "http", "/run/consul.sock")),
+])
+def test_address_prefix_sets_the_scheme_as_consuls_go_client(address, scheme, expected):
+    """A scheme written into the address (object form, CONSUL_HTTP_ADDR,
+    `https://https://…`) wins, as in Consul's Go client used by 3.8."""
+    assert discovery.endpoint(address, scheme) == expected

@@ -170,6 +170,25 @@ def test_internal_series_watch_instances_requests_and_restarts():
     assert sample(text, 'containerpilot_job_restarts{job="web"}') == "3"
 
 
+def test_internal_metrics_have_3_8s_help_and_type_lines():
+    """HELP and TYPE of Pilot's own families are 3.8's, word for word
+    (dashboards and metric linters compare them)."""
+    text = Telemetry(fake_app(), TelemetryConfig(port=0, ip="127.0.0.1")).metrics_text().decode()
+    assert ("# HELP containerpilot_control_http_requests count of requests to control socket,"
+            " partitioned by path and HTTP code\n"
+            "# TYPE containerpilot_control_http_requests counter\n") in text
+    assert ("# HELP containerpilot_events count of ContainerPilot events,"
+            " partitioned by type and source\n# TYPE containerpilot_events counter\n") in text
+    assert "# TYPE containerpilot_watch_instances gauge\n" in text
+
+
+def test_status_json_is_written_as_go_encodes_it():
+    """`/status` is compact like Go's json.Encoder, HTML characters escaped."""
+    from pilot.telemetry import go_json
+    assert go_json({"Name": "a<b>&c", "Jobs": None, "Port": 1}) == \
+        '{"Name":"a\\u003cb\\u003e\\u0026c","Jobs":null,"Port":1}\n'
+
+
 def test_adopt_keeps_internal_counts_and_resets_user_metrics(tel):
     """After a reload Pilot's own counters continue; user metrics start afresh."""
     tel.record("hits", 5)

@@ -1,0 +1,107 @@
+"""Black-box checks of SPEC §6, §12, §13 and §14 kept from the conformance
+audit: Pilot run as users run it (`python pilot.py -config FILE`, PID 1 of
+its own namespace) against a real Consul agent, observed only from outside
+(Consul's HTTP API, the telemetry port, the control socket).
+"""
+import http.client
+import json
+import os
+import socket
+
+import pytest
+
+from tests.consul_agent import agent_get, free_port
+from tests.integration.pilot_proc import wait_for
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root"),
+]
+HOSTNAME = socket.gethostname()
+APP = ('{name: "app", exec: "sleep 1000", port: 8080, interfaces: ["static:127.0.0.1"], '
+       'health: {exec: "true", interval: 1, ttl: 5}}')
+
+
+def registered(agent, service_id):
+    return agent_get(agent, "/v1/agent/services").get(service_id)
+
+
+def tele(port, method, path):
+    """(status, headers, body text) of one request to the telemetry server,
+    or None while it is not listening yet."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read().decode()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+# -- §6: the address may carry its scheme -------------------------------------
+
+@pytest.mark.parametrize("consul, env", [
+    ('{address: "http://ADDR"}', {}),
+    ('{}', {"CONSUL_HTTP_ADDR": "http://ADDR"}),
+], ids=["object-address", "CONSUL_HTTP_ADDR"])
+def test_address_with_http_scheme_prefix_reaches_the_agent(pilot, consul_agent, consul, env):
+    """`http://host:port` as the object form's address or in CONSUL_HTTP_ADDR
+    (how Consul's docs write it) is read as Consul's Go client reads it:
+    scheme http, address host:port. Pilot used to try to resolve the host
+    `http://127.0.0.1` and never registered."""
+    consul = consul.replace("ADDR", consul_agent.http_addr)
+    env = {k: v.replace("ADDR", consul_agent.http_addr) for k, v in env.items()}
+    env.setdefault("CONSUL_HTTP_ADDR", "")
+    pilot(f"{{consul: {consul}, jobs: [{APP}]}}", env=env)
+    svc = wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 15, "app registered")
+    assert (svc["Service"], svc["Port"], svc["Address"]) == ("app", 8080, "127.0.0.1")
+
+
+# -- §13.2: the telemetry server answers as 3.8's net/http did -------------------
+
+@pytest.fixture
+def telemetry(pilot, consul_agent):
+    """A Pilot with telemetry on 127.0.0.1 and one advertised job; its port
+    once /status answers."""
+    port = free_port()
+    pilot(f"""{{consul: "{consul_agent.http_addr}", jobs: [{APP}],
+      telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"]}}}}""")
+    wait_for(lambda: tele(port, "GET", "/status"), 15, "telemetry to listen")
+    return port
+
+
+def test_status_is_compact_json_as_go_encodes_it(telemetry):
+    """GET /status is Go's json.Encoder output: no spaces after `:` and `,`,
+    so `grep '"Status":"healthy"'` in users' scripts matches."""
+    def healthy_body():
+        code, headers, body = tele(telemetry, "GET", "/status")
+        return body if '"Name":"app","Address":"127.0.0.1","Port":8080,"Status":"healthy"' in body else None
+    body = wait_for(healthy_body, 15, "app healthy in /status")
+    assert body.endswith("}\n") and ": " not in body and ", " not in body
+    assert json.loads(body)["Jobs"] is None
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "HEAD", "DELETE"])
+def test_status_refuses_other_methods_with_3_8s_plain_text(telemetry, method):
+    """Any method but GET on /status is 405 with `Method Not Allowed\\n`
+    (HEAD included: 3.8 compares the method with GET)."""
+    code, headers, body = tele(telemetry, method, "/status")
+    assert code == 405
+    if method != "HEAD":
+        assert body == "Method Not Allowed\n"
+        assert headers["Content-Type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_metrics_answers_any_method(telemetry, method):
+    """/metrics is Prometheus' handler in 3.8, which serves every method."""
+    code, headers, body = tele(telemetry, method, "/metrics")
+    assert code == 200 and "# TYPE containerpilot_events counter" in body
+
+
+def test_unknown_telemetry_path_is_go_404(telemetry):
+    """An unknown path is net/http's `404 page not found\\n`."""
+    code, headers, body = tele(telemetry, "GET", "/nothing")
+    assert (code, body) == (404, "404 page not found\n")
