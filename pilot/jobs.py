@@ -102,7 +102,8 @@ class Job:
         """Apply the first matching rule; False once the job is complete."""
         if self.phase == COMPLETE:
             return False
-        if event.code == ev.STOPPED and event.source in self.stop_after:
+        if event.code == ev.STOPPED and (event.source in self.stop_after
+                                         or event.source == self.cfg.when.source):
             self._stopped_seen.add(event.source)
         if self.phase == STOPPING:
             self._while_stopping(event)
@@ -184,6 +185,8 @@ class Job:
         self._restarts_left = 0
         self.timers.cancel(TICK_RESTART)
         hook = self._trigger is not None and self._trigger.code in (ev.STOPPING, ev.STOPPED)
+        # A hook whose job has already stopped would wait for ever (3.8 does).
+        hook = hook and self._trigger.source not in self._stopped_seen
         if hook and self.cfg.exec and e.code != STOP:
             if self._starts_left == UNLIMITED:
                 self._starts_left = 1

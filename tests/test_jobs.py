@@ -341,6 +341,20 @@ def test_shutdown_keeps_prestop_hook_alive_until_it_ran():
     assert h.job.complete
 
 
+def test_shutdown_halts_a_hook_whose_job_already_stopped():
+    """A post-stop hook (`each: stopped`) of a job that completed before the
+    shutdown would wait for ever for an event that cannot come again (3.8
+    hangs): it halts at shutdown instead."""
+    h = Harness(job("post", when=When(source="task", event=ev.STOPPED, each=True)))
+    startup(h)
+    h.feed(Event(ev.STOPPING, "task"), Event(ev.STOPPED, "task"))
+    assert h.process.starts == 1
+    h.run_to_exit()
+    assert not h.job.complete
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.job.complete
+
+
 def test_halting_waits_for_dependent_stopped():
     """A job with a pre-stop dependent waits for its `stopped` to finish."""
     h = Harness(job(restarts=UNLIMITED), dependent="pre")
