@@ -81,6 +81,8 @@ def go_quote(s: str) -> str:
             out.append(_GO_ESCAPES[ch])
         elif ch.isprintable():
             out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that was not UTF-8, as Go shows it
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
         elif ord(ch) < 0x80:
             out.append(f"\\x{ord(ch):02x}")
         elif ord(ch) < 0x10000:

@@ -93,3 +93,9 @@ def test_undecodable_bytes_in_a_message_never_break_the_log_file(tmp_path, capsy
     assert lines[0].endswith('unable to start a: exec: "v\ufffd": not found')
     assert lines[1].endswith("lone ?")
     assert "Logging error" not in capsys.readouterr().err
+
+
+def test_text_format_quotes_undecodable_bytes_as_go_does():
+    """logrus quotes with Go's %q, which shows a byte that is not UTF-8 as `\\xff`."""
+    line = pilot_log.TextFormatter().format(record("v\udcff x", job="app"))
+    assert line.endswith(r'msg="v\xff x" job=app')
