@@ -177,7 +177,8 @@ class Job:
             self._draining = False
             self._halt()
             return True
-        return False
+        # Shutting down already: nothing may start the exec again (rule 6).
+        return e.code in (TICK_INTERVAL, TICK_WHEN_TIMEOUT, TICK_RESTART) or e == self._trigger
 
     def _on_shutdown(self, e: Event) -> bool:
         if e != ev.GLOBAL_SHUTDOWN and e.code not in (STOP, STOP_HOOK):

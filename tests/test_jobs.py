@@ -469,6 +469,28 @@ def test_shutdown_waits_for_jobs_started_by_this_jobs_events():
     assert h.process.signals == [signal.SIGTERM]
 
 
+@pytest.mark.parametrize("cfg,event", [
+    (job("backup", when=When(interval=1.0), restarts=UNLIMITED),
+     Event(jobs.TICK_INTERVAL, "backup")),
+    (job("backup", when=When(source="watch.db", event=ev.CHANGED, each=True)),
+     Event(ev.CHANGED, "watch.db")),
+])
+def test_nothing_starts_the_exec_while_waiting_for_dependents_at_shutdown(cfg, event):
+    """After `shutdown` (SPEC §9.2 rule 6: no more starts) a job waiting for
+    the jobs its events started to stop never runs again, whatever ticks or
+    triggers arrive meanwhile."""
+    h = Harness(cfg)
+    h.job.stop_after = frozenset({"notify"})
+    startup(h)
+    h.feed(event)
+    h.process.exited()
+    starts = h.process.starts
+    h.feed(ev.GLOBAL_SHUTDOWN, event, event)
+    assert h.process.starts == starts
+    h.feed(Event(ev.STOPPED, "notify"))
+    assert h.job.complete
+
+
 def test_dependents_already_stopped_do_not_delay_shutdown():
     """A dependent that stopped before the shutdown is not waited for."""
     h = Harness(job("agent", restarts=UNLIMITED))
