@@ -105,3 +105,63 @@ def test_unknown_telemetry_path_is_go_404(telemetry):
     """An unknown path is net/http's `404 page not found\\n`."""
     code, headers, body = tele(telemetry, "GET", "/nothing")
     assert (code, body) == (404, "404 page not found\n")
+
+
+# -- §12: what a 3.8 user sees in Consul ------------------------------------------
+
+def test_registration_as_3_8_sends_it_and_deregistration_at_shutdown(pilot, consul_agent):
+    """Service `NAME-HOSTNAME` with tags, port, address and
+    enableTagOverride; check `service:ID` with 3.8's notes; initial_status
+    is the check's first status; SIGTERM deregisters everything."""
+    p = pilot(f"""{{consul: "{consul_agent.http_addr}", jobs: [
+      {{name: "web", exec: "sleep 1000", port: 8000, tags: ["a", "b"],
+        interfaces: ["static:127.0.0.1"], health: {{exec: "true", interval: 1, ttl: 5}},
+        consul: {{enableTagOverride: true, deregisterCriticalServiceAfter: "10m"}}}},
+      {{name: "slow", exec: "sleep 1000", port: 8001, initial_status: "warning",
+        interfaces: ["static:127.0.0.1"], health: {{exec: "false", interval: 1, ttl: 30}}}}]}}""")
+    web = wait_for(lambda: registered(consul_agent, f"web-{HOSTNAME}"), 15, "web registered")
+    assert (web["Service"], web["Tags"], web["Port"], web["Address"], web["EnableTagOverride"]) == \
+        ("web", ["a", "b"], 8000, "127.0.0.1", True)
+    checks = wait_for(lambda: (lambda c: c if f"service:slow-{HOSTNAME}" in c else None)(
+        agent_get(consul_agent, "/v1/agent/checks")), 15, "slow's check")
+    assert checks[f"service:slow-{HOSTNAME}"]["Status"] == "warning"
+    check = checks[f"service:web-{HOSTNAME}"]
+    assert (check["ServiceID"], check["Type"], check["Notes"]) == \
+        (f"web-{HOSTNAME}", "ttl", "TTL for web set by containerpilot")
+    wait_for(lambda: agent_get(consul_agent, "/v1/agent/checks")[f"service:web-{HOSTNAME}"]["Status"]
+             == "passing", 15, "web's check passing")
+    p.signal(15)
+    assert p.wait(30) == 0
+    assert agent_get(consul_agent, "/v1/agent/services") == {}
+
+
+# -- §14.3: the control endpoints' success answers -------------------------------
+
+def test_control_endpoints_answer_200_with_a_newline(pilot, consul_agent):
+    """Every control endpoint answers 200 with the body `\\n` (3.8), ping on
+    any method; maintenance takes the service out of Consul and brings it back."""
+    p = pilot(f"""{{consul: "{consul_agent.http_addr}", jobs: [{APP}]}}""")
+    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 15, "app registered")
+    for method, url, body in [("GET", "/v3/ping", None), ("POST", "/v3/ping", None),
+                              ("POST", "/v3/environ", b'{"A": "1", "B": null}'),
+                              ("POST", "/v3/maintenance/enable", None)]:
+        assert control(p.socket, method, url, body) == (200, b"\n"), url
+    wait_for(lambda: not registered(consul_agent, f"app-{HOSTNAME}"), 10, "app out of Consul")
+    assert control(p.socket, "POST", "/v3/maintenance/disable") == (200, b"\n")
+    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 15, "app back in Consul")
+    assert control(p.socket, "POST", "/v3/reload") == (200, b"\n")
+
+
+def control(path, method, url, body=None):
+    """(status, body) of one request on the control socket, as curl --unix-socket."""
+    conn = http.client.HTTPConnection("control", timeout=10)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    conn.sock = sock
+    try:
+        conn.request(method, url, body=body)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
