@@ -222,11 +222,13 @@ class App:
             runner.start(self.group)
         self.bus.publish(ev.GLOBAL_STARTUP)
         self._wait_for_jobs()
-        self._final_grace()
+        # SPEC §16.2: servers and watches stop (socket removed, telemetry
+        # deregistered) before the grace period, not after it.
         for comp in reversed(self.components):
             comp.stop()
         if self.control is not None:
             self.control.stop()
+        self._final_grace()
         return self._exit_status()
 
     def _wait_for_jobs(self) -> None:

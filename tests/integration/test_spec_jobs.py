@@ -129,3 +129,18 @@ def test_signal_runs_are_queued_not_overlapped(pilot, tmp_path):
     assert "overlap" not in out.read_text()
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
+
+
+def test_control_socket_is_gone_before_the_final_grace_ends(pilot):
+    """§16.2: once every job is complete the control server stops (socket
+    removed) and only then does the top-level stopTimeout grace run, ending
+    with SIGKILL to a job's leftover process group."""
+    p = pilot("""{stopTimeout: 3, jobs: [{name: "app",
+        exec: ["sh", "-c", "(trap '' TERM; exec sleep 1000) & echo app-up; sleep 1000"]}]}""")
+    p.wait_log("app-up")
+    wait_for(p.socket.exists, 10, "the control socket")
+    p.signal(signal.SIGTERM)
+    wait_for(lambda: not p.socket.exists(), 20, "the control socket removed")
+    assert not p.lines('killing processes for job "app"')
+    assert p.wait() == 0
+    assert p.lines('killing processes for job "app"')
