@@ -200,9 +200,15 @@ def _client(opts: Options, socket_path: str) -> int:
         elif opts.status:
             sys.stdout.write(client.status_table(client.status(socket_path)) + "\n")
     except ControlError as exc:
-        _fail(f"{_flag_name(opts)}: failed: {exc}")
+        _fail(f"{_flag_name(opts)}: {_FAILED.get(_flag_name(opts), 'failed')}: {exc}")
         return 1
     return 0
+
+
+# 3.8's failure wording per flag (SPEC §2.3: users' scripts match it); 3.8 also
+# wrote `-reload` for -putenv/-putmetric failures, Pilot names the right flag.
+_FAILED = {"-reload": "failed to run subcommand", "-maintenance": "failed to run subcommand",
+           "-putenv": "failed to run subcommand", "-putmetric": "failed to run subcommand"}
 
 
 def _flag_name(opts: Options) -> str:

@@ -88,3 +88,22 @@ def test_empty_maintenance_value_is_the_flag_not_given():
     opts = cli.parse_args(["-maintenance", "", "-config", "a"])
     assert opts.maintenance == "" and opts.config == "a"
     assert cli.parse_args(["-maintenance=disable"]).maintenance == "disable"
+
+
+@pytest.mark.parametrize("argv,prefix", [
+    (["-reload"], "-reload: failed to run subcommand: "),
+    (["-maintenance", "enable"], "-maintenance: failed to run subcommand: "),
+    (["-putenv", "A=1"], "-putenv: failed to run subcommand: "),
+    (["-putmetric", "m=1"], "-putmetric: failed to run subcommand: "),
+    (["-ping"], "-ping: failed: "),
+])
+def test_client_failure_wording_is_38s(argv, prefix, tmp_path, capsys):
+    """With no Pilot listening, each client flag fails (exit 1) on one line with
+    3.8's wording (SPEC §2.3), which scripts match."""
+    socket_path = tmp_path / "absent.sock"
+    cfg = tmp_path / "c.json5"
+    cfg.write_text('{control: {socket: "%s"}, jobs: [{name: "a", exec: "true"}]}' % socket_path)
+    assert cli.main(["-config", str(cfg)] + argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert prefix in err and str(socket_path) in err
