@@ -5,35 +5,20 @@ subprocess or threading (bottle and python-consul2 rely on it). The client
 flags (`-putmetric` and friends, run by jobs every few seconds) need no
 gevent at all, so they skip that import and start faster.
 """
+import signal
 import sys
 
-CLIENT_FLAGS = {"version", "template", "reload", "maintenance", "putenv",
-                "putmetric", "ping", "status", "help", "h"}
+# Hold the signals Pilot handles until its handlers are in place (pilot.supervisor
+# unblocks them): a SIGTERM during start-up is then handled, not lost (PID 1
+# ignores unhandled signals) nor fatal. One-shot actions let them go at once.
+HELD = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
 
+from pilot.cli import runs_supervisor  # noqa: E402 - imports neither gevent nor socket
 
-def _client_only(argv):
-    """True when the flags ask for a client action, not the supervisor."""
-    args = iter(argv)
-    for arg in args:
-        if arg == "--" or not arg.startswith("-"):
-            return False
-        name = arg.lstrip("-").split("=", 1)[0]
-        if name in CLIENT_FLAGS:
-            return True
-        if name in ("config", "out") and "=" not in arg:
-            next(args, None)
-    return False
-
-
-if not _client_only(sys.argv[1:]):
-    import signal
-
-    # Hold the signals Pilot handles until its handlers are in place
-    # (pilot.supervisor unblocks them): a SIGTERM during start-up is then
-    # handled, not lost (PID 1 ignores unhandled signals) nor fatal.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
-                                              signal.SIGUSR1, signal.SIGUSR2})
-
+if not runs_supervisor(sys.argv[1:]):
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+else:
     import gevent.events
     from gevent import monkey
 

@@ -106,6 +106,23 @@ def _set_value(opts: Options, name: str, value: str) -> None:
         setattr(opts, name, value)
 
 
+def runs_supervisor(argv: List[str]) -> bool:
+    """True when these flags start the supervisor rather than a one-shot action
+    (-version, -help, -template, a client flag, or a usage error). pilot.py asks
+    before importing gevent: one-shot actions skip the monkey-patching. Parsed
+    as main() parses, so `-ping=false` or `-maintenance ""` is the supervisor."""
+    try:
+        opts = parse_args(argv)
+    except UsageError:
+        return False
+    return not (opts.help or opts.version or opts.template or _client_action(opts))
+
+
+def _client_action(opts: Options) -> bool:
+    return bool(opts.reload or opts.maintenance or opts.putenv or opts.putmetric
+                or opts.ping or opts.status)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -144,7 +161,7 @@ def _dispatch(opts: Options) -> int:
     path = config.resolve_path(opts.config or None, os.environ)
     if opts.template:
         return _template(config.read_and_render(path, os.environ), opts.out)
-    if opts.reload or opts.maintenance or opts.putenv or opts.putmetric or opts.ping or opts.status:
+    if _client_action(opts):
         cfg = config.load(path, os.environ)
         return _client(opts, cfg.control.socket)
     from pilot.run import run

@@ -107,3 +107,19 @@ def test_client_failure_wording_is_38s(argv, prefix, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert prefix in err and str(socket_path) in err
+
+
+@pytest.mark.parametrize("argv,supervisor", [
+    (["-config", "c.json5"], True),
+    (["-config=c.json5", "-ping=false", "-reload=0"], True),
+    (["-config", "c.json5", "-maintenance", ""], True),
+    (["-config", "c.json5", "-ping"], False),
+    (["-config", "c.json5", "-putmetric", "m=1"], False),
+    (["-version"], False),
+    (["-template"], False),
+    (["-nope"], False),
+])
+def test_runs_supervisor_reads_flags_as_main_does(argv, supervisor):
+    """pilot.py patches gevent only for the supervisor; a flag given a false or
+    empty value is Go's 'not given', so the supervisor still runs (patched)."""
+    assert cli.runs_supervisor(argv) is supervisor
