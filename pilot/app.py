@@ -214,10 +214,7 @@ class App:
         """Run until every job is complete or a shutdown finishes."""
         self._build()
         self.bus.listen(self._watch_main)
-        if self.control is not None:
-            self.control.start()
-        for comp in self.components:
-            comp.start()
+        self._start_servers()
         for runner in self.runners.values():
             runner.start(self.group)
         self.bus.publish(ev.GLOBAL_STARTUP)
@@ -230,6 +227,20 @@ class App:
             self.control.stop()
         self._final_grace()
         return self._exit_status()
+
+    def _start_servers(self) -> None:
+        """Control socket first, then telemetry and watches. If one cannot
+        start (telemetry's port taken), those already started are stopped
+        before the error ends Pilot: no socket file is left behind."""
+        started = []
+        try:
+            for server in ([self.control] if self.control is not None else []) + self.components:
+                server.start()
+                started.append(server)
+        except BaseException:
+            for server in reversed(started):
+                server.stop()
+            raise
 
     def _wait_for_jobs(self) -> None:
         while True:

@@ -165,3 +165,21 @@ def control(path, method, url, body=None):
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def test_telemetry_port_taken_exits_1_and_leaves_no_socket(pilot, tmp_path):
+    """§13.2/§14.2: when telemetry cannot bind, Pilot exits 1 with one line,
+    and the control socket it had already opened is removed (no stale file)."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        p = pilot(f"""{{consul: "127.0.0.1:{free_port()}", jobs: [{APP}],
+          telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"]}}}}""")
+        assert p.wait(timeout=30) == 1
+    finally:
+        taken.close()
+    assert "Traceback" not in p.log
+    assert str(port) in p.log
+    assert not p.socket.exists()
