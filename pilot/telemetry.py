@@ -28,7 +28,7 @@ from prometheus_client import (CollectorRegistry, GCCollector, PlatformCollector
 from pilot import __version__
 from pilot import events as ev
 from pilot.config.model import MetricConfig, TelemetryConfig
-from pilot.control import BIND_ATTEMPTS, BIND_DELAY, HTTPServer, bind_tcp, guarded, short
+from pilot.httpserver import BIND_ATTEMPTS, BIND_DELAY, HTTPServer, bind_tcp, guarded, short
 
 log = logging.getLogger("pilot")
 
@@ -246,7 +246,8 @@ class Telemetry:
             collector(registry=self.registry)
         ip = cfg.ip or "0.0.0.0"
         self.web = self._routes()
-        self.server = HTTPServer("telemetry", guarded("telemetry", self.web, lambda c, p: None),
+        wsgi = guarded("telemetry", self.web, lambda c, p: None)
+        self.server = HTTPServer("telemetry", lambda: wsgi,
                                  functools.partial(bind_tcp, ip, cfg.port),
                                  f"{cfg.ip}:{cfg.port}", attempts, delay)
 

@@ -9,7 +9,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from pilot import control
+from pilot import control, httpserver
 from pilot.control import ControlServer, RequestError
 from pilot.errors import PilotError
 
@@ -264,7 +264,7 @@ def test_listen_retrying_gives_up_with_the_3_8_message():
         calls.append(1)
         raise OSError(98, "Address already in use")
     with pytest.raises(PilotError) as info:
-        control.listen_retrying(bind, "/x.sock", attempts=3, delay=0)
+        httpserver.listen_retrying(bind, "/x.sock", attempts=3, delay=0)
     assert str(info.value) == "error listening to socket at /x.sock: Address already in use"
     assert len(calls) == 3
 
@@ -278,7 +278,7 @@ def test_listen_retrying_succeeds_on_a_later_attempt():
         if isinstance(r, Exception):
             raise r
         return r
-    assert control.listen_retrying(bind, "x", attempts=3, delay=0) == "sock"
+    assert httpserver.listen_retrying(bind, "x", attempts=3, delay=0) == "sock"
 
 
 @pytest.mark.parametrize("stale", ["file", "dir", "socket", "symlink"])
@@ -295,9 +295,51 @@ def test_bind_unix_replaces_a_stale_path_and_creates_mode_0600(tmp_path, stale):
         old.close()
     else:
         path.symlink_to(tmp_path / "elsewhere")
-    sock = control.bind_unix(str(path))
+    sock = httpserver.bind_unix(str(path))
     try:
         st = os.lstat(path)
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
     finally:
         sock.close()
+
+
+LAZY_SCRIPT = """
+import json, sys
+import gevent.events
+from gevent import monkey
+gevent.events.notify_and_call_entry_points = gevent.events.notify  # as pilot.py
+monkey.patch_all(ssl=False, subprocess=False)
+import gevent
+from pilot import client
+from pilot.control import ControlServer
+
+class App:
+    telemetry = None
+    def status(self):
+        return {"jobs": []}
+
+heavy = ("bottle", "gevent.pywsgi", "http.client", "ssl", "email")
+server = ControlServer(App(), sys.argv[1], attempts=1, delay=0)
+server.start()
+before = [m for m in heavy if m in sys.modules]
+status = gevent.get_hub().threadpool.spawn(client.status, sys.argv[1]).get(timeout=10)
+after = [m for m in heavy if m in sys.modules]
+server.stop()
+print(json.dumps({"before": before, "status": status, "after": after}))
+"""
+
+
+def test_http_stack_loads_on_the_first_request_not_at_start(tmp_path):
+    """A started control server imports neither bottle nor pywsgi (and with
+    them http.client, ssl, email: ~7 MB) until a request arrives; the first
+    request is answered all the same."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", LAZY_SCRIPT, str(tmp_path / "c.sock")],
+                          cwd=repo, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["before"] == []
+    assert result["status"] == {"jobs": []}
+    assert "bottle" in result["after"] and "gevent.pywsgi" in result["after"]

@@ -1,0 +1,118 @@
+"""The control socket's endpoints (SPEC §14.3) as a bottle app.
+
+Imported by `pilot.control` on the first request, so bottle loads only for a
+socket somebody calls. Request bodies are validated by pilot.control's
+helpers before anything is applied; every refusal is a JSON 4xx.
+"""
+from __future__ import annotations
+
+import json
+
+import bottle
+import gevent.lock
+
+from pilot.control import RequestError, env_values, parse_object, read_body
+from pilot.errors import PilotError
+from pilot.httpserver import short
+
+# 3.8's whole error bodies; Pilot's JSON errors start with them, so scripts
+# that look for 3.8's text still find it.
+GO_ERROR_TEXT = {404: "404 page not found", 405: "Method Not Allowed", 422: "Unprocessable Entity"}
+
+
+class ControlAPI:
+    """Routes for one App; `reloading` serialises concurrent reloads across
+    the server's lifetime."""
+
+    def __init__(self, app, reloading: gevent.lock.Semaphore):
+        self.app = app
+        self._reloading = reloading
+        self.web = self._routes()
+
+    def _routes(self) -> bottle.Bottle:
+        web = bottle.Bottle()
+        json_errors(web)
+        web.route("/v3/environ", "POST", self._environ)
+        web.route("/v3/env", "POST", self._environ)
+        web.route("/v3/reload", "POST", self._reload)
+        web.route("/v3/maintenance/enable", "POST", lambda: self._maintenance(True))
+        web.route("/v3/maintenance/disable", "POST", lambda: self._maintenance(False))
+        web.route("/v3/metric", "POST", self._metric)
+        web.route("/v3/ping", "ANY", lambda: "\n")  # 3.8 answers ping on any method
+        web.route("/v3/status", "GET", self._status)
+        return web
+
+    # -- endpoints --------------------------------------------------------
+
+    @staticmethod
+    def _body() -> dict:
+        try:
+            return parse_object(read_body(bottle.request.environ))
+        except RequestError as exc:
+            raise bottle.HTTPError(exc.status, exc.message) from None
+
+    def _environ(self) -> str:
+        try:
+            values = env_values(self._body())
+        except RequestError as exc:
+            raise bottle.HTTPError(exc.status, exc.message) from None
+        if values:
+            self.app.putenv(values)
+        return "\n"
+
+    def _metric(self) -> str:
+        doc = self._body()
+        telemetry = getattr(self.app, "telemetry", None)
+        if telemetry is None:
+            if doc:
+                name = next(iter(doc))
+                raise bottle.HTTPError(400, f"unknown metric {short(name)}: telemetry is not configured")
+            return "\n"
+        try:
+            updates = [telemetry.prepare(name, value) for name, value in doc.items()]
+        except ValueError as exc:
+            raise bottle.HTTPError(400, str(exc)) from None
+        for update in updates:
+            update()
+        return "\n"
+
+    def _reload(self) -> str:
+        with self._reloading:  # concurrent reload requests run one after another
+            try:
+                error = self.app.reload()
+            except PilotError as exc:
+                error = str(exc)
+        if error:
+            raise bottle.HTTPError(400, str(error))
+        return "\n"
+
+    def _maintenance(self, enabled: bool) -> str:
+        self.app.set_maintenance(enabled)
+        return "\n"
+
+    def _status(self) -> str:
+        bottle.response.content_type = "application/json"
+        return json.dumps(self.app.status(), default=str) + "\n"
+
+
+def json_errors(web: bottle.Bottle) -> None:
+    """Every error bottle raises (404, 405, our 4xx) answered as JSON."""
+    def handler(err: bottle.HTTPError) -> str:
+        bottle.response.content_type = "application/json"
+        if err.status_code == 404:
+            message = f"no such endpoint: {short(bottle.request.path)}"
+        elif err.status_code == 405:
+            message = f"method {bottle.request.method} not allowed (allowed: {err.headers.get('Allow', '')})"
+        else:
+            message = str(err.body)
+        if err.status_code in GO_ERROR_TEXT:
+            message = f"{GO_ERROR_TEXT[err.status_code]}: {message}"
+        return json.dumps({"error": message}) + "\n"
+    web.config["catchall"] = False  # exceptions reach `guarded`, which answers JSON
+    web.default_error_handler = handler
+    web.add_hook("before_request", _plain_text)
+
+
+def _plain_text() -> None:
+    """Success bodies such as `\n` are text, as 3.8 sent them."""
+    bottle.response.content_type = "text/plain; charset=utf-8"
