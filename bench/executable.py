@@ -9,7 +9,9 @@ Needs `make dist` first (dist/pilot) and root for the scratch-image emulation
 * exec → the first job's exec: Pilot is started, its first job (`sh -c 'date > FILE'`)
   writes a timestamp; median over --starts starts. The executable unpacks itself
   on every start here, as in a fresh container. sh+date add ~2 ms to both;
-* RSS and PSS of every process of the tree (launcher, Pilot, the idle job);
+* RSS and PSS of every process of the tree (launcher, Pilot, the idle job), idle
+  and again after the client calls (the control socket loads bottle and
+  pywsgi on its first request);
 * a client flag's round trip (`-ping`, median over --calls calls) from the host and,
   for the executable, from inside the emulated FROM-scratch image (nsenter, as
   `docker exec`; nsenter's own cost is shown on its own line);
@@ -184,6 +186,9 @@ def measure(name, command, starts, calls):
                 result["tree"] = [(pid, comm, memory_kb(pid, "VmRSS"), memory_kb(pid, "Pss"))
                                   for pid, comm in run.tree()]
                 result["ping"] = timed_calls(run.client("-ping"), calls, run.env)
+                # the control socket loads its HTTP stack on the first request
+                result["tree_used"] = [(pid, comm, memory_kb(pid, "VmRSS"), memory_kb(pid, "Pss"))
+                                       for pid, comm in run.tree()]
         finally:
             run.stop()
     return result
@@ -260,6 +265,8 @@ def table(results, image_ping, nsenter):
         rows.append(f"| {label} | {mb(sum(p[index] for p in exe['tree']))} | "
                     f"{mb(sum(p[index] for p in py['tree']))} | ≤ 25 MB |")
     rows.append(f"| RSS per process | {tree_text(exe['tree'])} | {tree_text(py['tree'])} | |")
+    rows.append(f"| whole-tree RSS after the `-ping` calls | {mb(sum(p[2] for p in exe['tree_used']))} | "
+                f"{mb(sum(p[2] for p in py['tree_used']))} | |")
     rows.append(f"| `-ping` from the host (median) | {ms(exe['ping'])} | {ms(py['ping'])} | |")
     rows.append(f"| `-ping` inside the scratch image (median) | {ms(image_ping)} | — | ≤ 50 ms |")
     rows.append(f"| of which nsenter (`docker exec` emulation) | {ms(nsenter)} | — | |")
