@@ -4,7 +4,8 @@
   per request (keep-alive is off, as 3.8), from a separate client process
   using `pilot.client` (what `pilot -ping` does, minus interpreter start-up);
 * putmetric records/s: `POST /v3/metric` with 1 and with 100 pairs per request;
-* RSS that importing and starting the control server, then telemetry, adds
+* RSS that importing and starting the control server, its first request
+  (which loads bottle and pywsgi), then telemetry, adds
   to a process that already runs gevent and imports `pilot.app`.
 
 The server runs in its own process so client and server do not share a CPU
@@ -23,7 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 SERVER = r"""
-from gevent import monkey; monkey.patch_all()
+import gevent.events
+from gevent import monkey
+gevent.events.notify_and_call_entry_points = gevent.events.notify  # as pilot.py does
+monkey.patch_all(ssl=False, subprocess=False)  # as pilot.py does
 import sys, os
 from types import SimpleNamespace
 import gevent
@@ -52,7 +56,10 @@ server.stop()
 """
 
 RSS = r"""
-from gevent import monkey; monkey.patch_all()
+import gevent.events
+from gevent import monkey
+gevent.events.notify_and_call_entry_points = gevent.events.notify  # as pilot.py does
+monkey.patch_all(ssl=False, subprocess=False)  # as pilot.py does
 import sys, tempfile, os
 
 def rss_kib():
@@ -70,6 +77,9 @@ app = SimpleNamespace(bus=Bus(), runners={}, cfg=SimpleNamespace(watches=()), te
 server = ControlServer(app, os.path.join(tempfile.mkdtemp(), "s.sock"))
 server.start()
 control = rss_kib()
+server.wsgi  # what the first request loads: the bottle app and pywsgi
+import gevent.pywsgi
+control_used = rss_kib()
 from pilot.config.model import TelemetryConfig
 from pilot.telemetry import Telemetry
 tel = Telemetry(app, TelemetryConfig(port=0, ip="127.0.0.1"))
@@ -77,7 +87,7 @@ tel.start()
 tel.metrics_text()
 telemetry = rss_kib()
 server.stop(); tel.stop()
-print(base, control, telemetry)
+print(base, control, control_used, telemetry)
 """
 
 
@@ -93,8 +103,8 @@ def rate(fn, seconds: float) -> float:
 def measure_rss() -> tuple:
     out = subprocess.run([sys.executable, "-c", RSS], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.split()
-    base, control, telemetry = (int(x) for x in out)
-    return base, control - base, telemetry - control
+    base, control, control_used, telemetry = (int(x) for x in out)
+    return base, control - base, control_used - control, telemetry - control_used
 
 
 def main() -> int:
@@ -116,7 +126,7 @@ def main() -> int:
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)
-    base, control, telemetry = measure_rss()
+    base, control, control_used, telemetry = measure_rss()
     rows = [
         ("control requests/s (GET /v3/ping, new connection each)", f"{ping:,.0f}"),
         ("control requests/s (GET /v3/status)", f"{status:,.0f}"),
@@ -124,6 +134,7 @@ def main() -> int:
         ("putmetric records/s (100 pairs per request)", f"{put100:,.0f}"),
         ("RSS of gevent + pilot.app (baseline)", f"{base / 1024:.1f} MiB"),
         ("RSS added by control server (import + start)", f"{control / 1024:.1f} MiB"),
+        ("RSS added by its first request (bottle + pywsgi)", f"{control_used / 1024:.1f} MiB"),
         ("RSS added by telemetry (import prometheus_client + start)", f"{telemetry / 1024:.1f} MiB"),
     ]
     print("| measure | value |\n|---|---|")
