@@ -134,7 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write(USAGE)
         return 2
     if opts.version:
-        sys.stdout.write(f"Version: {__version__}\nGitHash: {GIT_HASH}\n")
+        sys.stdout.write(f"Version: {__version__}\nGitHash: {GIT_HASH or _checkout_hash()}\n")
         return 0
     try:
         return _dispatch(opts)
@@ -148,6 +148,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         _fail(f"internal error: {exc!r} (set PILOT_DEBUG=1 for a traceback)")
         return 1
+
+
+def _checkout_hash() -> str:
+    """The commit of the checkout Pilot runs from (the executable has its
+    hash built in); empty when there is no git or no repository."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isdir(os.path.join(root, ".git")):
+        return ""
+    try:
+        done = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _fail(message: str) -> None:

@@ -123,3 +123,16 @@ def test_runs_supervisor_reads_flags_as_main_does(argv, supervisor):
     """pilot.py patches gevent only for the supervisor; a flag given a false or
     empty value is Go's 'not given', so the supervisor still runs (patched)."""
     assert cli.runs_supervisor(argv) is supervisor
+
+
+def test_version_names_the_checkouts_commit(capsys):
+    """-version prints 3.8's two lines; from a git checkout GitHash is its
+    commit (the executable has the hash of the commit it was built from)."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isdir(os.path.join(root, ".git")):
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert cli.main(["-version"]) == 0
+    assert capsys.readouterr().out == f"Version: {cli.__version__}\nGitHash: {head}\n"

@@ -227,3 +227,12 @@ def test_orphans_are_reaped_through_the_launcher(executable, tmp_path):
     assert worst <= 2, f"saw {worst} zombies at once"
     assert p.lines("orphans-exit-failed-seen")
     assert p.lines("orphans exited with error: exit status 7")
+
+
+def test_version_carries_the_commit_it_was_built_from(executable, tmp_path):
+    """`pilot -version` prints 3.8's two lines with the build's git hash (the
+    image has no .git to ask)."""
+    result = subprocess.run([executable, "-version"], env={"TMPDIR": str(tmp_path)},
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"Version: \S+\nGitHash: [0-9a-f]{7,40}\n", result.stdout), result.stdout
