@@ -172,8 +172,8 @@ class App:
     def service_for(self, cfg: JobConfig):
         if not cfg.advertised or self.consul is None:
             return None
-        from pilot.discovery import ServiceDefinition
-        return ServiceDefinition(cfg, self.consul)
+        from pilot.discovery import BackgroundService, ServiceDefinition
+        return BackgroundService(ServiceDefinition(cfg, self.consul))
 
     def _build(self) -> None:
         deps, order = dependents(self.cfg.jobs), stop_order(self.cfg.jobs)

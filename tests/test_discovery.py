@@ -368,3 +368,53 @@ def test_address_prefix_sets_the_scheme_as_consuls_go_client(address, scheme, ex
     """A scheme written into the address (object form, CONSUL_HTTP_ADDR,
     `https://https://…`) wins, as in Consul's Go client used by 3.8."""
     assert discovery.endpoint(address, scheme) == expected
+
+
+class HangingHTTP(FakeHTTP):
+    """A fake agent that does not answer until `release` is set (a stopped agent)."""
+
+    release = None
+
+    def _do(self, *args, **kw):
+        if self.release is not None:
+            self.release.wait()
+        return super()._do(*args, **kw)
+
+
+def test_background_heartbeat_returns_while_the_agent_hangs(agent, log, monkeypatch):
+    """A job's heartbeat never waits for a hung agent; a deregistration asked
+    meanwhile goes out after the registration in flight, so the service ends
+    up deregistered (no late registration brings it back)."""
+    import gevent
+    import gevent.event
+    release = gevent.event.Event()
+    monkeypatch.setattr(HangingHTTP, "release", release)
+    monkeypatch.setattr(discovery, "_http_client",
+                        lambda cfg, address, timeout: HangingHTTP(agent, timeout))
+    bg = discovery.BackgroundService(service(agent, log))
+    with gevent.Timeout(5):
+        bg.send_heartbeat()  # returns at once although the agent hangs
+        bg.send_heartbeat()  # one already in flight: skipped
+        assert bg.register_with_initial_status() is False
+    stopper = gevent.spawn(bg.deregister)
+    gevent.sleep(0.05)
+    assert not stopper.ready()  # waits for the call in flight
+    release.set()
+    stopper.join(timeout=5)
+    assert stopper.successful()
+    paths = [r[1] for r in agent.requests if r[0] == "PUT"]
+    assert paths[0] == "/v1/agent/service/register"
+    assert paths[-1] == "/v1/agent/service/deregister/app-host1"
+    assert len(puts(agent, "/v1/agent/service/register")) == 1
+    assert agent.services == {}
+
+
+def test_background_heartbeat_voided_by_a_deregistration(agent, log):
+    """A heartbeat not yet sent when the job deregisters is never sent."""
+    import gevent
+    bg = discovery.BackgroundService(service(agent, log))
+    bg.send_heartbeat()
+    bg.deregister()  # runs before the heartbeat's greenlet gets a turn
+    gevent.sleep(0.05)
+    assert puts(agent, "/v1/agent/service/register") == []
+    assert agent.services == {}

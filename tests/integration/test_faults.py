@@ -1,0 +1,86 @@
+"""Fault injection from the outside: a real Pilot (PID 1 of its own PID
+namespace) against a real Consul agent that is stopped, killed or
+restarted, and Pilot itself flooded with signals and reloads. The promise
+under test: faults never crash Pilot, never lose a job or a registration,
+and Consul being down never stops a job."""
+import datetime
+import json
+import os
+import signal
+import socket
+
+import pytest
+
+from tests.consul_agent import agent_get
+from tests.integration.pilot_proc import run_cli, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+HOSTNAME = socket.gethostname()  # unshare --pid keeps the host's UTS namespace
+
+
+def config(tmp_path, agent, jobs, watches=()):
+    return json.dumps({
+        "consul": agent.http_addr,
+        "control": {"socket": str(tmp_path / "pilot.sock")},
+        "jobs": list(jobs), "watches": list(watches)}, indent=2)
+
+
+def stamps(path):
+    """Wall-clock times (seconds) a job wrote, one per line."""
+    if not path.exists():
+        return []
+    return [float(x) for x in path.read_text().split()]
+
+
+def log_time(line):
+    """The wall-clock time of a Pilot log line (default format, UTC)."""
+    text = line.split()[0].rstrip("Z")
+    return datetime.datetime.fromisoformat(text).replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def registered(agent, service_id):
+    try:
+        return service_id in agent_get(agent, "/v1/agent/services")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def stopped_agent():
+    """SIGSTOP/SIGCONT an agent; a stopped agent is resumed after the test."""
+    stopped = []
+
+    def stop(agent):
+        os.kill(agent.proc.pid, signal.SIGSTOP)
+        stopped.append(agent)
+    yield stop
+    for agent in stopped:
+        if agent.proc is not None:
+            os.kill(agent.proc.pid, signal.SIGCONT)
+
+
+def test_hung_agent_does_not_hold_up_job_restarts(tmp_path, consul_agent, pilot, stopped_agent):
+    """While the agent is stopped (every Consul call waits for its timeout),
+    the advertised job keeps being restarted: its heartbeat does not block
+    the job's event loop. Afterwards the service is still registered."""
+    runs, checks = tmp_path / "runs", tmp_path / "checks"
+    app = {"name": "app", "port": 8000, "restarts": "unlimited",
+           "exec": ["sh", "-c", f"date +%s.%N >> {runs}; sleep 0.2"],
+           "health": {"exec": ["sh", "-c", f"date +%s.%N >> {checks}"],
+                      "interval": 1, "ttl": 10}}
+    p = pilot(config(tmp_path, consul_agent, [app]))
+    p.wait_log("Service registered: app", timeout=20)
+    stopped_agent(consul_agent)
+    checks_before = len(stamps(checks))
+    # The first check after the stop passes and sends a heartbeat that hangs.
+    wait_for(lambda: len(stamps(checks)) > checks_before, 15, "a health check after the stop")
+    hung_from = stamps(checks)[checks_before]
+    warned = p.wait_log(r"service update TTL failed: .* timed out", timeout=30)[0]
+    during = [t for t in stamps(runs) if hung_from < t < log_time(warned)]
+    assert len(during) >= 3, f"job ran {len(during)} times while a heartbeat was hung"
+    os.kill(consul_agent.proc.pid, signal.SIGCONT)
+    p.wait_log(r"consul: .* recovered", timeout=30)
+    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 20, "service still registered")
+    assert len(p.lines(r"service update TTL failed")) == 1, p.log
+    assert run_cli("-config", str(p.config), "-ping").returncode == 0
