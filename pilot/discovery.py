@@ -43,15 +43,27 @@ DEFAULT_ADDRESS = "127.0.0.1:8500"
 class ConsulError(Exception):
     """A Consul call failed; the message is one line fit for a log.
 
-    `repeated` is true when Consul is already known to be unreachable (the
-    outage was reported), so callers log it quietly. `unknown_check` is true
-    when the agent does not know the check (it restarted or forgot us).
+    `repeated` is true when Consul is already known to be unreachable and
+    someone has reported it, so callers log it quietly. `unknown_check` is
+    true when the agent does not know the check (it restarted or forgot us).
     """
 
-    def __init__(self, message, repeated=False, unknown_check=False):
+    def __init__(self, message, repeated=False, unknown_check=False, outage=None):
         super().__init__(message)
         self.repeated = repeated
         self.unknown_check = unknown_check
+        self._outage = outage
+
+    def claim_warning(self) -> bool:
+        """True if the caller is the one to warn about this failure.
+
+        For an outage, only the first caller to ask (while it lasts) is told
+        yes, so an outage is reported once however many components fail;
+        a caller that retries quietly first simply does not ask.
+        """
+        if self._outage is None:
+            return not self.repeated
+        return self._outage.claim()
 
 
 @dataclass(frozen=True)
@@ -65,24 +77,33 @@ class Instance:
 
 
 class _Outage:
-    """Remembers whether Consul is down so an outage is reported once."""
+    """Remembers whether Consul is down, and whether anyone said so, so an
+    outage is reported by one warning and one recovery line."""
 
     def __init__(self, address, log):
         self.address = address
         self.log = log
         self.down = False
+        self.reported = False
 
-    def failed(self) -> bool:
-        """Note a failed call; True if it starts a new outage."""
-        first = not self.down
+    def failed(self) -> None:
+        """Note a failed call."""
         self.down = True
-        return first
+
+    def claim(self) -> bool:
+        """True once per outage: the caller warns about it."""
+        if not self.down or self.reported:
+            return False
+        self.reported = True
+        return True
 
     def reachable(self):
-        """Note that Consul answered; logs the recovery once."""
+        """Note that Consul answered; logs the recovery of a reported outage."""
         if self.down:
             self.down = False
-            self.log.info("consul: %s recovered", self.address)
+            if self.reported:
+                self.log.info("consul: %s recovered", self.address)
+            self.reported = False
 
 
 class Consul:
@@ -147,9 +168,10 @@ class Consul:
         try:
             result = request()
         except (requests.RequestException, OSError) as e:
-            first = self._outage.failed()
+            self._outage.failed()
             raise ConsulError(_unreachable_text(e, self.address),
-                              repeated=not first) from None
+                              repeated=self._outage.reported,
+                              outage=self._outage) from None
         except consul.base.ConsulException as e:
             self._outage.reachable()
             code, body = _http_error(e)
@@ -242,7 +264,7 @@ class ServiceDefinition:
         try:
             self.consul.deregister(self.id)
         except ConsulError as e:
-            log = self.log.debug if e.repeated else self.log.info
+            log = self.log.info if e.claim_warning() else self.log.debug
             log("deregistering failed: %s", e)
 
     def _register(self, status: str) -> bool:
@@ -257,7 +279,7 @@ class ServiceDefinition:
 
     def _warn(self, fmt, err):
         """Warn, unless this is one more failure of an outage already reported."""
-        (self.log.debug if err.repeated else self.log.warning)(fmt, err)
+        (self.log.warning if err.claim_warning() else self.log.debug)(fmt, err)
 
 
 class BackgroundService:

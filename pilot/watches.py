@@ -47,7 +47,6 @@ class Watch:
         self.instances: List[Instance] = []
         self.index = 0  # the Consul index the next blocking query waits past
         self._failures = 0  # failed queries in a row
-        self._told_elsewhere = False  # the outage was reported before this watch failed
         self._failure = ""  # the error already reported for this outage
         self._greenlet: Optional[gevent.Greenlet] = None
 
@@ -114,18 +113,18 @@ class Watch:
         """Retry a first failure at once, quietly: a blocking query in flight
         when a Consul server goes away fails although the cluster is fine.
         Later failures wait `interval`; one WARN per outage, none when
-        another component already reported it."""
+        another component already reported it (the quiet retry does not
+        count as reporting, so someone still warns)."""
         self._failures += 1
         text = str(err)
         if self._failures == 1:
-            self._told_elsewhere = err.repeated
             self.log.debug("failed to query %s: %s (retrying)", self.cfg.name, text)
             return min(self.cfg.interval, RETRY_SOON)
-        if self._told_elsewhere or text == self._failure:
-            self.log.debug("failed to query %s: %s", self.cfg.name, text)
-        else:
+        if text != self._failure and err.claim_warning():
             self.log.warning("failed to query %s: %s", self.cfg.name, text)
             self._failure = text
+        else:
+            self.log.debug("failed to query %s: %s", self.cfg.name, text)
         return self.cfg.interval
 
     # -- change detection ---------------------------------------------------

@@ -207,9 +207,7 @@ def test_consul_failure_warns_once_keeps_state_and_waits_interval(consul, bus, c
     seen = published(bus)
     caplog.set_level(logging.DEBUG, LOGGER)
     consul.fail = ConsulError("consul at x:1 unreachable: Connection refused")
-    delays = [watch.poll()]
-    consul.fail = ConsulError("consul at x:1 unreachable: Connection refused", repeated=True)
-    delays += [watch.poll(), watch.poll(), watch.poll()]
+    delays = [watch.poll(), watch.poll(), watch.poll(), watch.poll()]
     assert warnings_in(caplog) == ["failed to query db: consul at x:1 unreachable: Connection refused"]
     assert delays == [RETRY_SOON, 3, 3, 3]
     assert seen == [] and watch.status()["instances"] == 1
@@ -358,3 +356,50 @@ def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
     assert watch.poll() == 5
     assert watch.poll() == 5
     assert [c["index"] for c in consul.calls] == [None, None]
+
+
+def test_an_outage_first_met_by_a_quiet_retry_is_still_reported(bus, caplog, monkeypatch):
+    """Against a real outage record: a watch's quiet first retry does not
+    count as reporting. A reload replaces the watch after that one failure;
+    the new watch still warns once (and not twice with a third watch meeting
+    the same outage), and the recovery is logged once."""
+    from tests.test_discovery import FakeAgent, FakeHTTP
+    import pilot.discovery as discovery
+    from pilot.config.model import ConsulConfig
+    agent = FakeAgent()
+    monkeypatch.setattr(discovery, "_http_client",
+                        lambda cfg, address, timeout: FakeHTTP(agent, timeout))
+    real = discovery.Consul(ConsulConfig(address="consul:8500"),
+                            log=logging.getLogger(LOGGER))
+    caplog.set_level(logging.DEBUG)
+    replaced, second, third = (make_watch(real, bus) for _ in range(3))
+    agent.down = True
+    replaced.poll()  # quiet retry, then the reload drops this watch
+    for _ in range(3):
+        second.poll(), third.poll()
+    agent.down = False
+    second.poll(), third.poll()
+    assert warnings_in(caplog) == [
+        "failed to query db: consul at consul:8500 unreachable: Connection refused"]
+    recovered = [r for r in caplog.records if "recovered" in r.getMessage()]
+    assert [r.levelno for r in recovered] == [logging.INFO]
+
+
+def test_a_failure_fixed_by_the_quick_retry_logs_no_recovery(bus, caplog, monkeypatch):
+    """One failed query, then success: no warning, and no recovery line for
+    an outage nobody was told about."""
+    from tests.test_discovery import FakeAgent, FakeHTTP
+    import pilot.discovery as discovery
+    from pilot.config.model import ConsulConfig
+    agent = FakeAgent()
+    monkeypatch.setattr(discovery, "_http_client",
+                        lambda cfg, address, timeout: FakeHTTP(agent, timeout))
+    real = discovery.Consul(ConsulConfig(address="consul:8500"),
+                            log=logging.getLogger(LOGGER))
+    caplog.set_level(logging.INFO)
+    watch = make_watch(real, bus)
+    agent.down = True
+    watch.poll()
+    agent.down = False
+    watch.poll()
+    assert [r.getMessage() for r in caplog.records] == []
