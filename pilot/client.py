@@ -202,5 +202,12 @@ def status_table(doc: dict) -> str:
     if doc.get("maintenance"):
         lines.append("maintenance: enabled")
     for w in doc.get("watches", []) or []:
-        lines.append(f"watch {w.get('name')}: {w.get('instances', 0)} instance(s)")
+        lines.append(f"watch {_watch_label(w)}: {w.get('instances', 0)} instance(s)")
     return "\n".join(lines)
+
+
+def _watch_label(w: dict) -> str:
+    """Watches are keyed by name and tag: two watches of one service with
+    different tags must not print as the same line."""
+    tag = w.get("tag")
+    return f"{w.get('name')} (tag {tag})" if tag else str(w.get("name"))

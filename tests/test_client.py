@@ -277,3 +277,14 @@ def test_status_table_lists_jobs_maintenance_and_watches():
         "maintenance: enabled",
         "watch up: 2 instance(s)",
     ]
+
+
+def test_status_table_tells_tagged_watches_of_one_service_apart():
+    """Watches are keyed by name and tag: -status names the tag, so two
+    watches of the same service are two distinguishable lines."""
+    doc = {"jobs": [], "watches": [{"name": "web", "tag": "", "instances": 1},
+                                   {"name": "web", "tag": "x", "instances": 0}]}
+    assert client.status_table(doc).splitlines()[1:] == [
+        "watch web: 1 instance(s)",
+        "watch web (tag x): 0 instance(s)",
+    ]
