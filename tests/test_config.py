@@ -680,3 +680,14 @@ def test_decode_errors_anywhere_in_the_array_come_before_validation(text, expect
     any element: a typo or a wrong type in a later job is the error reported,
     not a semantic mistake of an earlier one."""
     assert expected in str(error_of(text))
+
+
+def test_a_byte_that_is_not_utf8_is_named_as_go_names_it(tmp_path):
+    """A stray non-UTF-8 byte in a config is reported as `'\\xff'`, not as
+    the Python-internal surrogate `'\\udcff'` the reader turned it into."""
+    path = tmp_path / "c.json5"
+    path.write_bytes(b'\xff{ jobs: [] }')
+    with pytest.raises(ConfigError) as info:
+        load(str(path), {})
+    assert "parse error at line:col [1:1]: invalid character '\\xff'" in str(info.value)
+    assert "udc" not in str(info.value)

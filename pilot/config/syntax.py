@@ -66,6 +66,10 @@ def _json5_position(message: str, text: str) -> Tuple[Optional[int], int, str]:
 
 
 def _quoted_char(char: str) -> str:
+    """The character as Go quotes it; a byte that was not UTF-8 (read as a
+    surrogate) is `'\\xff'`, never Python's internal `'\\udcff'`."""
+    if len(char) == 1 and 0xDC80 <= ord(char) <= 0xDCFF:
+        return f"'\\x{ord(char) - 0xDC00:02x}'"
     return "'" + char.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
 
 
