@@ -290,8 +290,8 @@ class BackgroundService:
     timeout), so registration and TTL updates run in a greenlet of their own:
     at most one at a time, and a heartbeat due while one is in flight is
     skipped (the one in flight refreshes the same TTL). Deregistration stays
-    synchronous, ordered after the call in flight, so no late registration
-    can bring back a service that was just taken out.
+    synchronous and abandons the call in flight, so no late registration
+    from Pilot follows it.
     """
 
     def __init__(self, svc: ServiceDefinition):
@@ -318,9 +318,14 @@ class BackgroundService:
         self.svc.mark_for_reregistration()
 
     def deregister(self) -> None:
-        """Deregister now, after any call in flight; void the ones queued."""
+        """Deregister now; void the calls queued and abandon the one in
+        flight (on a hung agent it would hold up a shutdown for its whole
+        timeout), so nothing is sent after the deregistration."""
         self._epoch += 1
         self.svc.registered = False
+        busy, self._busy = self._busy, None
+        if busy is not None:
+            busy.kill(block=True, timeout=1)
         with self._lock:
             self.svc.deregister()
 

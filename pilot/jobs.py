@@ -331,14 +331,17 @@ class Job:
         self.timers.cancel_all()
         if self.check is not None and self.check.running:
             self.check.signal(signal.SIGTERM)
-        if self.service is not None:
-            self.service.deregister()
-        if self.process is not None and self.process.running:
+        # Signal first (SPEC §9.8 order): a hung Consul agent makes the
+        # deregistration wait for its timeout, and the process must not.
+        stopping = self.process is not None and self.process.running
+        if stopping:
             self._awaiting_exit = True
             self.process.signal(self.cfg.stop_signal)
             self.timers.after(TICK_KILL, max(self.kill_timeout, 0.0), self._tick(TICK_KILL))
-            return
-        self._complete()
+        if self.service is not None:
+            self.service.deregister()
+        if not stopping:
+            self._complete()
 
     def _kill(self) -> None:
         log.info('killing processes for job "%s"', self.name)

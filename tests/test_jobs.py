@@ -601,3 +601,18 @@ def test_random_event_sequences_keep_the_job_consistent(cfg, events):
         assert h.process.starts == starts_when_complete
     if cfg.restarts != UNLIMITED and not cfg.periodic:
         assert h.job.restarts_done <= cfg.restarts
+
+
+def test_halting_signals_the_process_before_deregistering():
+    """SPEC §9.8 order: the exec gets its stop signal before the (possibly
+    slow) deregistration, so a hung Consul agent cannot keep it running."""
+    order = []
+
+    class Service(FakeService):
+        def deregister(self):
+            order.append(("deregister", list(h.process.signals)))
+
+    h = Harness(job(port=80, health=health()), service=Service())
+    startup(h)
+    h.job.handle(ev.GLOBAL_SHUTDOWN)
+    assert order == [("deregister", [signal.SIGTERM])]

@@ -84,3 +84,24 @@ def test_hung_agent_does_not_hold_up_job_restarts(tmp_path, consul_agent, pilot,
     wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 20, "service still registered")
     assert len(p.lines(r"service update TTL failed")) == 1, p.log
     assert run_cli("-config", str(p.config), "-ping").returncode == 0
+
+
+def test_sigterm_with_a_hung_agent_stops_the_job_before_deregistering(
+        tmp_path, consul_agent, pilot, stopped_agent):
+    """SIGTERM while the agent is stopped: the job's process gets its signal
+    at once, not after the deregistration has waited for its timeout; Pilot
+    still exits 0 and, once the agent answers again, nothing is left behind."""
+    termed = tmp_path / "termed"
+    app = {"name": "app", "port": 8000,
+           "exec": ["sh", "-c", f"trap 'date +%s.%N > {termed}; exit 0' TERM; "
+                                "while true; do sleep 0.05; done"],
+           "health": {"exec": "true", "interval": 1, "ttl": 10}}
+    text = config(tmp_path, consul_agent, [app]).replace('"jobs"', '"logging": {"level": "DEBUG"}, "jobs"', 1)
+    p = pilot(text)
+    p.wait_log("Service registered: app", timeout=20)
+    stopped_agent(consul_agent)
+    p.signal(signal.SIGTERM)
+    failed = p.wait_log("deregistering failed", timeout=30)[0]
+    wait_for(termed.exists, 15, "the job to get SIGTERM")
+    assert stamps(termed)[0] < log_time(failed), "SIGTERM waited for the deregistration"
+    assert p.wait(30) == 0
