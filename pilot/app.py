@@ -249,6 +249,8 @@ class App:
             else:
                 self.group.join()
             self._reloading.wait()
+            if len(self.group):  # a reload started jobs meanwhile: wait for them too
+                continue
             if self._shutdown_started or (
                     self.runners and all(r.job.complete for r in self.runners.values())):
                 break
@@ -307,7 +309,8 @@ class App:
     def _exit_status(self) -> int:
         if self.exit_code:
             return self.exit_code
-        cmd = self.runners[self._main].job.process if self._main else None
+        main = self.runners.get(self._main) if self._main else None
+        cmd = main.job.process if main is not None else None
         if cmd is not None:
             try:
                 st = cmd.wait(timeout=1)  # its exit may still be on its way
@@ -371,10 +374,12 @@ class App:
         self._export_ips(new)
         fresh = []
         for jc in new.jobs:
+            if self._shutdown_started:
+                break  # SIGTERM came during the reload: start nothing new
             if jc.name not in keep:
                 keep[jc.name] = JobRunner(self, jc, deps.get(jc.name), order[jc.name])
                 fresh.append(keep[jc.name])
-        self.runners = {jc.name: keep[jc.name] for jc in new.jobs}
+        self.runners = {jc.name: keep[jc.name] for jc in new.jobs if jc.name in keep}
         for r in fresh:
             r.start(self.group)
             r.box.put(ev.GLOBAL_STARTUP)

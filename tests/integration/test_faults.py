@@ -105,3 +105,37 @@ def test_sigterm_with_a_hung_agent_stops_the_job_before_deregistering(
     wait_for(termed.exists, 15, "the job to get SIGTERM")
     assert stamps(termed)[0] < log_time(failed), "SIGTERM waited for the deregistration"
     assert p.wait(30) == 0
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    st = open(f"/proc/{pid}/stat").read()
+    return st[st.rfind(")") + 2] != "Z"
+
+
+def test_sigterm_during_a_reload_leaves_no_job_of_the_new_config_running(tmp_path, pilot):
+    """SIGTERM while a reload waits for a changed job to stop: Pilot exits
+    and no process of the new config outlives it (under tini or
+    `docker --init` Pilot is not PID 1, so an orphan would keep running)."""
+    new_pids = tmp_path / "new-pids"
+
+    def text(version):
+        slow = {"name": "slow", "exec": [
+            "sh", "-c", f"echo $$ >> {tmp_path}/{version}-pids; "
+                        "trap 'sleep 3; exit 0' TERM; while true; do sleep 0.1; done"]}
+        return json.dumps({"control": {"socket": str(tmp_path / "pilot.sock")},
+                           "jobs": [slow]})
+    p = pilot(text("old"), pid1=False)
+    wait_for((tmp_path / "old-pids").exists, 15, "the first job to run")
+    p.config.write_text(text("new"))
+    assert run_cli("-config", str(p.config), "-reload").returncode == 0
+    # The old job takes 3 s to stop: the reload is still waiting for it.
+    p.signal(signal.SIGTERM)
+    assert p.wait(30) == 0
+    left = [pid for pid in stamps(new_pids) if alive(int(pid))]
+    for pid in left:
+        os.kill(int(pid), signal.SIGKILL)
+    assert left == [], "a job started by the reload outlived Pilot"
