@@ -691,3 +691,15 @@ def test_a_byte_that_is_not_utf8_is_named_as_go_names_it(tmp_path):
         load(str(path), {})
     assert "parse error at line:col [1:1]: invalid character '\\xff'" in str(info.value)
     assert "udc" not in str(info.value)
+
+
+@pytest.mark.parametrize("exec_text,bad", [('["true", null]', "null"), ('["true", ["x"]]', '["x"]')])
+def test_a_bad_exec_element_is_shown_once(tmp_path, exec_text, bad):
+    """README "Config": exec arrays holding lists or nulls are rejected in one
+    line that shows the bad element once, not two "(got …)" parts."""
+    path = _write(tmp_path, '{jobs: [{name: "app", exec: %s}]}' % exec_text)
+    with pytest.raises(ConfigError) as info:
+        load(path, {})
+    message = str(info.value)
+    assert f"unable to create job[app].exec: arguments must be strings or numbers (got {bad})" in message
+    assert message.count("(got ") == 1, message

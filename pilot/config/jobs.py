@@ -347,7 +347,9 @@ def _exec(value: Any, label: str, key: str) -> Tuple[str, ...]:
     try:
         return datatypes.exec_args(value)
     except Invalid as error:
-        raise fail(f"unable to create {label}.{key}: {error} (got {show(value)})", f"{label}.{key}") from None
+        # The reason may already show the bad element: one "(got …)" is enough.
+        got = "" if "(got " in str(error) else f" (got {show(value)})"
+        raise fail(f"unable to create {label}.{key}: {error}{got}", f"{label}.{key}") from None
 
 
 # --- beyond 3.8 -------------------------------------------------------------------------
