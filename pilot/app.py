@@ -378,6 +378,8 @@ class App:
                 break  # SIGTERM came during the reload: start nothing new
             if jc.name not in keep:
                 keep[jc.name] = JobRunner(self, jc, deps.get(jc.name), order[jc.name])
+                if self.maintenance:
+                    keep[jc.name].job.hold_in_maintenance()
                 fresh.append(keep[jc.name])
         self.runners = {jc.name: keep[jc.name] for jc in new.jobs if jc.name in keep}
         for r in fresh:

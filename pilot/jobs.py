@@ -94,6 +94,16 @@ class Job:
             self.timers.every(TICK_HEARTBEAT, cfg.health.interval, self._tick(TICK_HEARTBEAT))
         self._register_initial()
 
+    def hold_in_maintenance(self) -> None:
+        """Start life in maintenance (a job a reload brings in while Pilot is
+        in maintenance): no registration, no heartbeat, until exitMaintenance.
+        Jobs triggered by enterMaintenance are not run again."""
+        if self.name != TELEMETRY_JOB:
+            self.status = "maintenance"
+        self._needs_initial_registration = False
+        if self.service is not None:
+            self.service.mark_for_reregistration()
+
     @property
     def complete(self) -> bool:
         return self.phase == COMPLETE

@@ -70,7 +70,7 @@ class FakeService:
 class Harness:
     """A job plus everything it published, its fake process and timers."""
 
-    def __init__(self, cfg, service=None, dependent=None, clock=None):
+    def __init__(self, cfg, service=None, dependent=None, clock=None, maintenance=False):
         self.published = []
         self.process = FakeCommand() if cfg.exec else None
         self.check = FakeCommand() if cfg.health and cfg.health.exec else None
@@ -79,6 +79,8 @@ class Harness:
         self.job = Job(cfg, publish=self.published.append, timers=self.timers,
                        process=self.process, check=self.check, service=service,
                        dependent=dependent, **kw)
+        if maintenance:  # as App does for a job a reload brings in
+            self.job.hold_in_maintenance()
         self.job.begin()
 
     def feed(self, *events):
@@ -616,3 +618,20 @@ def test_halting_signals_the_process_before_deregistering():
     startup(h)
     h.job.handle(ev.GLOBAL_SHUTDOWN)
     assert order == [("deregister", [signal.SIGTERM])]
+
+
+def test_a_job_held_in_maintenance_does_not_register_until_maintenance_ends():
+    """A job a reload brings in during maintenance starts in maintenance:
+    its process runs, but no initial registration, check or heartbeat
+    until exitMaintenance; then a passing check registers it."""
+    svc = FakeService()
+    h = Harness(job(port=80, health=health(), initial_status="warning"), service=svc,
+                maintenance=True)
+    startup(h)
+    h.feed(Event(jobs.TICK_HEARTBEAT, "app"), Event(ev.EXIT_SUCCESS, "check.app"))
+    assert h.process.starts == 1 and h.job.status == "maintenance"
+    assert h.check.starts == 0
+    assert "initial" not in svc.calls and "heartbeat" not in svc.calls
+    h.feed(ev.GLOBAL_EXIT_MAINTENANCE, Event(jobs.TICK_HEARTBEAT, "app"),
+           Event(ev.EXIT_SUCCESS, "check.app"))
+    assert h.check.starts == 1 and svc.calls[-1] == "heartbeat"

@@ -139,3 +139,35 @@ def test_sigterm_during_a_reload_leaves_no_job_of_the_new_config_running(tmp_pat
     for pid in left:
         os.kill(int(pid), signal.SIGKILL)
     assert left == [], "a job started by the reload outlived Pilot"
+
+
+def test_reload_during_maintenance_keeps_a_changed_service_out(tmp_path, consul_agent, pilot):
+    """Maintenance, then a reload that changes the service's port: the
+    restarted job stays out of Consul while Pilot is in maintenance, and
+    comes back on the new port (the old registration gone) when it ends."""
+    ticks = tmp_path / "ticks"
+
+    def text(port):
+        app = {"name": "app", "port": port, "exec": ["sleep", "1000"],
+               "health": {"exec": "true", "interval": 1, "ttl": 10}}
+        clock = {"name": "clock", "when": {"interval": "1s"},
+                 "exec": ["sh", "-c", f"date +%s.%N >> {ticks}"]}
+        return config(tmp_path, consul_agent, [app, clock])
+    service_id = f"app-{HOSTNAME}"
+    p = pilot(text(8000))
+    p.wait_log("Service registered: app", timeout=20)
+    assert run_cli("-config", str(p.config), "-maintenance", "enable").returncode == 0
+    wait_for(lambda: not registered(consul_agent, service_id), 15, "deregistration")
+    p.config.write_text(text(9000))
+    assert run_cli("-config", str(p.config), "-reload").returncode == 0
+    p.wait_log(r"app exited", timeout=20)  # the old job stopped, the new one starts
+    # Three ticks of a 1 s periodic job: the new job's 1 s check would have
+    # registered it by then, were it not held in maintenance.
+    seen = len(stamps(ticks))
+    wait_for(lambda: len(stamps(ticks)) >= seen + 3, 20, "three more ticks")
+    registrations = len(p.lines("Service registered"))
+    assert not registered(consul_agent, service_id), p.log[-2000:]
+    assert run_cli("-config", str(p.config), "-maintenance", "disable").returncode == 0
+    wait_for(lambda: agent_get(consul_agent, "/v1/agent/services").get(service_id, {}).get("Port") == 9000,
+             20, "the service back on its new port")
+    assert len(p.lines("Service registered")) == registrations + 1
