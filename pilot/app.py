@@ -120,8 +120,12 @@ class JobRunner:
 
     def _loop(self) -> None:
         try:
-            while self._handle(self.box.get()):
-                pass
+            while True:
+                event = self.box.get()
+                if self.box.stop_pending and event.code in ev.OVERTAKEN:
+                    continue  # stale trigger: the job is about to stop
+                if not self._handle(event):
+                    break
         finally:
             self.timers.cancel_all()
             self.bus.unsubscribe(self.box)  # a complete job's mailbox must not grow
@@ -366,7 +370,8 @@ class App:
         stopping = {r.cfg.name for r in stop}
         for r in stop:  # all put before any job runs: hooks are armed in time
             hook = r.cfg.when.source in stopping and r.cfg.when.event in (ev.STOPPING, ev.STOPPED)
-            r.box.put(Event(jobs.STOP_HOOK if hook else jobs.STOP, r.cfg.name))  # this job only
+            r.box.put(Event(jobs.STOP_HOOK if hook else jobs.STOP, r.cfg.name),  # this job only
+                      urgent=True)
         for r in stop:
             if r.greenlet is not None:
                 r.greenlet.join()

@@ -67,6 +67,9 @@ GLOBAL_SHUTDOWN = Event(SHUTDOWN, GLOBAL)
 GLOBAL_ENTER_MAINTENANCE = Event(ENTER_MAINTENANCE, GLOBAL)
 GLOBAL_EXIT_MAINTENANCE = Event(EXIT_MAINTENANCE, GLOBAL)
 
+# Triggers from outside that an order to stop may overtake in a mailbox.
+OVERTAKEN = frozenset((SIGNAL, ENTER_MAINTENANCE, EXIT_MAINTENANCE))
+
 
 class Mailbox:
     """One subscriber's private, unbounded, ordered queue of events.
@@ -77,13 +80,31 @@ class Mailbox:
 
     def __init__(self, name: str):
         self.name = name
-        self._queue = gevent.queue.Queue()
+        self._queue = gevent.queue.Queue()  # of (event, urgent)
+        self._stops = 0  # urgent events queued
 
-    def put(self, event: Event) -> None:
-        self._queue.put(event)
+    def put(self, event: Event, urgent: bool = False) -> None:
+        """Queue `event`. `shutdown{global}`, and events put with `urgent`
+        (orders to stop one job), are counted while queued: see
+        `stop_pending`."""
+        urgent = urgent or event == GLOBAL_SHUTDOWN
+        if urgent:
+            self._stops += 1
+        self._queue.put((event, urgent))
 
     def get(self, timeout=None) -> Event:
-        return self._queue.get(timeout=timeout)
+        event, urgent = self._queue.get(timeout=timeout)
+        if urgent:
+            self._stops -= 1
+        return event
+
+    @property
+    def stop_pending(self) -> bool:
+        """True while an order to stop waits in this mailbox: outside
+        triggers queued before it are stale (a job runs its exec once per
+        queued trigger, one run after another, SPEC §9.9, so a flood of
+        SIGHUPs would otherwise keep a SIGTERM waiting for minutes)."""
+        return self._stops > 0
 
     def empty(self) -> bool:
         return self._queue.empty()

@@ -65,3 +65,32 @@ def test_complete_job_leaves_the_bus():
     with gevent.Timeout(10):
         assert app.run() == 0
     assert app.bus.subscribers == 0
+
+
+def test_shutdown_is_not_kept_waiting_by_a_flood_of_signal_triggers():
+    """A job runs once per queued SIGHUP, one run after another; with
+    hundreds queued, shutdown{global} still stops it at once: the triggers
+    queued before it are dropped."""
+    import os
+    import tempfile
+    import gevent
+    from pilot.app import App
+    from pilot.config.model import Config, ControlConfig
+    runs = os.path.join(tempfile.mkdtemp(), "runs")
+    hup = JobConfig(name="hup", exec=("sh", "-c", f"echo x >> {runs}; sleep 0.1"),
+                    when=When(source="SIGHUP", event=ev.SIGNAL))
+    cfg = Config(path="x", control=ControlConfig(socket="/nonexistent/none.sock"),
+                 jobs=(hup,), stop_timeout=1)
+    app = App(cfg, environ={"PATH": "/usr/bin:/bin"})
+    app._control_server = lambda cfg: None
+    runner = gevent.spawn(app.run)
+    gevent.sleep(0.1)
+    for _ in range(300):  # 30 s of runs, were they all made
+        app.signal_event("SIGHUP")
+    gevent.sleep(0.3)
+    app.shutdown()
+    runner.join(timeout=20)
+    assert runner.ready(), "shutdown waited for the queued SIGHUP runs"
+    assert runner.value == 0
+    with open(runs) as f:
+        assert 1 <= len(f.read().split()) < 300
