@@ -236,3 +236,72 @@ def test_version_carries_the_commit_it_was_built_from(executable, tmp_path):
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"Version: \S+\nGitHash: [0-9a-f]{7,40}\n", result.stdout), result.stdout
+
+
+def test_ctrl_c_in_a_terminal_is_one_graceful_shutdown(executable, tmp_path):
+    """Ctrl-C on a terminal sends SIGINT to the launcher and to Pilot (one
+    process group) and the launcher forwards its copy: Pilot takes the two as
+    one request, runs its stop hooks and exits 0, not 130 (a forced stop)."""
+    import fcntl
+    import termios
+    config = tmp_path / "pilot.json5"
+    hook_ran = tmp_path / "hook-ran"
+    config.write_text("""{control: {socket: "%s"}, jobs: [
+        {name: "app", exec: ["sleep", "600"]},
+        {name: "bye", exec: ["touch", "%s"], when: {source: "app", once: "stopping"}}]}"""
+                      % (tmp_path / "cp.sock", hook_ran))
+    master, slave = os.openpty()
+
+    def controlling_terminal():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+    pilot = subprocess.Popen([executable, "-config", str(config)], env=env, stdin=slave,
+                             stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
+    os.close(slave)
+    output = bytearray()
+
+    def read_terminal():
+        try:
+            while True:
+                chunk = os.read(master, 65536)
+                if not chunk:
+                    break
+                output.extend(chunk)
+        except OSError:
+            pass
+    os.set_blocking(master, False)
+    try:
+        def started():
+            read_terminal()
+            return b"control: serving at" in output and tree_has_sleep(pilot.pid)
+        _wait_for(started, what="Pilot and its job to start")
+        os.write(master, b"\x03")  # the terminal's interrupt character: SIGINT to the group
+        status = pilot.wait(30)
+        read_terminal()
+    finally:
+        if pilot.poll() is None:
+            pilot.kill()
+            pilot.wait(10)
+        os.close(master)
+    assert status == 0, output.decode(errors="replace")
+    assert hook_ran.exists()
+    assert b"Traceback" not in output
+
+
+def tree_has_sleep(root):
+    """True once a `sleep` runs somewhere below `root`."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True,
+                         text=True).stdout
+    parents = {}
+    for line in out.splitlines():
+        pid, ppid, comm = line.split(None, 2)
+        parents[int(pid)] = (int(ppid), comm.strip())
+    for pid, (ppid, comm) in parents.items():
+        if comm == "sleep":
+            while ppid in parents and ppid != root:
+                ppid = parents[ppid][0]
+            if ppid == root:
+                return True
+    return False
