@@ -117,11 +117,16 @@ class Consul:
         _check_tls_files(cfg)
         self._clients = {}  # request timeout -> python-consul2 client
         self._api = self._client(CALL_TIMEOUT)
+        # Services whose deregistration met an outage: retried once Consul
+        # answers again, or a job removed by a reload would stay for ever.
+        self._leftover = set()
+        self._retrier: Optional[gevent.Greenlet] = None
 
     # -- the four calls -------------------------------------------------
 
     def register(self, svc: "ServiceDefinition", status: str = "passing") -> None:
         """PUT /v1/agent/service/register with the service's TTL check."""
+        self._leftover.discard(svc.id)
         self._call(lambda: self._api.agent.service.register(
             svc.name, service_id=svc.id, address=svc.address or None,
             port=svc.port or None, tags=list(svc.tags) or None,
@@ -136,8 +141,16 @@ class Consul:
             data=body, headers=self._headers()))
 
     def deregister(self, service_id: str) -> None:
-        """PUT /v1/agent/service/deregister/<id>."""
-        self._call(lambda: self._api.agent.service.deregister(service_id))
+        """PUT /v1/agent/service/deregister/<id>; retried after an outage."""
+        try:
+            self._call(lambda: self._api.agent.service.deregister(service_id))
+        except ConsulError as e:
+            if e._outage is not None:
+                self._leftover.add(service_id)
+            else:  # Consul answered: nothing left to retry
+                self._leftover.discard(service_id)
+            raise
+        self._leftover.discard(service_id)
 
     def health_service(self, name, tag="", dc="", index=None, wait=None
                        ) -> Tuple[int, List[Instance]]:
@@ -181,7 +194,20 @@ class Consul:
             self._outage.reachable()
             raise ConsulError("unreadable answer from consul: %s" % e) from None
         self._outage.reachable()
+        if self._leftover and (self._retrier is None or self._retrier.dead):
+            self._retrier = gevent.spawn(self._deregister_leftovers)
         return result
+
+    def _deregister_leftovers(self):
+        """Deregister the services an outage kept us from removing."""
+        for service_id in sorted(self._leftover):
+            if service_id not in self._leftover:
+                continue  # registered again meanwhile
+            try:
+                self.deregister(service_id)
+            except ConsulError:
+                return  # down again: the next answer retries
+            self.log.info("consul: deregistered %s after the outage", service_id)
 
     def _client(self, timeout):
         """The python-consul2 client whose requests time out after `timeout`."""

@@ -416,3 +416,24 @@ def test_background_heartbeat_voided_by_a_deregistration(agent, log):
     gevent.sleep(0.05)
     assert puts(agent, "/v1/agent/service/register") == []
     assert agent.services == {}
+
+
+def test_a_deregistration_met_by_an_outage_is_retried_when_consul_answers(agent, log):
+    """A job removed while the agent was down is deregistered once Consul
+    answers again (it would otherwise stay in the catalog for ever); one
+    registered again meanwhile is left alone."""
+    import gevent
+    gone = service(agent, log)
+    consul = gone.consul
+    back = ServiceDefinition(make_job(name="web"), consul, hostname="host1", log=log)
+    gone.send_heartbeat(), back.send_heartbeat()
+    agent.down = True
+    gone.deregister(), back.deregister()
+    agent.down = False
+    back.send_heartbeat()  # answered: the retry of app's deregistration starts
+    gevent.sleep(0.05)
+    assert set(agent.services) == {"web-host1"}
+    before = len(agent.requests)
+    back.send_heartbeat()
+    gevent.sleep(0.05)
+    assert len(agent.requests) == before + 1  # nothing more to retry

@@ -170,4 +170,5 @@ def test_reload_during_maintenance_keeps_a_changed_service_out(tmp_path, consul_
     assert run_cli("-config", str(p.config), "-maintenance", "disable").returncode == 0
     wait_for(lambda: agent_get(consul_agent, "/v1/agent/services").get(service_id, {}).get("Port") == 9000,
              20, "the service back on its new port")
-    assert len(p.lines("Service registered")) == registrations + 1
+    p.wait_log("Service registered", count=registrations + 1, timeout=20)
+
