@@ -77,3 +77,33 @@ def test_pilots_see_each_other_and_outlive_a_server(cluster, tmp_path):
     assert (runs(a_dir), runs(b_dir)) == before
     after = (len(alpha.lines("fail|unreachable")), len(beta.lines("fail|unreachable")))
     assert after == warned, alpha.lines("fail|unreachable") + beta.lines("fail|unreachable")
+
+
+def test_watches_carry_on_after_the_leader_is_lost(cluster, tmp_path):
+    """Losing the leader: for the seconds an election takes, watch queries may
+    fail; then the services are still passing, and a change made after the
+    election (beta leaves) reaches alpha's watch. Pilot says at most one
+    warning per outage, and no job stops."""
+    c1, c2 = cluster.nodes["c1"], cluster.nodes["c2"]
+    a_dir, b_dir = tmp_path / "alpha", tmp_path / "beta"
+    a_dir.mkdir(), b_dir.mkdir()
+    alpha = cluster.pilot("c1", a_dir, pilot_config(a_dir, "alpha", "beta"))
+    beta = cluster.pilot("c2", b_dir, pilot_config(b_dir, "beta", "alpha"))
+    wait_for(lambda: runs(a_dir) >= 1, 20, f"alpha's watch of beta to fire; log:\n{alpha.log[-2000:]}")
+    wait_for(lambda: passing(c1, "beta") == [(c2.ip, PORT)], 20, "beta passing")
+
+    leader = cluster.leader()
+    cluster.server_named_by_ip(leader).stop_agent()
+    wait_for(lambda: cluster.leader() not in ("", leader), 30,
+             f"a new leader; {cluster.log_tail()}", 0.2)
+    wait_for(lambda: passing(c1, "beta") == [(c2.ip, PORT)], 20, "beta still passing")
+    wait_for(lambda: passing(c2, "alpha") == [(c1.ip, PORT)], 20, "alpha still passing")
+
+    seen = runs(a_dir)
+    beta.stop()  # SIGTERM: beta deregisters on its way out
+    wait_for(lambda: passing(c1, "beta") == [], 20, "beta to leave the catalog")
+    wait_for(lambda: runs(a_dir) > seen, 20,
+             f"alpha's watch to see beta leave; log:\n{alpha.log[-2000:]}")
+    outages = len(alpha.lines("unreachable|failed to query"))
+    assert outages <= 1, alpha.lines("unreachable|failed to query|recovered")
+    assert "alpha exited" not in alpha.log
