@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import time
 
 import pytest
 
@@ -172,3 +173,24 @@ def test_reload_during_maintenance_keeps_a_changed_service_out(tmp_path, consul_
              20, "the service back on its new port")
     p.wait_log("Service registered", count=registrations + 1, timeout=20)
 
+
+
+def test_sigterm_after_a_sighup_flood_stops_pilot_promptly(tmp_path, pilot):
+    """Hundreds of SIGHUPs (each queues one run of a SIGHUP job, run one
+    after another) then SIGTERM: Pilot still stops and exits 0 rather
+    than working through the queued runs first."""
+    runs = tmp_path / "runs"
+    hup = {"name": "hup", "exec": ["sh", "-c", f"echo x >> {runs}; sleep 0.2"],
+           "when": {"source": "SIGHUP"}}
+    app = {"name": "app", "exec": ["sleep", "1000"]}
+    p = pilot(json.dumps({"control": {"socket": str(tmp_path / "pilot.sock")},
+                          "jobs": [app, hup]}))
+    p.wait_log("control: serving", timeout=20)  # signal handlers are in place
+    p.signal(signal.SIGHUP)
+    wait_for(runs.exists, 15, "the SIGHUP job to run")
+    for _ in range(400):
+        p.signal(signal.SIGHUP)
+        time.sleep(0.003)  # separate deliveries: the kernel merges pending ones
+    p.signal(signal.SIGTERM)
+    assert p.wait(30) == 0
+    assert run_cli("-config", str(p.config), "-ping").returncode != 0
