@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .pilot_proc import Pilot, proc_stat, wait_for
+from .pilot_proc import ENTRY, Pilot, proc_stat, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
 
@@ -265,7 +265,14 @@ def test_shutdown_in_dependency_order(pilot):
 
 
 def _blocks_sigterm(pid):
+    """True once `pid` runs Pilot (not unshare's forked child before its exec:
+    unshare blocks SIGTERM there too, and a SIGTERM sent then is dropped by the
+    kernel for a namespace's init) and holds SIGTERM."""
     try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+        if args[1:2] != [ENTRY.encode()]:  # still `unshare --pid … python pilot.py`
+            return False
         with open(f"/proc/{pid}/status") as f:
             mask = next(ln for ln in f if ln.startswith("SigBlk:")).split()[1]
     except (OSError, StopIteration):
