@@ -100,7 +100,8 @@ class JobRunner:
         if cfg.exec:
             process = Command(cfg.name, cfg.exec, timeout=cfg.exec_timeout,
                               raw=cfg.raw_logging, environ=app.environ,
-                              on_exit=lambda st: app.publish_exit(cfg.name, st))
+                              on_exit=lambda st: app.publish_exit(cfg.name, st),
+                              interrupt=self.box.stop_ordered)
         if cfg.health and cfg.health.exec:
             h = cfg.health
             timeout = h.interval if h.timeout is None else h.timeout

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 import gevent
+import gevent.event
 import gevent.monkey
 from gevent.event import AsyncResult
 from gevent.fileobject import FileObjectPosix
@@ -113,7 +114,8 @@ class Command:
                  raw: bool = False, field: str = "job",
                  env_names: Sequence[str] = (),
                  on_exit: Optional[Callable[[ExitStatus], None]] = None,
-                 environ: Optional[dict] = None):
+                 environ: Optional[dict] = None,
+                 interrupt: Optional[gevent.event.Event] = None):
         self.name = name
         self.args = list(args)
         self.timeout = timeout if timeout and timeout > 0 else None
@@ -127,23 +129,37 @@ class Command:
         self.last_status: Optional[ExitStatus] = None
         self.timed_out = False
         self._done: Optional[AsyncResult] = None
+        self.interrupt = interrupt  # set: stop waiting for a previous run
 
     @property
     def running(self) -> bool:
         return self._done is not None and not self._done.ready()
 
-    def start(self) -> None:
-        """Spawn the process; if a previous run is alive, wait for it first."""
-        if self.running:
-            self._done.wait()
+    def start(self) -> bool:
+        """Spawn the process; if a previous run is alive, wait for it first
+        (SPEC §9.9: runs never overlap). The wait ends early when `interrupt`
+        is set (an order to stop the job is waiting: the job must get to it,
+        or SIGTERM would wait for a run that may never end); then nothing
+        is spawned and False is returned."""
+        if self.running and not self._wait_previous():
+            return False
         self._done = AsyncResult()
         self.timed_out = False
         try:
             pid, readers = self._spawn()
         except OSError as exc:
             self._spawn_failed(exc)
-            return
+            return True  # a run that failed to start: its exit events follow
         gevent.spawn(self._supervise, pid, readers)
+        return True
+
+    def _wait_previous(self) -> bool:
+        """True once the previous run has ended; False if interrupted first."""
+        if self.interrupt is None:
+            self._done.wait()
+            return True
+        gevent.wait([self._done, self.interrupt], count=1)
+        return not self.running
 
     def wait(self, timeout: Optional[float] = None) -> Optional[ExitStatus]:
         if self._done is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, List
 
 import gevent
+import gevent.event
 import gevent.queue
 
 log = logging.getLogger("pilot.events")
@@ -82,6 +83,9 @@ class Mailbox:
         self.name = name
         self._queue = gevent.queue.Queue()  # of (event, urgent)
         self._stops = 0  # urgent events queued
+        # Set while an order to stop waits here: a job blocked until its
+        # previous run ends (SPEC §9.9) wakes up for it (pilot.commands).
+        self.stop_ordered = gevent.event.Event()
 
     def put(self, event: Event, urgent: bool = False) -> None:
         """Queue `event`. `shutdown{global}`, and events put with `urgent`
@@ -90,12 +94,15 @@ class Mailbox:
         urgent = urgent or event == GLOBAL_SHUTDOWN
         if urgent:
             self._stops += 1
+            self.stop_ordered.set()
         self._queue.put((event, urgent))
 
     def get(self, timeout=None) -> Event:
         event, urgent = self._queue.get(timeout=timeout)
         if urgent:
             self._stops -= 1
+            if not self._stops:
+                self.stop_ordered.clear()
         return event
 
     @property

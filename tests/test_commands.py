@@ -112,6 +112,28 @@ def test_runs_never_overlap():
     assert cmd.wait(timeout=5).success
 
 
+def test_waiting_for_the_previous_run_ends_when_interrupted():
+    """A start waiting for a long run gives up (spawns nothing, returns False)
+    once `interrupt` is set: an order to stop the job must not wait behind a
+    run that may never end."""
+    import gevent.event
+    interrupt = gevent.event.Event()
+    cmd = Command("long", ["sleep", "60"], environ={"PATH": os.environ["PATH"]},
+                  interrupt=interrupt)
+    assert cmd.start()
+    first = cmd.pid
+    try:
+        second = gevent.spawn(cmd.start)
+        gevent.sleep(0)  # one switch: it runs until it blocks on the first run
+        assert not second.ready()
+        interrupt.set()
+        assert second.get(timeout=5) is False
+        assert cmd.pid == first and cmd.running
+    finally:
+        cmd.signal(signal.SIGKILL)
+    assert cmd.wait(timeout=5) is not None
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -131,6 +131,27 @@ def test_signal_runs_are_queued_not_overlapped(pilot, tmp_path):
     assert p.wait() == 0
 
 
+def test_sigterm_is_not_held_up_by_a_trigger_queued_behind_a_long_run(pilot, tmp_path):
+    """A SIGHUP arriving while the SIGHUP job's run is still alive waits for
+    that run (§9.9); a SIGTERM then must not wait with it: the job is stopped
+    (its running exec gets SIGTERM), no second run starts, Pilot exits 0.
+    (The run would last 1000 s: before the fix Pilot hung until then.)"""
+    out = tmp_path / "runs"
+    p = pilot(f"""{{logging: {{level: "DEBUG"}}, jobs: [
+      {{name: "keepalive", exec: ["sh", "-c", "echo alive; exec sleep 1000"]}},
+      {{name: "onhup", exec: ["sh", "-c", "echo run >> {out}; exec sleep 1000"],
+        when: {{source: "SIGHUP"}}}},
+    ]}}""")
+    p.wait_log("alive")
+    p.signal(signal.SIGHUP)
+    wait_for(lambda: count_lines(out) == 1, 10, "the first run")
+    p.signal(signal.SIGHUP)  # queued behind the run that never ends by itself
+    p.wait_log(r"event: signal\{SIGHUP\}", count=2, timeout=10)
+    p.signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+    assert count_lines(out) == 1
+
+
 def test_control_socket_is_gone_before_the_final_grace_ends(pilot):
     """§16.2: once every job is complete the control server stops (socket
     removed) and only then does the top-level stopTimeout grace run, ending
