@@ -221,6 +221,34 @@ def test_sources_may_name_jobs_watches_checks_and_globals():
     assert [j.when.source for j in config.jobs] == ["global", "watch.db", "check.a", "global", "a"]
 
 
+@pytest.mark.parametrize("text, source", [
+    ('{jobs: [{name: "a", when: {source: "nope", once: "healthy"}}]}', "nope"),
+    ('{jobs: [{name: "a", when: {source: "b"}}]}', "b"),
+    ('{jobs: [{name: "a", when: {source: "check.b", once: "exitFailed"}}, {name: "b"}]}', "check.b"),
+    ('{consul: "c", watches: [{name: "nats", interval: 2}],'
+     ' jobs: [{name: "a", when: {source: "watch.influxdb", each: "changed"}}]}', "watch.influxdb"),
+])
+def test_a_source_naming_nothing_loads_with_a_warning(text, source):
+    """3.8 loads a `when.source` that names nothing (the job never starts), and
+    public configs have one (geek/natsboard-docker), so Pilot loads it too and
+    only reports it in `warnings`, one line per job."""
+    config = build(text)
+    assert [job.name for job in config.jobs][0] == "a"
+    assert config.warnings == (
+        f"job[a].when.source '{source}' names nothing, so the job will never start"
+        " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"
+        " with a health check exec, global, SIGHUP or SIGUSR2)",
+    )
+
+
+def test_a_config_whose_sources_all_exist_has_no_warnings():
+    """Warnings are only for sources that name nothing."""
+    config = build('{consul: "c", watches: [{name: "db", interval: 3}], jobs: ['
+                   '{name: "a", exec: "x", when: {source: "watch.db", each: "changed"}},'
+                   '{name: "b", exec: "x", when: {source: "a", once: "stopping"}}]}')
+    assert config.warnings == ()
+
+
 def test_case_insensitive_keys():
     """Keys below the top level match in any case (SPEC §3.3)."""
     job = job_of('{Name: "ab", EXEC: "x", port: 80, initial_STATUS: "passing", interfaces: ' + STATIC
@@ -469,10 +497,6 @@ BROKEN = [
     ('{jobs: [{name: "E", exec: {}}]}', "unable to create job[E].exec: received zero-length argument"),
     ('{jobs: [{name: "a"}, {name: "a"}]}', "unable to parse jobs: job[a] is defined twice"),
     ('{jobs: [{name: "a", main: true}, {name: "b", main: 1}]}', "only one job may set 'main: true' (got a, b)"),
-    ('{jobs: [{name: "a", when: {source: "nope", once: "healthy"}}]}', "job[a].when.source 'nope' names nothing"),
-    ('{jobs: [{name: "a", when: {source: "b"}}]}', "job[a].when.source 'b' names nothing"),
-    ('{jobs: [{name: "a", when: {source: "check.b", once: "exitFailed"}}, {name: "b"}]}', "'check.b' names nothing"),
-    ('{jobs: [{name: "a", when: {source: "watch.db", once: "changed"}}]}', "'watch.db' names nothing"),
     ('{jobs: [{name: "a", stopSignal: "SIGNOPE"}]}', "job[a].stopSignal: \"SIGNOPE\" is not a signal name"),
     ('{jobs: [{name: "a", restartDelay: "-1s"}]}', "job[a].restartDelay must not be negative"),
     ('{jobs: [{name: "a", restartDelay: "10s", restartDelayMax: "1s"}]}', "job[a].restartDelayMax '1s' must not be less than"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from pilot.config import syntax
 from pilot.config.decode import fail
@@ -113,9 +113,9 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     if telemetry is not None:
         _check_reserved(jobs)
         jobs.append(telemetry_job(telemetry))
-    _check_sources(built, jobs, watches)
+    warnings = _dangling_sources(built, jobs, watches)
     return Config(path=path, consul=consul, logging=logging, control=control, jobs=tuple(jobs),
-                  watches=watches, telemetry=telemetry, stop_timeout=stop_timeout)
+                  watches=watches, telemetry=telemetry, stop_timeout=stop_timeout, warnings=warnings)
 
 
 def _check_top_level_keys(data: dict) -> None:
@@ -135,15 +135,21 @@ def _check_reserved(jobs: List[JobConfig]) -> None:
         )
 
 
-def _check_sources(built: Sequence[Built], jobs: Sequence[JobConfig], watches: Sequence[WatchConfig]) -> None:
-    """Beyond 3.8: a `when.source` that names nothing would silently never fire."""
+def _dangling_sources(
+    built: Sequence[Built], jobs: Sequence[JobConfig], watches: Sequence[WatchConfig]
+) -> Tuple[str, ...]:
+    """A `when.source` that names nothing: the job can never start.
+
+    3.8 loads such a config and the job just never fires. Public configs do
+    this (a watch renamed, the job left behind), so rejecting it would break
+    a config that works; Pilot reports it as a warning instead.
+    """
     known = set(GLOBAL_SOURCES) | {job.name for job in jobs} | {watch.source for watch in watches}
     known |= {"check." + job.name for job in jobs if job.health is not None and job.health.exec}
-    for item in built:
-        if item.source and item.source not in known:
-            raise fail(
-                f"unable to parse jobs: {item.label}.when.source '{item.source}' names nothing"
-                " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"
-                " with a health check exec, global, SIGHUP or SIGUSR2)",
-                f"{item.label}.when.source",
-            )
+    return tuple(
+        f"{item.label}.when.source '{item.source}' names nothing, so the job will never start"
+        " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"
+        " with a health check exec, global, SIGHUP or SIGUSR2)"
+        for item in built
+        if item.source and item.source not in known
+    )

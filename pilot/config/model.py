@@ -168,6 +168,9 @@ class Config:
     watches: Tuple[WatchConfig, ...] = ()
     telemetry: Optional[TelemetryConfig] = None
     stop_timeout: int = 5  # seconds; negative = no grace delay
+    # Problems 3.8 accepts silently and Pilot only reports (one line each), so a
+    # working 3.8 config keeps loading; the caller logs them once logging is set up.
+    warnings: Tuple[str, ...] = ()
 
     def job(self, name: str) -> Optional[JobConfig]:
         for j in self.jobs:
