@@ -147,7 +147,11 @@ class JobRunner:
 class App:
     def __init__(self, cfg: Config, environ=None):
         self.cfg = cfg
-        self.environ = os.environ if environ is None else environ
+        # Pilot's environment for its children (SPEC §15) is a dict of its
+        # own, never os.environ: glibc's setenv keeps every value it is ever
+        # given, so setting CONTAINERPILOT_<JOB>_PID on each run would grow
+        # memory for as long as the container lives (~78 bytes per run).
+        self.environ = dict(os.environ) if environ is None else environ
         self.bus = Bus()
         self.group = gevent.pool.Group()
         self.runners: Dict[str, JobRunner] = {}

@@ -94,3 +94,35 @@ def test_shutdown_is_not_kept_waiting_by_a_flood_of_signal_triggers():
     assert runner.value == 0
     with open(runs) as f:
         assert 1 <= len(f.read().split()) < 300
+
+
+def test_jobs_environment_is_pilots_own_not_the_process_environment(monkeypatch, tmp_path):
+    """Pid variables of each run and -putenv values go to Pilot's own copy of
+    the environment, which jobs get; os.environ is never set (glibc keeps
+    every value given to setenv: one per run grew memory without bound)."""
+    import os
+    import gevent
+    from pilot.app import App
+    from pilot.config.model import Config, ControlConfig
+    monkeypatch.setenv("PILOT_TEST_GIVEN", "kept")
+    out = tmp_path / "env"
+    first = JobConfig(name="first", exec=("sleep", "30"))
+    show = JobConfig(name="show", exec=("sh", "-c", f"env > {out}.tmp; mv {out}.tmp {out}"))
+    cfg = Config(path="x", control=ControlConfig(socket="/nonexistent/none.sock"),
+                 jobs=(first, show), stop_timeout=1)
+    app = App(cfg)
+    app._control_server = lambda cfg: None
+    app.putenv({"PILOT_TEST_PUT": "1"})
+    runner = gevent.spawn(app.run)
+    try:
+        with gevent.Timeout(10):
+            while not out.exists():
+                gevent.sleep(0.02)
+        assert "CONTAINERPILOT_FIRST_PID" in app.environ
+        assert "CONTAINERPILOT_FIRST_PID" not in os.environ
+        assert "PILOT_TEST_PUT" not in os.environ
+    finally:
+        app.shutdown()
+        runner.join(timeout=10)
+    seen = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    assert seen["PILOT_TEST_GIVEN"] == "kept" and seen["PILOT_TEST_PUT"] == "1"
