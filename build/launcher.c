@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -134,14 +135,17 @@ static void exec_app(const char *dir, char **argv)
     free(args);
 }
 
+static const char *tmpdir(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    return tmp && tmp[0] ? tmp : "/tmp";
+}
+
 /* $TMPDIR/.pilot-<build id>: lets processes that did not inherit PILOT_BUNDLE
  * (docker exec, a HEALTHCHECK) reuse the running Pilot's unpacked files too. */
 static int shared_link(char *link, size_t size, const struct trailer *t)
 {
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || !tmp[0])
-        tmp = "/tmp";
-    return snprintf(link, size, "%s/.pilot-%.*s", tmp, ID_SIZE, t->id) < (int)size ? 0 : -1;
+    return snprintf(link, size, "%s/.pilot-%.*s", tmpdir(), ID_SIZE, t->id) < (int)size ? 0 : -1;
 }
 
 static void reuse_shared(const struct trailer *t, char **argv)
@@ -182,6 +186,52 @@ static void withdraw_shared(const struct trailer *t, const char *dir)
     old[n] = 0;
     if (strcmp(old, dir) == 0)
         unlink(link);
+}
+
+/* True when argv asks for a one-shot action (a client flag such as -putmetric or -ping,
+ * -version, -help, -template): only those may run from another process's unpacked copy.
+ * The supervisor must run under its own launcher from its own copy: a copy found
+ * through $TMPDIR/.pilot-<id> belongs to another Pilot (possibly in another container
+ * sharing the host's /tmp) and is removed when that Pilot exits, while this one keeps
+ * importing from it. Parsed as pilot/cli.py parses (Go flag syntax, last value wins);
+ * anything unclear counts as the supervisor, which only costs an unpack. */
+static int is_one_shot(char **argv)
+{
+    static const char *actions[] = {"template", "version", "reload", "ping", "status",
+                                    "help", "h", NULL};
+    int asked[8] = {0}, one_shot = 0;
+    for (int i = 1; argv[i]; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || !arg[1] || strcmp(arg, "--") == 0 || strncmp(arg, "---", 3) == 0)
+            break;
+        const char *name = arg + (arg[1] == '-' ? 2 : 1), *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        int known = 0;
+        for (int k = 0; actions[k]; k++)
+            if (strlen(actions[k]) == len && strncmp(name, actions[k], len) == 0) {
+                known = 1;
+                asked[k] = !eq || strcmp(eq + 1, "1") == 0 || strcasecmp(eq + 1, "t") == 0
+                           || strcasecmp(eq + 1, "true") == 0;
+            }
+        if (known)
+            continue;
+        int takes_value = 0;
+        static const char *valued[] = {"config", "out", "maintenance", "putenv", "putmetric",
+                                       NULL};
+        for (int k = 0; valued[k]; k++)
+            if (strlen(valued[k]) == len && strncmp(name, valued[k], len) == 0)
+                takes_value = k + 1;
+        if (!takes_value)
+            return 0;  /* a usage error: let a fresh copy say so */
+        const char *value = eq ? eq + 1 : argv[i + 1];
+        if (!eq && argv[i + 1])
+            i++;
+        if (takes_value >= 3 && value && value[0])
+            one_shot = 1;  /* -maintenance enable|disable, -putenv, -putmetric */
+    }
+    for (int k = 0; actions[k]; k++)
+        one_shot |= asked[k];
+    return one_shot;
 }
 
 /* One zstd frame being decoded in small pieces: nothing is unpacked into a 30 MB buffer
@@ -393,7 +443,7 @@ static const char *set_interpreter(const char *dir)
         size_t n = strlen(loader) + 1;
         if (n > ph.p_filesz) {
             close(fd);
-            return "TMPDIR path is too long for the bundled program";
+            return "the TMPDIR path is too long for the bundled program";
         }
         char *buf = calloc(1, ph.p_filesz);
         memcpy(buf, loader, n);
@@ -406,18 +456,30 @@ static const char *set_interpreter(const char *dir)
     return "the unpacked program has no interpreter";
 }
 
+/* Every failure to find room names TMPDIR and what it needs (a writable directory on
+ * a filesystem that allows execution): `docker run --read-only` leaves no writable
+ * /tmp, and `--tmpfs /tmp` mounts it noexec unless told `--tmpfs /tmp:exec`. Without
+ * the noexec check the program unpacks fine and then cannot be started ("Permission
+ * denied", status 127), which does not say where to look. */
+static void no_room(const char *tmp, const char *why)
+{
+    dprintf(2, "pilot: cannot unpack into TMPDIR (%s): %s; set TMPDIR to a writable "
+            "directory that allows execution (docker run --tmpfs /tmp:exec)\n", tmp, why);
+    exit(1);
+}
+
 static void make_bundle_dir(char *dir, size_t size)
 {
-    const char *tmp = getenv("TMPDIR");
-    if (!tmp || !tmp[0])
-        tmp = "/tmp";
+    struct statvfs fs;
+    const char *tmp = tmpdir();
     if (snprintf(dir, size, "%s%spilot-XXXXXX", tmp, tmp[strlen(tmp) - 1] == '/' ? "" : "/")
         >= (int)size)
-        die("TMPDIR is too long", tmp);
-    if (!mkdtemp(dir)) {
-        char why[PATH_MAX + 64];
-        snprintf(why, sizeof why, "%s (set TMPDIR to a writable directory)", strerror(errno));
-        die("cannot create a directory to unpack into", why);
+        no_room(tmp, "the path is too long");
+    if (!mkdtemp(dir))
+        no_room(tmp, strerror(errno));
+    if (statvfs(dir, &fs) == 0 && (fs.f_flag & ST_NOEXEC)) {
+        rmdir(dir);
+        no_room(tmp, "it is mounted noexec");
     }
 }
 
@@ -446,7 +508,7 @@ static void unpack(int fd, const struct trailer *t, const char *dir)
         close(dirfd);
     if (err) {
         remove_tree(dir);
-        die("cannot unpack into TMPDIR", err);
+        no_room(tmpdir(), err);
     }
 }
 
@@ -561,11 +623,11 @@ int main(int argc, char **argv)
         die("this file does not carry a bundled program", NULL);
 
     const char *bundle = getenv(BUNDLE_ENV);
-    if (bundle && bundle_matches(bundle, &t)) {
-        close(fd);
-        exec_app(bundle, argv);  /* on failure, fall back to unpacking a fresh copy */
+    if (is_one_shot(argv)) {
+        if (bundle && bundle_matches(bundle, &t))
+            exec_app(bundle, argv);  /* on failure, fall back to unpacking a fresh copy */
+        reuse_shared(&t, argv);
     }
-    reuse_shared(&t, argv);
 
     /* Block signals before unpacking: one that arrives meanwhile is passed on later. */
     signals_we_wait_for(&waited);

@@ -4,6 +4,12 @@ The image is rebuilt as a directory from the Dockerfile itself (COPY, WORKDIR, E
 ENTRYPOINT are read from it, so the test and the image cannot drift), then ENTRYPOINT
 runs as PID 1 of a new PID and mount namespace, chrooted into that directory, with
 /proc and /dev mounted as Docker would and only the image's environment.
+
+Options mirror `docker run` flags: `read_only=True` (--read-only: the image root is
+bind-mounted read-only), `tmpfs={"/tmp": "exec"}` (--tmpfs /tmp:exec; Docker's
+defaults rw,nosuid,nodev,noexec apply unless an option overrides them), `user="1000:1000"`
+(--user), `volumes={HOST_DIR: PATH}` (-v HOST_DIR:PATH) and `env={...}` (-e; None as a
+value removes the image's variable).
 """
 import json
 import os
@@ -77,21 +83,53 @@ class Image:
                 f.write(text)
 
 
+def tmpfs_options(extra):
+    """Mount options of `docker run --tmpfs PATH:EXTRA` (noexec unless `exec` is asked)."""
+    options = ["rw", "nosuid", "nodev", "noexec"]
+    for option in filter(None, (extra or "").split(",")):
+        opposite = {"exec": "noexec", "suid": "nosuid", "dev": "nodev"}.get(option)
+        options = [o for o in options if o != opposite] + [option]
+    return ",".join(options)
+
+
 class Container:
     """ENTRYPOINT running as PID 1 in root; output goes to a file tests can wait on."""
 
-    def __init__(self, image, root, args=()):
+    def __init__(self, image, root, args=(), read_only=False, tmpfs=None, user=None,
+                 env=None, volumes=None, name="container"):
         self.image, self.root, self.args = image, root, list(args)
-        self.log_path = os.path.join(os.path.dirname(root), "container.log")
-        self.process = None
+        self.read_only, self.tmpfs, self.user = read_only, dict(tmpfs or {}), user
+        self.volumes = dict(volumes or {})
+        self.env = dict(DOCKER_ENV, **image.env)
+        for key, value in (env or {}).items():
+            if value is None:
+                self.env.pop(key, None)
+            else:
+                self.env[key] = value
+        self.log_path = os.path.join(os.path.dirname(root), f"{name}.log")
+        self.process, self.pid1 = None, None
+
+    def _mounts(self):
+        """Shell commands setting up the container's mounts, as Docker would."""
+        root = shlex.quote(self.root)
+        steps = [f"mount --bind {root} {root}"]
+        if self.read_only:
+            steps.append(f"mount -o remount,bind,ro {root}")
+        steps += [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
+        for source, path in self.volumes.items():
+            target = shlex.quote(self.root + "/" + path.lstrip("/"))
+            steps.append(f"mount --bind {shlex.quote(source)} {target}")
+        for path, extra in self.tmpfs.items():
+            target = shlex.quote(self.root + "/" + path.lstrip("/"))
+            steps.append(f"mount -t tmpfs -o {tmpfs_options(extra)} tmpfs {target}")
+        return " && ".join(steps)
 
     def start(self):
         """Start like `docker run IMAGE ARGS`; return once PID 1 exists."""
         command = " ".join(shlex.quote(a) for a in self.image.entrypoint + self.args)
-        root = shlex.quote(self.root)
-        script = (f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev "
-                  f"&& exec chroot {root} {command}")
-        env = dict(DOCKER_ENV, **self.image.env)
+        user = f"--userspec={shlex.quote(self.user)} " if self.user else ""
+        script = f"{self._mounts()} && exec chroot {user}{shlex.quote(self.root)} {command}"
+        env = self.env
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 ["unshare", "--pid", "--fork", "--mount", "--propagation", "private",
@@ -101,7 +139,8 @@ class Container:
         return self
 
     def _wait_for_pid1(self, timeout=5):
-        """The host pid of the namespace's PID 1 (unshare's only child)."""
+        """The host pid of the namespace's PID 1 (unshare's only child); None when the
+        container already ended (a start-up error: its output says why)."""
         deadline = time.monotonic() + timeout
         path = f"/proc/{self.process.pid}/task/{self.process.pid}/children"
         while time.monotonic() < deadline:
@@ -113,7 +152,7 @@ class Container:
             if children:
                 return int(children[0])
             if self.process.poll() is not None:
-                raise RuntimeError(f"container did not start:\n{self.output()}")
+                return None
             time.sleep(0.01)
         raise TimeoutError("container did not start")
 
@@ -143,15 +182,26 @@ class Container:
 
     def run(self, *argv, timeout=10):
         """Run a command inside the running container, as `docker exec` does."""
-        env = dict(DOCKER_ENV, **self.image.env)
+        env = dict(self.env)
+        user = []
+        if self.user:
+            uid, _, gid = self.user.partition(":")
+            user = ["--setuid", uid, "--setgid", gid or uid]
         command = ["nsenter", "-t", str(self.pid1), "--pid", "--mount", "--root", "--wd",
-                   *argv]
+                   *user, *argv]
         return subprocess.run(command, env=env, capture_output=True, text=True,
                               timeout=timeout, check=False)
 
+    def path(self, path):
+        """Where the host sees an image path: through PID 1's root while it runs
+        (a tmpfs is visible only there), else in the image directory."""
+        running = self.pid1 and self.process.poll() is None
+        base = f"/proc/{self.pid1}/root" if running else self.root
+        return os.path.join(base, path.lstrip("/"))
+
     def leftovers(self):
         """Entries the launcher left in the image's TMPDIR (unpacked copies, links)."""
-        tmp = os.path.join(self.root, self.image.env.get("TMPDIR", "/tmp").lstrip("/"))
+        tmp = self.path(self.env.get("TMPDIR") or "/tmp")
         return sorted(name for name in os.listdir(tmp) if name.startswith((
             "pilot-", ".pilot-"))) if os.path.isdir(tmp) else []
 
@@ -161,7 +211,7 @@ class Container:
 
     def stop(self):
         """Kill everything in the namespace (PID 1 dying takes the rest along)."""
-        if self.process and self.process.poll() is None:
+        if self.process and self.process.poll() is None and self.pid1:
             try:
                 os.kill(self.pid1, signal.SIGKILL)
             except ProcessLookupError:

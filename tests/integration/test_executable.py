@@ -42,15 +42,17 @@ def executable():
 
 @pytest.fixture
 def container(executable, tmp_path):
-    """Factory: container(config_text) starts the image with that config as PID 1."""
+    """Factory: container(config_text, args, **docker_run_options) starts the image
+    with that config as PID 1 (options: see tests/integration/scratch.py)."""
     started = []
 
-    def start(config, args=()):
+    def start(config, args=(), **options):
         image = Image()
-        root = tmp_path / "root"
-        root.mkdir()
+        name = f"container{len(started) + 1}"
+        root = tmp_path / name / "root"
+        root.mkdir(parents=True)
         image.build(str(root), {image.env["CONTAINERPILOT"]: config})
-        started.append(Container(image, str(root), args).start())
+        started.append(Container(image, str(root), args, name=name, **options).start())
         return started[-1]
 
     yield start
@@ -178,7 +180,7 @@ def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
         reused = ping(dict(nowhere, PILOT_BUNDLE=bundle))
         assert reused.returncode == 0 and reused.stdout == "ok\n", reused
         fresh = ping(nowhere)
-        assert fresh.returncode == 1 and "cannot create a directory to unpack into" in fresh.stderr
+        assert fresh.returncode == 1 and "cannot unpack into TMPDIR" in fresh.stderr
         elsewhere = tmp_path / "elsewhere"  # no running copy to find there
         elsewhere.mkdir()
         assert ping({"TMPDIR": str(elsewhere)}).returncode == 0
@@ -305,3 +307,111 @@ def tree_has_sleep(root):
             if ppid == root:
                 return True
     return False
+
+
+# --- `docker run` options users run production containers with ---------------------
+
+TMP_SOCKET_JOBS = """{
+  control: {socket: "/tmp/containerpilot.socket"},
+  jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}}],
+}"""
+
+
+def _one_line_failure(box):
+    """The container's exit status and its only output line (no traceback)."""
+    status = box.wait()
+    output = box.output().strip()
+    assert "Traceback" not in output and "\n" not in output, output
+    return status, output
+
+
+def test_read_only_root_with_an_exec_tmpfs_runs(container):
+    """`docker run --read-only --tmpfs /tmp:exec`: Pilot unpacks into the tmpfs,
+    serves its socket there, jobs' client calls work, SIGTERM leaves nothing."""
+    box = container(TMP_SOCKET_JOBS, read_only=True, tmpfs={"/tmp": "exec"})
+    box.wait_for_output(PING_LINE.format(job="tick"), count=2)
+    result = box.run("/pilot", "-ping")
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+    assert len(box.unpacked_copies()) == 1, box.leftovers()
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0, box.output()
+
+
+def test_read_only_root_without_a_writable_tmpdir_is_one_line(container):
+    """`docker run --read-only` with no tmpfs: exit 1 with one line naming TMPDIR."""
+    box = container(TMP_SOCKET_JOBS, read_only=True)
+    status, line = _one_line_failure(box)
+    assert status == 1
+    assert re.fullmatch(r"pilot: cannot unpack into TMPDIR \(/tmp\): Read-only file "
+                        r"system; set TMPDIR to .*", line), line
+
+
+def test_a_noexec_tmpfs_is_one_line_naming_tmpdir(container):
+    """`--tmpfs /tmp` is noexec by default in Docker: the unpacked program could not
+    start ("Permission denied", status 127); instead one line names TMPDIR and the fix."""
+    box = container(TMP_SOCKET_JOBS, read_only=True, tmpfs={"/tmp": ""})
+    status, line = _one_line_failure(box)
+    assert status == 1
+    assert line.startswith("pilot: cannot unpack into TMPDIR (/tmp): it is mounted noexec"), line
+    assert "--tmpfs /tmp:exec" in line
+
+
+def test_tmpdir_elsewhere_rescues_a_read_only_container(container):
+    """`-e TMPDIR=/run/pilot` with a tmpfs there: the unpack and the shared link go
+    there, and `docker exec /pilot -ping` (same TMPDIR) finds the running copy."""
+    box = container(TMP_SOCKET_JOBS.replace("/tmp/containerpilot", "/var/run/containerpilot"),
+                    read_only=True, tmpfs={"/var/run": "exec"}, env={"TMPDIR": "/var/run"})
+    box.wait_for_output(PING_LINE.format(job="tick"))
+    result = box.run("/pilot", "-ping")
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+    assert len(box.unpacked_copies()) == 1, box.leftovers()
+
+
+def test_a_non_root_user_runs_with_its_socket_in_tmp(container):
+    """`docker run --user 1000:1000 --read-only --tmpfs /tmp:exec` with control.socket in
+    /tmp: the unpacked copy is the user's and private (0700), clients as that user work."""
+    box = container(TMP_SOCKET_JOBS, read_only=True, tmpfs={"/tmp": "exec"}, user="1000:1000")
+    box.wait_for_output(PING_LINE.format(job="tick"), count=2)
+    (copy,) = box.unpacked_copies()
+    info = os.stat(box.path("/tmp/" + copy))
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (1000, 1000, 0o700)
+    result = box.run("/pilot", "-ping")
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+    assert len(box.unpacked_copies()) == 1, box.leftovers()
+
+
+def test_a_non_root_user_and_the_default_socket_is_one_clear_line(container):
+    """As user 1000 the default control socket (/var/run, root's) cannot be created:
+    after the bind retries Pilot exits 1 with one line naming the socket."""
+    box = container("{jobs: []}", tmpfs={"/tmp": "exec"}, user="1000:1000")
+    status = box.wait(timeout=40)  # ContainerPilot retries binding 10 times, 1 s apart
+    output = box.output().strip()
+    assert status == 1, output
+    assert output.splitlines()[-1] == ("pilot: error listening to socket at "
+                                       "/var/run/containerpilot.socket: Permission denied")
+    assert "Traceback" not in output
+
+
+def test_two_containers_sharing_tmpdir_keep_their_own_copies(container, tmp_path):
+    """Two Pilots with one TMPDIR (both mount the host's /tmp): the second runs its
+    own copy under its own launcher, not the first's (found through the shared link);
+    once the first stops and its copy is removed, the second still serves clients and
+    its jobs' client calls still work."""
+    shared = tmp_path / "host-tmp"
+    shared.mkdir(mode=0o1777)
+    shared.chmod(0o1777)
+    first = container(TMP_SOCKET_JOBS.replace("containerpilot.socket", "first.socket"),
+                      volumes={str(shared): "/tmp"})
+    first.wait_for_output(PING_LINE.format(job="tick"))
+    second = container(TMP_SOCKET_JOBS.replace("containerpilot.socket", "second.socket"),
+                       volumes={str(shared): "/tmp"})
+    second.wait_for_output(PING_LINE.format(job="tick"))
+    assert len(glob.glob(str(shared / "pilot-*"))) == 2, os.listdir(shared)
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0, first.output()
+    assert len(glob.glob(str(shared / "pilot-*"))) == 1, os.listdir(shared)
+    ticks = len(re.findall(PING_LINE.format(job="tick"), second.output(), re.M))
+    second.wait_for_output(PING_LINE.format(job="tick"), count=ticks + 2)
+    status = second.run("/pilot", "-status")
+    assert status.returncode == 0 and "tick" in status.stdout, status.stderr
+    assert "Traceback" not in second.output() and "exited with error" not in second.output()
