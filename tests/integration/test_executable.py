@@ -415,3 +415,71 @@ def test_two_containers_sharing_tmpdir_keep_their_own_copies(container, tmp_path
     status = second.run("/pilot", "-status")
     assert status.returncode == 0 and "tick" in status.stdout, status.stderr
     assert "Traceback" not in second.output() and "exited with error" not in second.output()
+
+
+def test_consul_registration_ttl_metrics_and_putmetric_inside_the_image(container, consul_agent):
+    """Against a real agent: the job's service registers and its TTL check passes
+    (health check `/pilot -ping`), telemetry registers and serves /metrics, and a
+    job's `/pilot -putmetric` arrives: the executable carries what python-consul2,
+    requests and prometheus_client need (urllib3, idna, certifi, charset_normalizer)."""
+    from tests.consul_agent import agent_get
+    port = free_port()
+    box = container("""{
+      consul: "%s",
+      control: {socket: "/tmp/containerpilot.socket"},
+      telemetry: {port: %d, interfaces: ["static:127.0.0.1"],
+        metrics: [{namespace: "scratch", subsystem: "sensor", name: "value",
+                   help: "set by a job", type: "gauge"}]},
+      jobs: [
+        {name: "web", port: 8080, interfaces: ["static:127.0.0.1"],
+         health: {exec: ["/pilot", "-ping"], interval: 1, ttl: 10}},
+        {name: "sensor", exec: ["/pilot", "-putmetric", "scratch_sensor_value=7"],
+         when: {interval: "300ms"}},
+      ],
+    }""" % (consul_agent.http_addr, port), tmpfs={"/tmp": "exec"})
+
+    def passing():
+        checks = agent_get(consul_agent, "/v1/agent/checks")
+        return {c["ServiceName"] for c in checks.values() if c["Status"] == "passing"}
+    _wait_for(lambda: {"web", "containerpilot"} <= passing(), timeout=20,
+              what=f"passing checks for web and telemetry:\n{box.output()}")
+    services = agent_get(consul_agent, "/v1/agent/services")
+    web = next(s for s in services.values() if s["Service"] == "web")
+    assert (web["Address"], web["Port"]) == ("127.0.0.1", 8080)
+
+    def metric_arrived():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return re.search(r"^scratch_sensor_value 7(\.0)?$", r.read().decode(), re.M)
+    _wait_for(metric_arrived, what="the job's metric")
+    assert "Traceback" not in box.output() and "exited with error" not in box.output()
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0, box.output()
+    _wait_for(lambda: not agent_get(consul_agent, "/v1/agent/services"), what="deregistration")
+
+
+def test_putenv_then_reload_from_jobs_inside_the_image(container):
+    """A job's `/pilot -putenv` changes Pilot's environment and a job's `/pilot -reload`
+    re-reads the config (from $CONTAINERPILOT) rendered with it: the renamed job runs."""
+    box = container("""{
+      control: {socket: "/tmp/containerpilot.socket"},
+      jobs: [
+        {name: "greet-{{ .GREETING | default "nobody" }}", exec: ["/pilot", "-ping"],
+         when: {interval: "300ms"}},
+        {name: "setenv", exec: ["/pilot", "-putenv", "GREETING=world"],
+         when: {source: "greet-nobody", once: "exitSuccess"}},
+        {name: "reload", exec: ["/pilot", "-reload"],
+         when: {source: "setenv", once: "exitSuccess"}},
+      ],
+    }""", tmpfs={"/tmp": "exec"})
+    box.wait_for_output(PING_LINE.format(job="greet-world"), count=2)
+    assert "Traceback" not in box.output() and "exited with error" not in box.output()
+    assert len(box.unpacked_copies()) == 1, box.leftovers()
+
+
+def test_a_non_root_user_without_a_writable_tmp_is_one_line(container):
+    """`--user 1000:1000` alone: the image's /tmp belongs to root (a FROM-scratch image
+    cannot chmod it), so Pilot exits 1 with one line naming TMPDIR."""
+    box = container(TMP_SOCKET_JOBS, user="1000:1000")
+    status, line = _one_line_failure(box)
+    assert status == 1
+    assert line.startswith("pilot: cannot unpack into TMPDIR (/tmp): Permission denied;"), line
