@@ -87,6 +87,12 @@ def hooks_of(stopping, others) -> list:
     return found
 
 
+def log_warnings(cfg: Config) -> None:
+    """What a config gets away with (3.8 loads it too), told once per load."""
+    for warning in cfg.warnings:
+        log.warning("%s: %s", cfg.path, warning)
+
+
 class JobRunner:
     """A Job with its mailbox, timers, commands and greenlet."""
 
@@ -343,6 +349,7 @@ class App:
         except PilotError as exc:
             log.error("error initializing config: %s", exc)
             return str(exc)
+        log_warnings(new)
         self._reloading.wait()
         self._reloading.clear()
         gevent.spawn(self._apply, new)

@@ -27,7 +27,8 @@ def run(path: str) -> int:
     from pilot.cli import dump_config
     log.debug("loaded config: %s", dump_config(cfg))
     _patch_ssl_if_needed(cfg)
-    from pilot.app import App
+    from pilot.app import App, log_warnings
+    log_warnings(cfg)
     app = App(cfg)
     supervisor.install_signal_handlers(app)
     try:

@@ -241,6 +241,18 @@ def test_a_source_naming_nothing_loads_with_a_warning(text, source):
     )
 
 
+def test_a_job_defined_twice_keeps_its_last_definition_with_a_warning():
+    """3.8 runs both definitions of a repeated job name (autopilotpattern/nginx
+    with ACME_DOMAIN does this), so the config loads: the last definition is
+    used, in its place, and one warning names the job."""
+    config = build('{jobs: [{name: "a", exec: "first"}, {name: "b", exec: "x"},'
+                   ' {name: "a", exec: "last"}, {name: "a", exec: "really-last"}]}')
+    assert [(job.name, job.exec) for job in config.jobs] == [("b", ("x",)), ("a", ("really-last",))]
+    assert config.warnings == (
+        "job[a] is defined 3 times: only its last definition is used"
+        " (ContainerPilot 3.8 ran every definition under the one name)",)
+
+
 def test_a_config_whose_sources_all_exist_has_no_warnings():
     """Warnings are only for sources that name nothing."""
     config = build('{consul: "c", watches: [{name: "db", interval: 3}], jobs: ['
@@ -495,7 +507,6 @@ BROKEN = [
     ('{jobs: [{name: "E", exec: ""}]}', "unable to create job[E].exec: received zero-length argument"),
     ('{jobs: [{name: "E", exec: []}]}', "unable to create job[E].exec: received zero-length argument"),
     ('{jobs: [{name: "E", exec: {}}]}', "unable to create job[E].exec: received zero-length argument"),
-    ('{jobs: [{name: "a"}, {name: "a"}]}', "unable to parse jobs: job[a] is defined twice"),
     ('{jobs: [{name: "a", main: true}, {name: "b", main: 1}]}', "only one job may set 'main: true' (got a, b)"),
     ('{jobs: [{name: "a", stopSignal: "SIGNOPE"}]}', "job[a].stopSignal: \"SIGNOPE\" is not a signal name"),
     ('{jobs: [{name: "a", restartDelay: "-1s"}]}', "job[a].restartDelay must not be negative"),

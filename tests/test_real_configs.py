@@ -87,10 +87,15 @@ CASES = [
                           and job(c, "nginx-public").exec is None
                           and [m.name for m in c.telemetry.metrics]
                           == ["nginx_connections_unhandled_total", "nginx_connections_load"])),
-    # With ACME_DOMAIN the file defines `nginx-public-ssl` twice; 3.8 runs both.
+    # With ACME_DOMAIN the file defines `nginx-public-ssl` twice; 3.8 runs both,
+    # Pilot keeps the last definition and warns.
     Case("autopilotpattern__nginx__containerpilot.json5", env=dict(AGENT, ACME_DOMAIN="example.com"),
-         label="acme", error="job[nginx-public-ssl] is defined twice",
-         pilot_only="duplicate job names are refused (README Compatibility/Config)"),
+         label="acme", consul="localhost:8500",
+         jobs=["preStart", "nginx", "nginx-public", "nginx-ssl", "nginx-public-ssl", "consul-agent",
+               "acme-watch", "acme-checkin", "sensor", "containerpilot"],
+         check=lambda c: (any("job[nginx-public-ssl] is defined 2 times" in w for w in c.warnings)
+                          and [j.name for j in c.jobs].count("nginx-public-ssl") == 1
+                          and "HOST: example.com" in " ".join(job(c, "nginx-public-ssl").health.exec))),
     Case("autopilotpattern__etcd__containerpilot.json5", env=AGENT, consul="127.0.0.1:8500",
          jobs=["preStart", "etcd", "consul-agent"],
          check=lambda c: job(c, "etcd").exec is None and job(c, "consul-agent").restarts == UNLIMITED),

@@ -104,7 +104,7 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     _check_top_level_keys(data)
     consul = build_consul(data.get("consul"), env)
     control = build_control(data.get("control"))
-    built = build_jobs(data.get("jobs"), consul is not None)
+    built, job_warnings = build_jobs(data.get("jobs"), consul is not None)
     watches = build_watches(data.get("watches"), consul is not None)
     from pilot import __version__
 
@@ -113,7 +113,7 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     if telemetry is not None:
         _check_reserved(jobs)
         jobs.append(telemetry_job(telemetry))
-    warnings = _dangling_sources(built, jobs, watches)
+    warnings = job_warnings + _dangling_sources(built, jobs, watches)
     return Config(path=path, consul=consul, logging=logging, control=control, jobs=tuple(jobs),
                   watches=watches, telemetry=telemetry, stop_timeout=stop_timeout, warnings=warnings)
 

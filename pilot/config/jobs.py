@@ -38,10 +38,11 @@ class Built:
     source: Optional[str]
 
 
-def build_jobs(value: Any, has_consul: bool) -> List[Built]:
-    """The `jobs` array; `null` elements are skipped, as in 3.8."""
+def build_jobs(value: Any, has_consul: bool) -> Tuple[List[Built], Tuple[str, ...]]:
+    """The `jobs` array (`null` elements are skipped, as in 3.8), and the
+    warnings the config deserves without being refused."""
     if value is None:
-        return []
+        return [], ()
     if not isinstance(value, list):
         # Beyond 3.8, which silently ignores a non-array `jobs` (and so runs nothing).
         raise fail(f"jobs must be an array of job objects (got {kind(value)} {show(value)})", "jobs")
@@ -50,18 +51,28 @@ def build_jobs(value: Any, has_consul: bool) -> List[Built]:
         for index, item in items:
             _decode_job(item, index)
         built = [_build_job(item, index, has_consul) for index, item in items]
-        _check_unique(built)
+        built, warnings = _last_definition_wins(built)
         _check_one_main(built)
-    return built
+    return built, warnings
 
 
-def _check_unique(built: List[Built]) -> None:
-    """Beyond 3.8: two jobs with one name would share events and a Consul service."""
-    seen = set()
-    for item in built:
-        if item.job.name in seen:
-            raise fail(f"job[{item.job.name}] is defined twice: job names must be unique", item.label)
-        seen.add(item.job.name)
+def _last_definition_wins(built: List[Built]) -> Tuple[List[Built], Tuple[str, ...]]:
+    """Two jobs with one name: the last definition is kept, with a warning.
+
+    3.8 runs both, sharing one name for events and one Consul service ID (so
+    one registration, two health checks feeding it). A public blueprint does
+    this (autopilotpattern/nginx with ACME_DOMAIN), so refusing would break a
+    config that works; running both under one name would make `-status`,
+    reload and events ambiguous. As with a JSON object's repeated key, the
+    last one wins."""
+    names = [item.job.name for item in built]
+    last = {name: index for index, name in enumerate(names)}
+    repeated = [name for index, name in enumerate(names) if names.index(name) == index and names.count(name) > 1]
+    warnings = tuple(
+        f"job[{name}] is defined {names.count(name)} times: only its last definition is used"
+        " (ContainerPilot 3.8 ran every definition under the one name)"
+        for name in repeated)
+    return [item for index, item in enumerate(built) if last[item.job.name] == index], warnings
 
 
 def _check_one_main(built: List[Built]) -> None:
