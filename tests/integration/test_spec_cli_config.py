@@ -36,6 +36,20 @@ def test_a_config_error_is_one_line_and_exit_status_1(tmp_path):
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
+def test_config_warnings_are_logged_and_the_config_runs(pilot):
+    """A job defined twice and a source naming nothing: 3.8 runs such configs,
+    so Pilot does, each oddity told on one WARN line at start-up; the last
+    definition of the repeated job is the one that runs."""
+    p = pilot('{jobs: [{name: "a", exec: ["echo", "first"]}, {name: "a", exec: ["echo", "last"]},'
+              ' {name: "w", exec: "true", when: {source: "watch.gone", each: "changed"}}]}')
+    p.wait_log("job\\[a\\] is defined 2 times: only its last definition is used")
+    p.wait_log("job\\[w\\].when.source 'watch.gone' names nothing")
+    p.wait_log(r" a \d+ last$")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    assert " first" not in p.log and "Traceback" not in p.log
+
+
 def test_yaml_config_keeps_no_and_on_as_strings(tmp_path):
     """A `.yaml` job named `no` with an argument `on` runs under those names
     (YAML 1.1 would have made them false/true, i.e. "0" and "1")."""
