@@ -464,11 +464,12 @@ static const char *set_interpreter(const char *dir)
 static void no_room(const char *tmp, const char *why)
 {
     dprintf(2, "pilot: cannot unpack into TMPDIR (%s): %s; set TMPDIR to a writable "
-            "directory that allows execution (docker run --tmpfs /tmp:exec)\n", tmp, why);
+            "directory with room, on a filesystem that allows execution "
+            "(e.g. docker run --tmpfs /tmp:exec)\n", tmp, why);
     exit(1);
 }
 
-static void make_bundle_dir(char *dir, size_t size)
+static void make_bundle_dir(char *dir, size_t size, const struct trailer *t)
 {
     struct statvfs fs;
     const char *tmp = tmpdir();
@@ -477,9 +478,20 @@ static void make_bundle_dir(char *dir, size_t size)
         no_room(tmp, "the path is too long");
     if (!mkdtemp(dir))
         no_room(tmp, strerror(errno));
-    if (statvfs(dir, &fs) == 0 && (fs.f_flag & ST_NOEXEC)) {
+    if (statvfs(dir, &fs) < 0)
+        return;
+    if (fs.f_flag & ST_NOEXEC) {
         rmdir(dir);
         no_room(tmp, "it is mounted noexec");
+    }
+    /* A small tmpfs (--tmpfs /tmp:size=16m) would fail half-way with ENOSPC. */
+    uint64_t free_mb = (uint64_t)fs.f_bavail * fs.f_frsize >> 20, need_mb = (t->unpacked >> 20) + 1;
+    if (free_mb < need_mb) {
+        char why[128];
+        snprintf(why, sizeof why, "%llu MB free, Pilot needs %llu MB",
+                 (unsigned long long)free_mb, (unsigned long long)need_mb);
+        rmdir(dir);
+        no_room(tmp, why);
     }
 }
 
@@ -632,7 +644,7 @@ int main(int argc, char **argv)
     /* Block signals before unpacking: one that arrives meanwhile is passed on later. */
     signals_we_wait_for(&waited);
     sigprocmask(SIG_BLOCK, &waited, &old);
-    make_bundle_dir(dir, sizeof dir);
+    make_bundle_dir(dir, sizeof dir, &t);
     unpack(fd, &t, dir);
     close(fd);
     setenv(BUNDLE_ENV, dir, 1);

@@ -483,3 +483,13 @@ def test_a_non_root_user_without_a_writable_tmp_is_one_line(container):
     status, line = _one_line_failure(box)
     assert status == 1
     assert line.startswith("pilot: cannot unpack into TMPDIR (/tmp): Permission denied;"), line
+
+
+def test_a_tmpfs_too_small_is_one_line_naming_tmpdir(container):
+    """`--tmpfs /tmp:exec,size=8m`: not half an unpack then ENOSPC, but one line saying
+    how much room Pilot needs."""
+    box = container(TMP_SOCKET_JOBS, tmpfs={"/tmp": "exec,size=8m"})
+    status, line = _one_line_failure(box)
+    assert status == 1
+    assert re.match(r"pilot: cannot unpack into TMPDIR \(/tmp\): \d MB free, Pilot needs "
+                    r"\d\d MB; set TMPDIR to ", line), line
