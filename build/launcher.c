@@ -169,9 +169,12 @@ static void publish_shared(const struct trailer *t, const char *dir)
         return;
     n = readlink(link, old, sizeof old - 1);
     if (n > 0) {
+        struct stat st;
         old[n] = 0;
         if (bundle_matches(old, t))
             return;  /* another live copy already serves */
+        if (stat(old, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid != geteuid())
+            return;  /* another user's copy, which serves that user's calls */
     }
     unlink(link);
     symlink(dir, link);
@@ -635,7 +638,8 @@ int main(int argc, char **argv)
         die("this file does not carry a bundled program", NULL);
 
     const char *bundle = getenv(BUNDLE_ENV);
-    if (is_one_shot(argv)) {
+    int one_shot = is_one_shot(argv);
+    if (one_shot) {
         if (bundle && bundle_matches(bundle, &t))
             exec_app(bundle, argv);  /* on failure, fall back to unpacking a fresh copy */
         reuse_shared(&t, argv);
@@ -648,7 +652,8 @@ int main(int argc, char **argv)
     unpack(fd, &t, dir);
     close(fd);
     setenv(BUNDLE_ENV, dir, 1);
-    publish_shared(&t, dir);
+    if (!one_shot)  /* a one-shot copy is removed within moments: others must not use it */
+        publish_shared(&t, dir);
     release_unpacker_code();
     return supervise(dir, argv, &waited, &old, &t);
 }

@@ -180,12 +180,12 @@ class Container:
         """Exit status as `docker run` reports it."""
         return self.process.wait(timeout)
 
-    def run(self, *argv, timeout=10):
-        """Run a command inside the running container, as `docker exec` does."""
+    def run(self, *argv, timeout=10, user=None):
+        """Run a command inside the running container, as `docker exec [--user]` does."""
         env = dict(self.env)
-        user = []
-        if self.user:
-            uid, _, gid = self.user.partition(":")
+        as_user, user = user or self.user, []
+        if as_user and as_user not in ("0", "0:0"):
+            uid, _, gid = as_user.partition(":")
             user = ["--setuid", uid, "--setgid", gid or uid]
         command = ["nsenter", "-t", str(self.pid1), "--pid", "--mount", "--root", "--wd",
                    *user, *argv]

@@ -493,3 +493,48 @@ def test_a_tmpfs_too_small_is_one_line_naming_tmpdir(container):
     assert status == 1
     assert re.match(r"pilot: cannot unpack into TMPDIR \(/tmp\): \d MB free, Pilot needs "
                     r"\d\d MB; set TMPDIR to ", line), line
+
+
+def test_docker_exec_as_another_user_leaves_the_shared_link_alone(container):
+    """Pilot runs as 1000; `docker exec --user 0 /pilot -ping` cannot use that copy and
+    unpacks its own for the call, but does not take over $TMPDIR/.pilot-<id>: later
+    calls as 1000 still reuse the running copy (nothing unpacked)."""
+    box = container(TMP_SOCKET_JOBS, tmpfs={"/tmp": "exec"}, user="1000:1000")
+    box.wait_for_output(PING_LINE.format(job="tick"))
+    (copy,) = box.unpacked_copies()
+    (link,) = [name for name in box.leftovers() if name.startswith(".pilot-")]
+    as_root = box.run("/pilot", "-ping", user="0:0")
+    assert (as_root.returncode, as_root.stdout) == (0, "ok\n"), as_root.stderr
+    assert os.readlink(box.path("/tmp/" + link)) == "/tmp/" + copy
+    assert box.unpacked_copies() == [copy]
+    as_user = box.run("/pilot", "-ping")
+    assert (as_user.returncode, as_user.stdout) == (0, "ok\n"), as_user.stderr
+
+
+def test_a_one_shot_call_that_unpacks_does_not_offer_its_copy(executable, tmp_path):
+    """A client call with no running copy to reuse unpacks its own, removed when it
+    ends: it must not publish it as $TMPDIR/.pilot-<id>, or other calls would run
+    from a directory about to vanish."""
+    import socket
+    path = str(tmp_path / "cp.sock")
+    config = tmp_path / "pilot.json5"
+    config.write_text('{control: {socket: "%s"}, jobs: []}' % path)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(1)
+    server.settimeout(20)
+    client = subprocess.Popen([executable, "-config", str(config), "-ping"],
+                              env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        connection, _ = server.accept()  # the call is running from its own copy now
+        assert len(glob.glob(str(tmp_path / "pilot-*"))) == 1
+        assert glob.glob(str(tmp_path / ".pilot-*")) == []
+        connection.close()  # the call fails and ends, removing its copy
+        client.wait(20)
+    finally:
+        server.close()
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
+    assert glob.glob(str(tmp_path / "pilot-*")) == []
