@@ -538,3 +538,31 @@ def test_a_one_shot_call_that_unpacks_does_not_offer_its_copy(executable, tmp_pa
             client.kill()
             client.wait(10)
     assert glob.glob(str(tmp_path / "pilot-*")) == []
+
+
+def test_only_one_shot_flags_reuse_a_running_copy(executable, tmp_path):
+    """The launcher tells one-shot calls (which may run from PILOT_BUNDLE) from a
+    supervisor (which must unpack its own) as pilot/cli.py parses flags: with nowhere
+    to unpack, a one-shot call still runs; a supervisor fails to unpack."""
+    config = tmp_path / "pilot.json5"
+    config.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "cp.sock"))
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+    pilot = subprocess.Popen([executable, "-config", str(config)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
+        (bundle,) = glob.glob(str(tmp_path / "pilot-*"))
+        nowhere = dict(env, TMPDIR=str(tmp_path / "no-such-dir"), PILOT_BUNDLE=bundle)
+
+        def unpacked(*args):
+            done = subprocess.run([executable, "-config", str(config), *args], env=nowhere,
+                                  capture_output=True, text=True, timeout=30, check=False)
+            return "cannot unpack into TMPDIR" in done.stderr
+        for one_shot in (["--status"], ["-maintenance=disable"], ["-putenv", "A=1"],
+                         ["-ping=true"], ["-version"], ["-template", "-out", "-"]):
+            assert not unpacked(*one_shot), one_shot
+        for supervisor in ([], ["-ping=false"], ["-maintenance", ""], ["--", "-ping"]):
+            assert unpacked(*supervisor), supervisor
+    finally:
+        pilot.send_signal(signal.SIGTERM)
+        pilot.wait(20)
