@@ -357,9 +357,12 @@ class App:
 
     def _apply(self, new: Config) -> None:
         old, self.cfg = self.cfg, new
+        old_consul = self._consul
         try:
             self._swap_components(old, new)
             self._swap_jobs(old, new)
+            if old_consul is not None and old_consul is not self._consul:
+                old_consul.close()  # its stopped jobs have deregistered through it
             self._main = next((j.name for j in new.jobs if j.main), None)
             log.debug("control: reloaded app via control plane")
         finally:

@@ -209,6 +209,15 @@ class Consul:
                 return  # down again: the next answer retries
             self.log.info("consul: deregistered %s after the outage", service_id)
 
+    def close(self) -> None:
+        """Close the keep-alive connections this client holds to the agent.
+
+        A reload that changes the `consul` section replaces the client; its
+        pooled connections are not closed when it is dropped, so each such
+        reload kept one or more sockets open for the container's life."""
+        for client in self._clients.values():
+            client.http.session.close()
+
     def _client(self, timeout):
         """The python-consul2 client whose requests time out after `timeout`."""
         client = self._clients.get(timeout)
