@@ -10,7 +10,8 @@ len(gc.get_objects()) and the commonest types to a file).
 Activities:
   restart   a job `exec: "true"` restarted for ever, plus a 1 s health check
   reload    -reload in a loop, two configs adding/removing/changing a job
-  reload-consul   the same with Consul and a registered service
+  reload-consul   the same with Consul: a registered service, a watch, and
+                  the consul address spelled two ways (a new client each time)
   control   -putmetric (telemetry on), -putenv with ever-new values,
             -status and bad requests, in a loop
   watch     a watch on a Consul service whose instances change all the
@@ -299,8 +300,8 @@ def job_runs(soak, name):
 
 def reload_configs(agent):
     """Two configs: `extra` comes and goes, `changing` changes, `stay` stays;
-    with Consul, `web` is registered and moves from port 8000 to 8001, and a
-    watch on it changes its interval."""
+    with Consul, `web` is registered and moves from port 8000 to 8001, a
+    watch on it changes its interval, and the consul address changes."""
     def web(port):
         if agent is None:
             return ""
@@ -313,7 +314,10 @@ def reload_configs(agent):
       {name: "stay", exec: "sleep 100000"},
       {name: "changing", exec: "sleep 100001"},
       {name: "extra", exec: "sleep 100002"}""" + web(8000) + "]" + watches(2) + "}")
-    b = ("{" + consul_block(agent) + """jobs: [
+    # b names the same agent as localhost: a changed consul section, which
+    # replaces Pilot's Consul client (its old connections once leaked)
+    other = f'consul: "localhost:{agent.http_port}", ' if agent else ""
+    b = ("{" + other + """jobs: [
       {name: "stay", exec: "sleep 100000"},
       {name: "changing", exec: "sleep 100004"}""" + web(8001) + "]" + watches(3) + "}")
     return a, b
