@@ -152,9 +152,10 @@ def become_subreaper() -> None:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+def stop(proc: subprocess.Popen, timeout: float = 15.0, spare: Iterable[int] = ()) -> None:
     """SIGTERM the supervisor, SIGKILL if it lingers, then kill and reap
-    every process left below this bench (orphans came to us)."""
+    every process left below this bench (orphans came to us), except the
+    children in `spare` (e.g. a Consul agent the bench still needs)."""
     if proc.poll() is None:
         leftovers = tree(proc.pid)[1:]
         proc.terminate()
@@ -164,13 +165,14 @@ def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
             proc.kill()
             proc.wait()
         _kill(leftovers)
-    reap_orphans()
+    reap_orphans(spare)
 
 
-def reap_orphans() -> None:
-    """Kill and reap children of this process that no Popen owns."""
+def reap_orphans(spare: Iterable[int] = ()) -> None:
+    """Kill and reap children of this process that no Popen owns, but `spare`."""
+    spare = set(spare)
     for _ in range(50):
-        kids = children(os.getpid())
+        kids = [pid for pid in children(os.getpid()) if pid not in spare]
         if not kids:
             return
         _kill(kids)

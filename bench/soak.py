@@ -33,7 +33,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PILOT, PYTHON, become_subreaper, children, rss_kib, table, tree, wait_for  # noqa: E402
+from bench.common import PILOT, PYTHON, become_subreaper, rss_kib, stop, table, wait_for  # noqa: E402
 from tests.consul_agent import ConsulAgent, free_port  # noqa: E402
 
 SAMPLE_EVERY = 3.0
@@ -195,7 +194,8 @@ class Soak:
             time.sleep(SAMPLE_EVERY + 0.5)  # let the probe write one more sample
             self.sample()
         finally:
-            stop_pilot(self.proc, spare=[a.proc.pid for a in self.agents if a.proc])
+            # the Consul agents this driver runs are children too and must survive
+            stop(self.proc, spare=[a.proc.pid for a in self.agents if a.proc])
         return time.monotonic() - begin
 
     def log_tail(self, lines=5):
@@ -245,33 +245,6 @@ class Soak:
         first_objects = next((x[5] for x in self.samples if x[5]), 0)  # the probe's first sample
         return [self.name, f"{duration:.0f}s", self.ops, f"{s[2] / 1024:.1f}→{e[2] / 1024:.1f} MiB",
                 f"{s[3]}→{e[3]}", f"{s[4]}→{e[4]}", f"{first_objects}→{e[5]}", self.verdict()]
-
-
-def stop_pilot(proc, spare=(), timeout=15.0):
-    """SIGTERM Pilot, SIGKILL it if it lingers, then kill and reap what it
-    left behind. Only its own tree: the Consul agents this driver runs are
-    children too and must survive (bench.common.stop would kill them)."""
-    if proc is None:
-        return
-    leftovers = tree(proc.pid)[1:] if proc.poll() is None else []
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    orphans = [p for p in children(os.getpid()) if p not in set(spare)]
-    for pid in set(leftovers) | set(orphans):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for pid in orphans:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
 
 
 # -- activities -------------------------------------------------------------------
