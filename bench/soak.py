@@ -30,10 +30,8 @@ back to it and are killed).
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PILOT, PYTHON, become_subreaper, rss_kib, stop, table, wait_for  # noqa: E402
 from tests.consul_agent import ConsulAgent, free_port  # noqa: E402
+from tests.integration.pilot_proc import control_request  # noqa: E402
 
 SAMPLE_EVERY = 3.0
 TOP_TYPES = 8
@@ -110,27 +109,6 @@ def python_objects(stats_file):
     return last["objects"], last["types"]
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=10)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(self.path)
-
-
-def control(sock, method, url, body=None):
-    conn = UnixHTTP(sock)
-    try:
-        conn.request(method, url, body=body)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
 class Soak:
     """One Pilot under one activity, sampled every SAMPLE_EVERY seconds."""
 
@@ -167,7 +145,7 @@ class Soak:
 
     def ping(self):
         try:
-            return control(self.socket, "GET", "/v3/ping")[0] == 200
+            return control_request(self.socket, "GET", "/v3/ping")[0] == 200
         except OSError:
             return False
 
@@ -267,7 +245,7 @@ def restart_step(soak):
 
 def job_runs(soak, name):
     """How many times the named job ran, as GET /v3/status says."""
-    code, body = control(soak.socket, "GET", "/v3/status")
+    code, body = control_request(soak.socket, "GET", "/v3/status")
     return next(j["runs"] for j in json.loads(body)["jobs"] if j["name"] == name)
 
 
@@ -301,7 +279,7 @@ def reload_step_for(agent):
 
     def step(soak):
         soak.write_config(configs[soak.ops % 2])
-        code, body = control(soak.socket, "POST", "/v3/reload")
+        code, body = control_request(soak.socket, "POST", "/v3/reload")
         if code != 200:
             raise SystemExit(f"soak {soak.name}: reload answered {code} {body!r}")
         time.sleep(0.05)
@@ -319,13 +297,13 @@ def control_config(agent):
 
 def control_step(soak):
     n = soak.ops
-    control(soak.socket, "POST", "/v3/metric", json.dumps({"soak_s_hits": 1, "soak_s_level": n}))
-    control(soak.socket, "POST", "/v3/environ", json.dumps({f"SOAK_{n % 7}": f"value-{n}"}))
-    control(soak.socket, "GET", "/v3/status")
-    control(soak.socket, "POST", "/v3/metric", "{not json")
-    control(soak.socket, "POST", "/v3/metric", json.dumps({"no_such_metric": 1}))
-    control(soak.socket, "GET", "/v3/nowhere")
-    control(soak.socket, "POST", "/v3/environ", "[1, 2]")
+    control_request(soak.socket, "POST", "/v3/metric", json.dumps({"soak_s_hits": 1, "soak_s_level": n}))
+    control_request(soak.socket, "POST", "/v3/environ", json.dumps({f"SOAK_{n % 7}": f"value-{n}"}))
+    control_request(soak.socket, "GET", "/v3/status")
+    control_request(soak.socket, "POST", "/v3/metric", "{not json")
+    control_request(soak.socket, "POST", "/v3/metric", json.dumps({"no_such_metric": 1}))
+    control_request(soak.socket, "GET", "/v3/nowhere")
+    control_request(soak.socket, "POST", "/v3/environ", "[1, 2]")
     return 7
 
 

@@ -6,9 +6,11 @@ Everything here waits on conditions with deadlines, never bare sleeps.
 """
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,31 @@ from typing import Callable, List, Optional
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv/bin/python").exists() else sys.executable
 ENTRY = str(ROOT / "pilot.py")
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """HTTP over the control socket, as a job's own client would speak it."""
+
+    def __init__(self, path):
+        super().__init__("control", timeout=10)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(str(self.unix_path))
+
+
+def control_request(path, method: str, url: str, body: Optional[bytes | str] = None):
+    """(status, body bytes) of one request on the control socket at `path`,
+    as `curl --unix-socket` sends it."""
+    conn = UnixHTTP(path)
+    try:
+        conn.request(method, url, body=body)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",

@@ -3,7 +3,6 @@
 a real Consul agent), checking the CLI, config errors, log formats, exec
 parsing, events, telemetry and exit statuses. SPEC §0 wins over the rest.
 """
-import http.client
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.consul_agent import agent_get, agent_put, free_port
-from tests.integration.pilot_proc import Pilot, run_cli, wait_for
+from tests.integration.pilot_proc import Pilot, control_request, run_cli, wait_for
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -31,28 +30,9 @@ HOSTNAME = socket.gethostname()
 
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    """HTTP over the control socket, as a job's own client would speak it."""
-
-    def __init__(self, path):
-        super().__init__("control", timeout=10)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(str(self.unix_path))
-
-
 def control(sock, method, url, body=None):
-    """(status, body bytes) of one request on the control socket."""
-    conn = UnixHTTP(sock)
-    try:
-        conn.request(method, url, body=None if body is None else json.dumps(body))
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    """(status, body bytes) of one request on the control socket, `body` as JSON."""
+    return control_request(sock, method, url, None if body is None else json.dumps(body))
 
 
 def http_get(url):

@@ -11,7 +11,7 @@ import socket
 import pytest
 
 from tests.consul_agent import agent_get, free_port
-from tests.integration.pilot_proc import wait_for
+from tests.integration.pilot_proc import control_request, wait_for
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -145,26 +145,11 @@ def test_control_endpoints_answer_200_with_a_newline(pilot, consul_agent):
     for method, url, body in [("GET", "/v3/ping", None), ("POST", "/v3/ping", None),
                               ("POST", "/v3/environ", b'{"A": "1", "B": null}'),
                               ("POST", "/v3/maintenance/enable", None)]:
-        assert control(p.socket, method, url, body) == (200, b"\n"), url
+        assert control_request(p.socket, method, url, body) == (200, b"\n"), url
     wait_for(lambda: not registered(consul_agent, f"app-{HOSTNAME}"), 10, "app out of Consul")
-    assert control(p.socket, "POST", "/v3/maintenance/disable") == (200, b"\n")
+    assert control_request(p.socket, "POST", "/v3/maintenance/disable") == (200, b"\n")
     wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 15, "app back in Consul")
-    assert control(p.socket, "POST", "/v3/reload") == (200, b"\n")
-
-
-def control(path, method, url, body=None):
-    """(status, body) of one request on the control socket, as curl --unix-socket."""
-    conn = http.client.HTTPConnection("control", timeout=10)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(10)
-    sock.connect(str(path))
-    conn.sock = sock
-    try:
-        conn.request(method, url, body=body)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    assert control_request(p.socket, "POST", "/v3/reload") == (200, b"\n")
 
 
 def test_telemetry_port_taken_exits_1_and_leaves_no_socket(pilot, tmp_path):
