@@ -4,6 +4,7 @@ Every test here runs the real build as PID 1 of an emulated FROM-scratch contain
 (tests/integration/scratch.py) or, for the environment check, directly on the host.
 The build is made (`make dist`) when dist/pilot is missing or older than its sources.
 """
+import contextlib
 import glob
 import os
 import re
@@ -159,8 +160,10 @@ def test_periodic_job_reports_a_metric_with_the_executable(container):
     assert len(box.unpacked_copies()) == 1, box.leftovers()  # job calls unpacked nothing
 
 
-def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
-    """With PILOT_BUNDLE (what jobs inherit) a client call runs the running copy: nothing is unpacked."""
+@contextlib.contextmanager
+def _host_pilot(executable, tmp_path):
+    """dist/pilot running on the host with no jobs, unpacked into tmp_path:
+    yields (config, env, its unpacked copy); SIGTERM and wait on the way out."""
     config = tmp_path / "pilot.json5"
     config.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "cp.sock"))
     env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
@@ -169,7 +172,15 @@ def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
     try:
         _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
         (bundle,) = glob.glob(str(tmp_path / "pilot-*"))
+        yield config, env, bundle
+    finally:
+        pilot.send_signal(signal.SIGTERM)
+        pilot.wait(20)
 
+
+def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
+    """With PILOT_BUNDLE (what jobs inherit) a client call runs the running copy: nothing is unpacked."""
+    with _host_pilot(executable, tmp_path) as (config, env, bundle):
         def ping(extra):
             return subprocess.run([executable, "-config", str(config), "-ping"],
                                   env=dict(env, **extra), capture_output=True, text=True)
@@ -186,9 +197,6 @@ def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
         assert ping({"TMPDIR": str(elsewhere)}).returncode == 0
         assert os.listdir(elsewhere) == []
         assert glob.glob(str(tmp_path / "pilot-*")) == [bundle]
-    finally:
-        pilot.send_signal(signal.SIGTERM)
-        pilot.wait(20)
     assert glob.glob(str(tmp_path / "pilot-*")) + glob.glob(str(tmp_path / ".pilot-*")) == []
 
 
@@ -544,14 +552,7 @@ def test_only_one_shot_flags_reuse_a_running_copy(executable, tmp_path):
     """The launcher tells one-shot calls (which may run from PILOT_BUNDLE) from a
     supervisor (which must unpack its own) as pilot/cli.py parses flags: with nowhere
     to unpack, a one-shot call still runs; a supervisor fails to unpack."""
-    config = tmp_path / "pilot.json5"
-    config.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "cp.sock"))
-    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
-    pilot = subprocess.Popen([executable, "-config", str(config)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
-        (bundle,) = glob.glob(str(tmp_path / "pilot-*"))
+    with _host_pilot(executable, tmp_path) as (config, env, bundle):
         nowhere = dict(env, TMPDIR=str(tmp_path / "no-such-dir"), PILOT_BUNDLE=bundle)
 
         def unpacked(*args):
@@ -563,6 +564,3 @@ def test_only_one_shot_flags_reuse_a_running_copy(executable, tmp_path):
             assert not unpacked(*one_shot), one_shot
         for supervisor in ([], ["-ping=false"], ["-maintenance", ""], ["--", "-ping"]):
             assert unpacked(*supervisor), supervisor
-    finally:
-        pilot.send_signal(signal.SIGTERM)
-        pilot.wait(20)
