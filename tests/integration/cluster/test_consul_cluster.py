@@ -42,15 +42,23 @@ def passing(node, service):
     return sorted((e["Service"]["Address"], e["Service"]["Port"]) for e in found)
 
 
+def start_pair(cluster, tmp_path):
+    """Pilot `alpha` on c1 watching `beta`, and `beta` on c2 watching `alpha`:
+    ((pilot, its dir), (pilot, its dir))."""
+    pair = []
+    for me, other, node in (("alpha", "beta", "c1"), ("beta", "alpha", "c2")):
+        home = tmp_path / me
+        home.mkdir()
+        pair.append((cluster.pilot(node, home, pilot_config(home, me, other)), home))
+    return pair
+
+
 def test_pilots_see_each_other_and_outlive_a_server(cluster, tmp_path):
     """Each Pilot's watch sees the other's service at the other namespace's IP;
     losing one server changes nothing: services stay registered and passing
     for 2 x ttl, no watch fires again, no Consul warning is logged."""
     c1, c2 = cluster.nodes["c1"], cluster.nodes["c2"]
-    a_dir, b_dir = tmp_path / "alpha", tmp_path / "beta"
-    a_dir.mkdir(), b_dir.mkdir()
-    alpha = cluster.pilot("c1", a_dir, pilot_config(a_dir, "alpha", "beta"))
-    beta = cluster.pilot("c2", b_dir, pilot_config(b_dir, "beta", "alpha"))
+    (alpha, a_dir), (beta, b_dir) = start_pair(cluster, tmp_path)
 
     wait_for(lambda: runs(a_dir) >= 1, 20, f"alpha's watch of beta to fire; log:\n{alpha.log[-2000:]}")
     wait_for(lambda: runs(b_dir) >= 1, 20, f"beta's watch of alpha to fire; log:\n{beta.log[-2000:]}")
@@ -85,10 +93,7 @@ def test_watches_carry_on_after_the_leader_is_lost(cluster, tmp_path):
     election (beta leaves) reaches alpha's watch. Pilot says at most one
     warning per outage, and no job stops."""
     c1, c2 = cluster.nodes["c1"], cluster.nodes["c2"]
-    a_dir, b_dir = tmp_path / "alpha", tmp_path / "beta"
-    a_dir.mkdir(), b_dir.mkdir()
-    alpha = cluster.pilot("c1", a_dir, pilot_config(a_dir, "alpha", "beta"))
-    beta = cluster.pilot("c2", b_dir, pilot_config(b_dir, "beta", "alpha"))
+    (alpha, a_dir), (beta, b_dir) = start_pair(cluster, tmp_path)
     wait_for(lambda: runs(a_dir) >= 1, 20, f"alpha's watch of beta to fire; log:\n{alpha.log[-2000:]}")
     wait_for(lambda: passing(c1, "beta") == [(c2.ip, PORT)], 20, "beta passing")
 
