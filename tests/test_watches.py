@@ -11,6 +11,7 @@ from pilot.config.model import WatchConfig
 from pilot.discovery import ConsulError, Instance
 from pilot.events import Bus, Event
 from pilot.watches import RETRY_SOON, Watch, changed, next_index
+from tests.test_discovery import agent  # noqa: F401 - fixture: a fake Consul agent behind the real client
 
 pytestmark = pytest.mark.timeout(10)
 LOGGER = "pilot.watches.test"
@@ -358,19 +359,20 @@ def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
     assert [c["index"] for c in consul.calls] == [None, None]
 
 
-def test_an_outage_first_met_by_a_quiet_retry_is_still_reported(bus, caplog, monkeypatch):
+def real_consul():
+    """pilot.discovery's real Consul client; the `agent` fixture (from
+    test_discovery) answers its HTTP calls."""
+    import pilot.discovery as discovery
+    from pilot.config.model import ConsulConfig
+    return discovery.Consul(ConsulConfig(address="consul:8500"), log=logging.getLogger(LOGGER))
+
+
+def test_an_outage_first_met_by_a_quiet_retry_is_still_reported(bus, caplog, agent):
     """Against a real outage record: a watch's quiet first retry does not
     count as reporting. A reload replaces the watch after that one failure;
     the new watch still warns once (and not twice with a third watch meeting
     the same outage), and the recovery is logged once."""
-    from tests.test_discovery import FakeAgent, FakeHTTP
-    import pilot.discovery as discovery
-    from pilot.config.model import ConsulConfig
-    agent = FakeAgent()
-    monkeypatch.setattr(discovery, "_http_client",
-                        lambda cfg, address, timeout: FakeHTTP(agent, timeout))
-    real = discovery.Consul(ConsulConfig(address="consul:8500"),
-                            log=logging.getLogger(LOGGER))
+    real = real_consul()
     caplog.set_level(logging.DEBUG)
     replaced, second, third = (make_watch(real, bus) for _ in range(3))
     agent.down = True
@@ -385,17 +387,10 @@ def test_an_outage_first_met_by_a_quiet_retry_is_still_reported(bus, caplog, mon
     assert [r.levelno for r in recovered] == [logging.INFO]
 
 
-def test_a_failure_fixed_by_the_quick_retry_logs_no_recovery(bus, caplog, monkeypatch):
+def test_a_failure_fixed_by_the_quick_retry_logs_no_recovery(bus, caplog, agent):
     """One failed query, then success: no warning, and no recovery line for
     an outage nobody was told about."""
-    from tests.test_discovery import FakeAgent, FakeHTTP
-    import pilot.discovery as discovery
-    from pilot.config.model import ConsulConfig
-    agent = FakeAgent()
-    monkeypatch.setattr(discovery, "_http_client",
-                        lambda cfg, address, timeout: FakeHTTP(agent, timeout))
-    real = discovery.Consul(ConsulConfig(address="consul:8500"),
-                            log=logging.getLogger(LOGGER))
+    real = real_consul()
     caplog.set_level(logging.INFO)
     watch = make_watch(real, bus)
     agent.down = True
