@@ -78,13 +78,17 @@ def hooks_of(stopping, others) -> list:
     while grew:
         grew = False
         for r in others.values():
-            w = r.cfg.when
-            if r.cfg.name not in names and w.source in names and w.interval is None \
-                    and w.event in (ev.STOPPING, ev.STOPPED):
+            if r.cfg.name not in names and is_stop_hook(r.cfg, names):
                 found.append(r)
                 names.add(r.cfg.name)
                 grew = True
     return found
+
+
+def is_stop_hook(cfg: JobConfig, of: set) -> bool:
+    """True when the job runs on `stopping`/`stopped` of a job named in `of`."""
+    w = cfg.when
+    return w.source in of and w.interval is None and w.event in (ev.STOPPING, ev.STOPPED)
 
 
 def log_warnings(cfg: Config) -> None:
@@ -384,7 +388,7 @@ class App:
             keep.pop(r.cfg.name, None)
         stopping = {r.cfg.name for r in stop}
         for r in stop:  # all put before any job runs: hooks are armed in time
-            hook = r.cfg.when.source in stopping and r.cfg.when.event in (ev.STOPPING, ev.STOPPED)
+            hook = is_stop_hook(r.cfg, stopping)
             r.box.put(Event(jobs.STOP_HOOK if hook else jobs.STOP, r.cfg.name),  # this job only
                       urgent=True)
         for r in stop:
