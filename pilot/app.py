@@ -1,9 +1,12 @@
 """The App: builds every component from a Config, wires them to one bus,
-runs them, and shuts them down in order.
+runs them, reloads them and shuts them down in order.
 
-Components never call each other: jobs, watches and servers publish and
-subscribe on the bus this class creates. Optional parts (Consul, control
-server, telemetry) are imported only when the config uses them.
+Components never call each other. Jobs, watches and servers publish and
+subscribe on the bus this class creates; each also gets the few functions
+it needs from the App as a small interface (the control server's
+`Supervisor`, telemetry's view of the jobs, a watch's instance-count
+report), never the App itself. Optional parts (Consul, control server,
+telemetry, watches) are imported only when the config uses them.
 """
 from __future__ import annotations
 
@@ -11,84 +14,28 @@ import logging
 import os
 import signal
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import gevent
 import gevent.event
 import gevent.pool
 
 from pilot import events as ev
-from pilot.commands import Command, ExitStatus, pid_env_name
 from pilot.config.model import Config, JobConfig
-from pilot.events import Bus, Event, Timers
-from pilot import jobs
-from pilot.jobs import Job
+from pilot.events import Bus, Event
+from pilot.graph import dependents, stop_order
+from pilot.jobs import STOP, STOP_HOOK, JobRunner
+from pilot.plan import plan
 
 log = logging.getLogger("pilot")
 
 FORCE_AFTER = 1.0  # seconds: a repeated signal sooner than this is a duplicate
+FORCED_KILL_STATUS = 128 + signal.SIGKILL  # a job had to be SIGKILLed at shutdown
+DEREGISTER_GRACE = 6.0  # seconds Pilot's exit waits for deregistrations in flight
 
 
 def ip_env_name(job_name: str) -> str:
     return "CONTAINERPILOT_" + job_name.upper().replace("-", "_") + "_IP"
-
-
-def exit_events(name: str, status: ExitStatus) -> List[Event]:
-    """What a finished exec publishes (SPEC §9.9)."""
-    if status.success:
-        return [Event(ev.EXIT_SUCCESS, name)]
-    if status.error is not None:  # never started: 3.8 reports the bare error
-        return [Event(ev.EXIT_FAILED, name), Event(ev.ERROR, status.error)]
-    return [Event(ev.EXIT_FAILED, name), Event(ev.ERROR, f"{name}: {status.reason}")]
-
-
-def stop_order(jobs) -> Dict[str, frozenset]:
-    """For each job, the jobs its events start (hooks aside): at shutdown
-    they stop first, so an app stops before the agent it was gated on.
-    Two jobs started by each other's events wait for neither."""
-    after: Dict[str, set] = {j.name: set() for j in jobs}
-    for j in jobs:
-        w = j.when
-        if w.source in after and w.source != j.name and w.interval is None \
-                and w.event not in (ev.STOPPING, ev.STOPPED):
-            after[w.source].add(j.name)
-    mutual = [(a, b) for a, deps in after.items() for b in deps if a in after.get(b, ())]
-    for a, b in mutual:
-        after[a].discard(b)
-    return {k: frozenset(v) for k, v in after.items()}
-
-
-def dependents(jobs) -> Dict[str, str]:
-    """For each job, the job waited for when it halts: the last in config
-    order whose trigger is that job's `stopping` (SPEC §9.7)."""
-    out = {}
-    for j in jobs:
-        w = j.when
-        if w.event == ev.STOPPING and w.source and w.interval is None:
-            out[w.source] = j.name
-    return out
-
-
-def hooks_of(stopping, others) -> list:
-    """The runners among `others` that are pre-/post-stop hooks of a job in
-    `stopping`, transitively: on reload they stop with it (after running
-    once more, as at shutdown) and come back fresh, armed for the new job."""
-    found, names = [], {r.cfg.name for r in stopping}
-    grew = True
-    while grew:
-        grew = False
-        for r in others.values():
-            if r.cfg.name not in names and is_stop_hook(r.cfg, names):
-                found.append(r)
-                names.add(r.cfg.name)
-                grew = True
-    return found
-
-
-def is_stop_hook(cfg: JobConfig, of: set) -> bool:
-    """True when the job runs on `stopping`/`stopped` of a job named in `of`."""
-    w = cfg.when
-    return w.source in of and w.interval is None and w.event in (ev.STOPPING, ev.STOPPED)
 
 
 def log_warnings(cfg: Config) -> None:
@@ -97,88 +44,34 @@ def log_warnings(cfg: Config) -> None:
         log.warning("%s: %s", cfg.path, warning)
 
 
-class JobRunner:
-    """A Job with its mailbox, timers, commands and greenlet."""
-
-    def __init__(self, app: "App", cfg: JobConfig, dependent: Optional[str],
-                 stop_after: frozenset = frozenset()):
-        self.cfg = cfg
-        self.bus = app.bus
-        self.box = app.bus.subscribe(cfg.name)
-        self.timers = Timers(self.box)
-        process = check = None
-        if cfg.exec:
-            process = Command(cfg.name, cfg.exec, timeout=cfg.exec_timeout,
-                              raw=cfg.raw_logging, environ=app.environ,
-                              on_exit=lambda st: app.publish_exit(cfg.name, st),
-                              interrupt=self.box.stop_ordered)
-        if cfg.health and cfg.health.exec:
-            h = cfg.health
-            timeout = h.interval if h.timeout is None else h.timeout
-            check = Command(f"check.{cfg.name}", h.exec, timeout=timeout,
-                            raw=h.raw_logging, field="check", environ=app.environ,
-                            env_names=(pid_env_name("check"), pid_env_name(f"check_{cfg.name}")),
-                            on_exit=lambda st: app.publish_exit(f"check.{cfg.name}", st))
-        self.job = Job(cfg, publish=app.bus.publish, timers=self.timers,
-                       process=process, check=check,
-                       service=app.service_for(cfg), dependent=dependent,
-                       kill_timeout=app.cfg.stop_timeout, stop_after=stop_after)
-        self.greenlet: Optional[gevent.Greenlet] = None
-
-    def start(self, group: gevent.pool.Group) -> None:
-        self.job.begin()
-        self.greenlet = group.spawn(self._loop)
-
-    def _loop(self) -> None:
-        try:
-            while True:
-                event = self.box.get()
-                if self.box.stop_pending and event.code in ev.OVERTAKEN:
-                    continue  # stale trigger: the job is about to stop
-                if not self._handle(event):
-                    break
-        finally:
-            self.timers.cancel_all()
-            self.bus.unsubscribe(self.box)  # a complete job's mailbox must not grow
-
-    def _handle(self, event: Event) -> bool:
-        """One event; a bug met while handling it is logged on one line and
-        the job goes on with the next event: the supervisor never dies of it."""
-        try:
-            return self.job.handle(event)
-        except Exception as exc:  # noqa: BLE001 - keep supervising
-            log.error("job %s: internal error on %s: %r", self.cfg.name, event, exc)
-            return not self.job.complete
-
-    def process_groups(self) -> List[Command]:
-        return [c for c in (self.job.process, self.job.check) if c is not None]
-
-
 class App:
     def __init__(self, cfg: Config, environ=None):
         self.cfg = cfg
-        # Pilot's environment for its children (SPEC §15) is a dict of its
-        # own, never os.environ: glibc's setenv keeps every value it is ever
-        # given, so setting CONTAINERPILOT_<JOB>_PID on each run would grow
-        # memory for as long as the container lives (~78 bytes per run).
+        # Pilot's environment for its children (docs/behaviour.md §15) is a
+        # dict of its own, never os.environ: glibc's setenv keeps every value
+        # it is ever given, so setting CONTAINERPILOT_<JOB>_PID on each run
+        # would grow memory for as long as the container lives.
         self.environ = dict(os.environ) if environ is None else environ
         self.bus = Bus()
-        self.group = gevent.pool.Group()
+        self.group = gevent.pool.Group()  # the App's own greenlets (reload, main-job shutdown)
         self.runners: Dict[str, JobRunner] = {}
-        self.components: list = []
+        self.components: list = []  # telemetry first, then watches
         self.exit_code = 0
         self.maintenance = False
         self._shutdown_started = False
         self._shutdown_at = 0.0
-        self._stop_requested = gevent.event.Event()
+        self._forced = False
+        self._changed = gevent.event.Event()  # a job completed, a reload ended, a stop was forced
         self._consul = None
-        self._main = next((j.name for j in cfg.jobs if j.main), None)
+        self._main = _main_job(cfg)
+        self._services: list = []  # every Consul service built, to await deregistrations
+        self._retired: list = []  # commands of replaced jobs, kept for the final grace
         self.telemetry = None
         self.control = None
         self._reloading = gevent.event.Event()
         self._reloading.set()  # set = no reload in progress
 
-    # -- building ---------------------------------------------------------
+    # -- building -------------------------------------------------------------
 
     @property
     def consul(self):
@@ -188,16 +81,22 @@ class App:
             self._consul = Consul(self.cfg.consul)
         return self._consul
 
-    def service_for(self, cfg: JobConfig):
+    def _service_for(self, cfg: JobConfig):
         if not cfg.advertised or self.consul is None:
             return None
         from pilot.discovery import BackgroundService, ServiceDefinition
-        return BackgroundService(ServiceDefinition(cfg, self.consul))
+        service = BackgroundService(ServiceDefinition(cfg, self.consul))
+        self._services.append(service)
+        return service
+
+    def _runner(self, cfg: JobConfig, deps: Mapping[str, str], order) -> JobRunner:
+        return JobRunner(cfg, bus=self.bus, environ=self.environ, service=self._service_for(cfg),
+                         dependent=deps.get(cfg.name), stop_after=order[cfg.name],
+                         kill_timeout=self.cfg.stop_timeout, on_complete=self._job_complete)
 
     def _build(self) -> None:
         deps, order = dependents(self.cfg.jobs), stop_order(self.cfg.jobs)
-        for jc in self.cfg.jobs:
-            self.runners[jc.name] = JobRunner(self, jc, deps.get(jc.name), order[jc.name])
+        self.runners = {jc.name: self._runner(jc, deps, order) for jc in self.cfg.jobs}
         self._export_ips(self.cfg)
         self.control = self._control_server(self.cfg)
         self.components = self._optional_components(self.cfg)
@@ -208,26 +107,29 @@ class App:
                 self.environ[ip_env_name(jc.name)] = jc.ip
 
     def _control_server(self, cfg: Config):
-        try:
-            from pilot import control
-        except ImportError:
-            return None
-        return control.ControlServer(self, cfg.control.socket)
+        from pilot.control import ControlServer
+        return ControlServer(self, cfg.control.socket, metrics=lambda: self.telemetry)
 
     def _optional_components(self, cfg: Config) -> list:
-        """Telemetry first (others report to it), then watches."""
+        """Telemetry first (watches report to it), then watches."""
         comps = []
         self.telemetry = None
         if cfg.telemetry is not None:
             from pilot.telemetry import Telemetry
-            self.telemetry = Telemetry(self, cfg.telemetry)
+            self.telemetry = Telemetry(cfg.telemetry, bus=self.bus, jobs=self.job_statuses,
+                                       watches=lambda: [w.name for w in self.cfg.watches])
             comps.append(self.telemetry)
         if cfg.watches:
             from pilot.watches import Watch
-            comps += [Watch(w, self.consul, self.bus, self) for w in cfg.watches]
+            comps += [Watch(w, self.consul, self.bus, report=self._report_watch)
+                      for w in cfg.watches]
         return comps
 
-    # -- running ----------------------------------------------------------
+    def _report_watch(self, service: str, instances: int) -> None:
+        if self.telemetry is not None:
+            self.telemetry.set_watch_instances(service, instances)
+
+    # -- running ------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until every job is complete or a shutdown finishes."""
@@ -235,16 +137,18 @@ class App:
         self.bus.listen(self._watch_main)
         self._start_servers()
         for runner in self.runners.values():
-            runner.start(self.group)
+            runner.start()
         self.bus.publish(ev.GLOBAL_STARTUP)
         self._wait_for_jobs()
-        # SPEC §16.2: servers and watches stop (socket removed, telemetry
-        # deregistered) before the grace period, not after it.
+        # Servers and watches stop (socket removed, telemetry deregistered)
+        # before the grace period, not after it (docs/behaviour.md §16.2).
         for comp in reversed(self.components):
             comp.stop()
         if self.control is not None:
             self.control.stop()
         self._final_grace()
+        self._await_deregistrations()
+        self.group.kill(block=False)
         return self._exit_status()
 
     def _start_servers(self) -> None:
@@ -261,29 +165,29 @@ class App:
                 server.stop()
             raise
 
+    def _job_complete(self, runner: JobRunner) -> None:
+        self._changed.set()
+
     def _wait_for_jobs(self) -> None:
         while True:
-            if not self.runners:
-                self._stop_requested.wait()
-            else:
-                self.group.join()
+            self._changed.clear()
             self._reloading.wait()
-            if len(self.group):  # a reload started jobs meanwhile: wait for them too
-                continue
-            if self._shutdown_started or (
-                    self.runners and all(r.job.complete for r in self.runners.values())):
+            if self._forced or self._finished():
                 break
+            self._changed.wait()
         if not self._shutdown_started:
             log.info("all jobs complete, shutting down")
 
-    def publish_exit(self, name: str, status: ExitStatus) -> None:
-        for e in exit_events(name, status):
-            self.bus.publish(e)
+    def _finished(self) -> bool:
+        """Every job complete; without a shutdown, only if there are jobs
+        (with none, Pilot runs until it is told to stop)."""
+        done = all(r.complete for r in self.runners.values())
+        return done and (self._shutdown_started or bool(self.runners))
 
     def _watch_main(self, e: Event) -> None:
-        if self._main and e == Event(ev.STOPPED, self._main) and not self._shutdown_started:
+        if e.code == ev.STOPPED and e.source == self._main and not self._shutdown_started:
             log.info("main job %s ended, shutting down", self._main)
-            gevent.spawn(self.shutdown)
+            self.group.spawn(self.shutdown)
 
     def shutdown(self, signum: Optional[int] = None) -> None:
         """Graceful shutdown; a second signal during one forces exit.
@@ -296,34 +200,56 @@ class App:
             if signum is not None and now - self._shutdown_at >= FORCE_AFTER:
                 log.warning("second %s: killing every process now", signal.Signals(signum).name)
                 self.exit_code = 128 + signum
-                self._kill_all(signal.SIGKILL)
-                self.group.kill(block=False)
-                self._stop_requested.set()
+                self._signal_all(signal.SIGKILL)
+                self._forced = True
+                self._changed.set()
             return
         self._shutdown_started = True
         self._shutdown_at = now
         self.bus.publish(ev.GLOBAL_SHUTDOWN)
-        self._stop_requested.set()
+        self._changed.set()
+
+    def _commands(self) -> list:
+        found = [c for r in self.runners.values() for c in r.commands()]
+        return found + [c for c in self._retired if c not in found]
 
     def _final_grace(self) -> None:
-        """SPEC §16.2 step 3, ending early once no job process remains."""
+        """The top-level stopTimeout (docs/behaviour.md §16.2 step 3), ended
+        early once no job process remains; then SIGKILL for what is left."""
         timeout = self.cfg.stop_timeout
         if timeout > 0:
             log.debug("killing all processes in %d seconds", timeout)
             with gevent.Timeout(timeout, False):
-                while any(c.group_alive() for r in self.runners.values()
-                          for c in r.process_groups()):
+                while any(c.group_alive() for c in self._commands()):
                     gevent.sleep(0.02)
         for r in self.runners.values():
-            for c in r.process_groups():
-                if c.group_alive():
-                    log.info('killing processes for job "%s"', r.cfg.name)
+            if any(c.group_alive() for c in r.commands()):
+                # The exec itself still running is a forced stop; what is left
+                # in its group after it exited (background children, zombies
+                # not yet reaped) is cleaned up as 3.8 does, quietly.
+                if r.job.process is not None and r.job.process.running:
+                    r.job.forced = True
+                    log.warning('killing processes for job "%s": still running after the stop timeout',
+                                r.name)
+                else:
+                    log.info('killing processes for job "%s"', r.name)
+                for c in r.commands():
                     c.signal(signal.SIGKILL)
+        for c in self._retired:
+            c.signal(signal.SIGKILL)
+        for c in self._commands():
+            c.stop()
 
-    def _kill_all(self, sig: int) -> None:
-        for r in self.runners.values():
-            for c in r.process_groups():
-                c.signal(sig)
+    def _await_deregistrations(self) -> None:
+        """Deregistrations run in the background; the exit waits for them
+        (bounded: a hung agent cannot keep Pilot for longer than its timeout)."""
+        pending = [s.leaving for s in self._services if s.leaving is not None]
+        if pending:
+            gevent.joinall(pending, timeout=DEREGISTER_GRACE)
+
+    def _signal_all(self, sig: int) -> None:
+        for c in self._commands():
+            c.signal(sig)
 
     def _exit_status(self) -> int:
         if self.exit_code:
@@ -335,11 +261,13 @@ class App:
                 st = cmd.wait(timeout=1)  # its exit may still be on its way
             except gevent.Timeout:
                 st = cmd.last_status
-            if st is not None:
+            if st is not None and st.shell_code:
                 return st.shell_code
+        if any(r.job.forced for r in self.runners.values()):
+            return FORCED_KILL_STATUS
         return 0
 
-    # -- reload -------------------------------------------------------------
+    # -- reload ---------------------------------------------------------------------
 
     def reload(self) -> Optional[str]:
         """Re-read the config; None when applied, else the error (the
@@ -356,7 +284,7 @@ class App:
         log_warnings(new)
         self._reloading.wait()
         self._reloading.clear()
-        gevent.spawn(self._apply, new)
+        self.group.spawn(self._apply, new)
         return None
 
     def _apply(self, new: Config) -> None:
@@ -366,49 +294,43 @@ class App:
             self._swap_components(old, new)
             self._swap_jobs(old, new)
             if old_consul is not None and old_consul is not self._consul:
+                self._await_deregistrations()
                 old_consul.close()  # its stopped jobs have deregistered through it
-            self._main = next((j.name for j in new.jobs if j.main), None)
+            self._main = _main_job(new)
             log.debug("control: reloaded app via control plane")
         finally:
             self._reloading.set()
+            self._changed.set()
 
     def _swap_jobs(self, old: Config, new: Config) -> None:
-        deps, order = dependents(new.jobs), stop_order(new.jobs)
-        keep, stop = {}, []
-        for name, r in self.runners.items():
-            nc = new.job(name)
-            same_consul = old.consul == new.consul or not r.cfg.advertised
-            if nc == r.cfg and deps.get(name) == r.job.dependent and same_consul \
-                    and order.get(name) == r.job.stop_after:
-                keep[name] = r
-            else:
-                stop.append(r)
-        stop += hooks_of(stop, keep)
-        for r in stop:
-            keep.pop(r.cfg.name, None)
-        stopping = {r.cfg.name for r in stop}
-        for r in stop:  # all put before any job runs: hooks are armed in time
-            hook = is_stop_hook(r.cfg, stopping)
-            r.box.put(Event(jobs.STOP_HOOK if hook else jobs.STOP, r.cfg.name),  # this job only
-                      urgent=True)
-        for r in stop:
-            if r.greenlet is not None:
-                r.greenlet.join()
-            self.bus.unsubscribe(r.box)
+        """Apply the reload plan: stop what changed (hooks kept armed for one
+        more run), wait for it, then build and start what is new."""
+        todo = plan(old, new, list(self.runners))
+        stopping = [self.runners[name] for name in todo.stop]
+        for r in stopping:  # all ordered before any job runs: hooks are armed in time
+            r.order(STOP_HOOK if r.name in todo.hooks else STOP)
+        for r in stopping:
+            while not r.complete:
+                self._changed.clear()
+                self._changed.wait()
+            self._retired += r.commands()
         self._export_ips(new)
+        deps, order = dependents(new.jobs), stop_order(new.jobs)
+        kept = {name: self.runners[name] for name in todo.keep}
         fresh = []
-        for jc in new.jobs:
+        for name in todo.start:
             if self._shutdown_started:
                 break  # SIGTERM came during the reload: start nothing new
-            if jc.name not in keep:
-                keep[jc.name] = JobRunner(self, jc, deps.get(jc.name), order[jc.name])
-                if self.maintenance:
-                    keep[jc.name].job.hold_in_maintenance()
-                fresh.append(keep[jc.name])
-        self.runners = {jc.name: keep[jc.name] for jc in new.jobs if jc.name in keep}
+            runner = self._runner(new.job(name), deps, order)
+            if self.maintenance:
+                runner.job.hold_in_maintenance()
+            kept[name] = runner
+            fresh.append(runner)
+        self.runners = {jc.name: kept[jc.name] for jc in new.jobs if jc.name in kept}
         for r in fresh:
-            r.start(self.group)
-            r.box.put(ev.GLOBAL_STARTUP)
+            r.start()
+        for r in fresh:
+            r.tell(ev.GLOBAL_STARTUP)
 
     def _swap_components(self, old: Config, new: Config) -> None:
         from pilot import log as pilot_log
@@ -431,7 +353,7 @@ class App:
         for comp in self.components:
             comp.start()
 
-    # -- orders from signals and the control plane -----------------------
+    # -- orders from signals and the control plane ------------------------------------
 
     def signal_event(self, name: str) -> None:
         self.bus.publish(Event(ev.SIGNAL, name))
@@ -440,22 +362,18 @@ class App:
         self.maintenance = enabled
         self.bus.publish(ev.GLOBAL_ENTER_MAINTENANCE if enabled else ev.GLOBAL_EXIT_MAINTENANCE)
 
-    def putenv(self, values: Dict[str, str]) -> None:
+    def putenv(self, values: Mapping[str, str]) -> None:
         for k, v in values.items():
             self.environ[k] = v
 
+    def job_statuses(self) -> List:
+        return [r.status() for r in self.runners.values()]
+
     def status(self) -> dict:
         """Every job's state, for `GET /v3/status` and `-status`."""
-        jobs = []
-        for name, r in self.runners.items():
-            j = r.job
-            last = j.process.last_status if j.process is not None else None
-            jobs.append({
-                "name": name, "state": j.phase, "status": j.status,
-                "pid": j.process.pid if j.process is not None and j.process.running else None,
-                "restarts": j.restarts_done, "runs": j.runs,
-                "last_exit": None if last is None else (last.code if last.signal is None and last.error is None else last.reason),
-                "advertised": r.cfg.advertised,
-            })
-        return {"jobs": jobs, "maintenance": self.maintenance,
+        return {"jobs": [s.as_dict() for s in self.job_statuses()], "maintenance": self.maintenance,
                 "watches": [c.status() for c in self.components if hasattr(c, "instances")]}
+
+
+def _main_job(cfg: Config) -> Optional[str]:
+    return next((j.name for j in cfg.jobs if j.main), None)

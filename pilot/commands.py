@@ -13,15 +13,17 @@ import re
 import shutil
 import signal
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence
 
 import gevent
-import gevent.event
 import gevent.monkey
+import gevent.pool
 from gevent.event import AsyncResult
 from gevent.fileobject import FileObjectPosix
 
+from pilot import events as ev
 from pilot.datatypes import format_go_duration
+from pilot.events import Event
 
 job_log = logging.getLogger("pilot.job")
 # gevent's patched posix_spawn adds a second child watcher and keeps every
@@ -82,6 +84,15 @@ def signal_description(sig: int) -> str:
     return names.get(sig, f"signal {sig}")
 
 
+def exit_events(name: str, status: ExitStatus) -> List[Event]:
+    """What a finished run publishes (docs/behaviour.md §9.9)."""
+    if status.success:
+        return [Event(ev.EXIT_SUCCESS, name)]
+    if status.error is not None:  # never started: 3.8 reports the bare error
+        return [Event(ev.EXIT_FAILED, name), Event(ev.ERROR, status.error)]
+    return [Event(ev.EXIT_FAILED, name), Event(ev.ERROR, f"{name}: {status.reason}")]
+
+
 def pid_env_name(name: str) -> str:
     """`CONTAINERPILOT_<X>_PID` as 3.8 derives X from a command's name."""
     base = name.rsplit("/", 1)[-1]
@@ -103,63 +114,56 @@ def which(program: str, env: Mapping[str, str]) -> str:
 
 
 class Command:
-    """One exec definition; `start()` runs it once, never two runs at once.
+    """One exec definition; `start()` runs it once. Runs never overlap: the
+    caller starts a run only when the previous one has ended (`running`).
 
-    `on_exit(status)` is called in the command's own greenlet after the
-    process has exited, its group has been sent SIGTERM and its output
-    has been drained.
+    When a run ends (the process exited, its group was sent SIGTERM and its
+    output drained) the command publishes its exit events through `publish`
+    (`exitSuccess{NAME}`, or `exitFailed{NAME}` and `error{…}`), as it does
+    at once for a run that could not be spawned.
     """
 
     def __init__(self, name: str, args: Sequence[str], *, timeout: Optional[float] = None,
                  raw: bool = False, field: str = "job",
                  env_names: Sequence[str] = (),
-                 on_exit: Optional[Callable[[ExitStatus], None]] = None,
-                 environ: Optional[dict] = None,
-                 interrupt: Optional[gevent.event.Event] = None):
+                 publish: Optional[Callable[[Event], None]] = None,
+                 environ: Optional[dict] = None):
         self.name = name
         self.args = list(args)
         self.timeout = timeout if timeout and timeout > 0 else None
         self.raw = raw
         self.field = field
         self.env_names = tuple(env_names) or (pid_env_name(name),)
-        self.on_exit = on_exit
+        self.publish = publish
         self.environ = os.environ if environ is None else environ
         self.pid: Optional[int] = None
         self.pgid: Optional[int] = None
         self.last_status: Optional[ExitStatus] = None
         self.timed_out = False
         self._done: Optional[AsyncResult] = None
-        self.interrupt = interrupt  # set: stop waiting for a previous run
+        self._group = gevent.pool.Group()  # this command's greenlets: see stop()
 
     @property
     def running(self) -> bool:
         return self._done is not None and not self._done.ready()
 
-    def start(self) -> bool:
-        """Spawn the process; if a previous run is alive, wait for it first
-        (SPEC §9.9: runs never overlap). The wait ends early when `interrupt`
-        is set (an order to stop the job is waiting: the job must get to it,
-        or SIGTERM would wait for a run that may never end); then nothing
-        is spawned and False is returned."""
-        if self.running and not self._wait_previous():
-            return False
+    def start(self) -> None:
+        """Spawn the process; never waits. Starting while a run is alive is
+        a bug of the caller (runs must not overlap): RuntimeError."""
+        if self.running:
+            raise RuntimeError(f"{self.name}: started while its previous run (pid {self.pid}) is alive")
         self._done = AsyncResult()
         self.timed_out = False
         try:
             pid, readers = self._spawn()
         except OSError as exc:
             self._spawn_failed(exc)
-            return True  # a run that failed to start: its exit events follow
-        gevent.spawn(self._supervise, pid, readers)
-        return True
+            return
+        self._group.spawn(self._supervise, pid, readers)
 
-    def _wait_previous(self) -> bool:
-        """True once the previous run has ended; False if interrupted first."""
-        if self.interrupt is None:
-            self._done.wait()
-            return True
-        gevent.wait([self._done, self.interrupt], count=1)
-        return not self.running
+    def stop(self) -> None:
+        """End this command's greenlets (at exit, once its processes are gone)."""
+        self._group.kill(block=False)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[ExitStatus]:
         if self._done is None:
@@ -223,15 +227,15 @@ class Command:
             program = self.args[0] if self.args else ""
             msg = f"fork/exec {program}: {(exc.strerror or str(exc)).lower()}"
         log.error("unable to start %s: %s", self.name, msg)
-        status = ExitStatus(error=msg)
-        self.last_status = status
-        self._done.set(status)
-        if self.on_exit:
-            self.on_exit(status)
+        self._finished(ExitStatus(error=msg))
 
     def _supervise(self, pid: int, readers: Sequence[int]) -> None:
-        pumps = [gevent.spawn(self._pump, fd, pid) for fd in readers]
-        killer = gevent.spawn_later(self.timeout, self._kill_on_timeout) if self.timeout else None
+        pumps = [self._group.spawn(self._pump, fd, pid) for fd in readers]
+        killer = None
+        if self.timeout:
+            killer = gevent.Greenlet(self._kill_on_timeout)
+            self._group.add(killer)
+            killer.start_later(self.timeout)
         self._exit.wait()
         rstatus = self._watcher.rstatus
         self._watcher.stop()
@@ -247,10 +251,14 @@ class Command:
                 del self.environ[n]
         if not status.success:
             log.error("%s exited with error: %s", self.name, status.reason)
+        self._finished(status)
+
+    def _finished(self, status: ExitStatus) -> None:
         self.last_status = status
         self._done.set(status)
-        if self.on_exit:
-            self.on_exit(status)
+        if self.publish is not None:
+            for event in exit_events(self.name, status):
+                self.publish(event)
 
     def _kill_on_timeout(self) -> None:
         log.warning("%s timeout after %s: '[%s]'", self.name,

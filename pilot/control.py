@@ -7,10 +7,12 @@ every answer a client can provoke is a 4xx with a JSON `{"error": ...}` body:
 bad input never costs the server its life.
 
 This module holds the socket's life (bind 0600, replace a stale file, remove
-our own file on stop) and the validation of request bodies; the endpoints
+our own file on stop), the validation of request bodies, and the two small
+interfaces the endpoints use: `Supervisor` (what the socket may ask of the
+running Pilot) and `MetricSink` (telemetry, when configured). The endpoints
 are in `pilot.control_api`, imported with bottle on the first request. It
-never imports prometheus_client: request counts go to the app's Telemetry
-when there is one (SPEC §14.2), otherwise they are not kept.
+never imports prometheus_client: request counts go to the MetricSink when
+there is one (docs/behaviour.md §14.2), otherwise they are not kept.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import logging
 import os
 import re
 import socket
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple
 
 import gevent.lock
 
@@ -119,19 +121,45 @@ def _encodable(text: str) -> bool:
     return True
 
 
+# --- what the endpoints work with ----------------------------------------------------
+
+
+class Supervisor(Protocol):
+    """What the control socket may ask of the running Pilot."""
+
+    def putenv(self, values: Mapping[str, str]) -> None: ...
+
+    def set_maintenance(self, enabled: bool) -> None: ...
+
+    def reload(self) -> Optional[str]:
+        """None once the new config is being applied, else the error."""
+
+    def status(self) -> dict: ...
+
+
+class MetricSink(Protocol):
+    """Telemetry as the control socket uses it (`pilot.telemetry.Telemetry`)."""
+
+    def prepare(self, name: str, value) -> Callable[[], None]:
+        """Validate one record (ValueError if bad); the result applies it."""
+
+    def count_control_request(self, code: int, path: str) -> None: ...
+
+
 # --- the control server ------------------------------------------------------------------
 
 
 class ControlServer:
-    """The control socket (SPEC §14) for one App.
+    """The control socket (docs/behaviour.md §14) of one running Pilot.
 
-    `app` offers: putenv(dict), set_maintenance(bool), reload() -> error or
-    None, status() -> dict, and optionally `telemetry` (prepare/record and
-    count_control_request).
+    `metrics` returns the telemetry in use, or None (it changes on reload).
     """
 
-    def __init__(self, app, path: str, attempts: int = BIND_ATTEMPTS, delay: float = BIND_DELAY):
-        self.app = app
+    def __init__(self, supervisor: Supervisor, path: str,
+                 metrics: Callable[[], Optional[MetricSink]] = lambda: None,
+                 attempts: int = BIND_ATTEMPTS, delay: float = BIND_DELAY):
+        self.supervisor = supervisor
+        self.metrics = metrics
         self.path = path
         self._wsgi = None
         self.server = HTTPServer("control", lambda: self.wsgi, lambda: self._bind(), path,
@@ -145,7 +173,8 @@ class ControlServer:
         pilot.httpserver: a socket nobody calls costs no HTTP stack)."""
         if self._wsgi is None:
             from pilot.control_api import ControlAPI
-            self._wsgi = guarded("control", ControlAPI(self.app, self._reloading).web, self._count)
+            api = ControlAPI(self.supervisor, self.metrics, self._reloading)
+            self._wsgi = guarded("control", api.web, self._count)
         return self._wsgi
 
     def start(self) -> None:
@@ -175,6 +204,6 @@ class ControlServer:
     # -- accounting -------------------------------------------------------
 
     def _count(self, code: int, path: str) -> None:
-        telemetry = getattr(self.app, "telemetry", None)
-        if telemetry is not None:
-            telemetry.count_control_request(code, path if path in ENDPOINTS else OTHER_PATH)
+        sink = self.metrics()
+        if sink is not None:
+            sink.count_control_request(code, path if path in ENDPOINTS else OTHER_PATH)

@@ -21,11 +21,12 @@ GO_ERROR_TEXT = {404: "404 page not found", 405: "Method Not Allowed", 422: "Unp
 
 
 class ControlAPI:
-    """Routes for one App; `reloading` serialises concurrent reloads across
-    the server's lifetime."""
+    """Routes over a `Supervisor` and the current `MetricSink`; `reloading`
+    serialises concurrent reloads across the server's lifetime."""
 
-    def __init__(self, app, reloading: gevent.lock.Semaphore):
-        self.app = app
+    def __init__(self, supervisor, metrics, reloading: gevent.lock.Semaphore):
+        self.supervisor = supervisor
+        self.metrics = metrics
         self._reloading = reloading
         self.web = self._routes()
 
@@ -57,12 +58,12 @@ class ControlAPI:
         except RequestError as exc:
             raise bottle.HTTPError(exc.status, exc.message) from None
         if values:
-            self.app.putenv(values)
+            self.supervisor.putenv(values)
         return "\n"
 
     def _metric(self) -> str:
         doc = self._body()
-        telemetry = getattr(self.app, "telemetry", None)
+        telemetry = self.metrics()
         if telemetry is None:
             if doc:
                 name = next(iter(doc))
@@ -79,7 +80,7 @@ class ControlAPI:
     def _reload(self) -> str:
         with self._reloading:  # concurrent reload requests run one after another
             try:
-                error = self.app.reload()
+                error = self.supervisor.reload()
             except PilotError as exc:
                 error = str(exc)
         if error:
@@ -87,12 +88,12 @@ class ControlAPI:
         return "\n"
 
     def _maintenance(self, enabled: bool) -> str:
-        self.app.set_maintenance(enabled)
+        self.supervisor.set_maintenance(enabled)
         return "\n"
 
     def _status(self) -> str:
         bottle.response.content_type = "application/json"
-        return json.dumps(self.app.status(), default=str) + "\n"
+        return json.dumps(self.supervisor.status(), default=str) + "\n"
 
 
 def json_errors(web: bottle.Bottle) -> None:

@@ -318,15 +318,16 @@ class ServiceDefinition:
 
 
 class BackgroundService:
-    """A ServiceDefinition whose heartbeats never hold up its job.
+    """A ServiceDefinition whose Consul calls never hold up its job.
 
-    A job's event loop must keep restarting and checking its process while
-    the agent is down or hung (a stopped agent makes every call wait for its
-    timeout), so registration and TTL updates run in a greenlet of their own:
-    at most one at a time, and a heartbeat due while one is in flight is
-    skipped (the one in flight refreshes the same TTL). Deregistration stays
-    synchronous and abandons the call in flight, so no late registration
-    from Pilot follows it.
+    A job's rules must keep restarting and checking its process while the
+    agent is down or hung (a stopped agent makes every call wait for its
+    timeout), so every call runs in a greenlet of this object's: at most one
+    registration or TTL update at a time (a heartbeat due while one is in
+    flight is skipped: the one in flight refreshes the same TTL), and a
+    deregistration that voids the calls queued before it and abandons the
+    one in flight, so nothing is sent after it. `leaving` is the
+    deregistration in flight, for Pilot's exit to wait on.
     """
 
     def __init__(self, svc: ServiceDefinition):
@@ -334,6 +335,7 @@ class BackgroundService:
         self._lock = gevent.lock.Semaphore()
         self._epoch = 0  # bumped by deregister: calls queued before it are void
         self._busy: Optional[gevent.Greenlet] = None
+        self.leaving: Optional[gevent.Greenlet] = None
 
     def __getattr__(self, name):
         return getattr(self.svc, name)
@@ -353,16 +355,23 @@ class BackgroundService:
         self.svc.mark_for_reregistration()
 
     def deregister(self) -> None:
-        """Deregister now; void the calls queued and abandon the one in
-        flight (on a hung agent it would hold up a shutdown for its whole
-        timeout), so nothing is sent after the deregistration."""
+        """Deregister in the background, starting now: the call in flight
+        is abandoned (on a hung agent it would hold up a shutdown for its
+        whole timeout) and the deregistration takes the lock before any
+        call made after it."""
         self._epoch += 1
         self.svc.registered = False
         busy, self._busy = self._busy, None
         if busy is not None:
-            busy.kill(block=True, timeout=1)
+            busy.kill(block=False)
+        self.leaving = gevent.spawn(self._deregister)
+
+    def _deregister(self) -> None:
         with self._lock:
-            self.svc.deregister()
+            try:
+                self.svc.deregister()
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision
+                self.log.error("consul: unexpected error for %s: %r", self.svc.name, exc)
 
     def _soon(self, call) -> None:
         if self._busy is not None and not self._busy.dead:

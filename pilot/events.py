@@ -1,19 +1,29 @@
 """Events and the one bus every component talks through.
 
-An `Event(code, source)` is broadcast to every subscriber's mailbox in the
-same call, so all subscribers see one global order; mailboxes are unbounded,
-so a slow subscriber never blocks the publisher or the others.
+An `Event(code, source)` is what jobs react to (docs/behaviour.md §10). The
+bus delivers every published event, in one global order, to the handlers
+subscribed to its source (or to every event), and calls its listeners
+(counters, the event log) synchronously as it is published.
+
+Delivery is inline: the first publisher drains the queue, calling each
+handler in turn; events published meanwhile (by a handler, or by another
+greenlet while a handler yields) are queued behind and delivered by the
+same drain. Handlers therefore see events one at a time and in order, and
+must not block. Routing by source keeps the work per event proportional to
+the handlers that care about it, not to the number of jobs.
+
+The bus knows nothing of jobs: a subscriber is a callable and a set of
+sources.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import Callable, Deque, Dict, FrozenSet, List, Optional, Tuple
 
 import gevent
-import gevent.event
-import gevent.queue
 
 log = logging.getLogger("pilot.events")
 
@@ -36,12 +46,6 @@ ERROR = "error"
 QUIT = "quit"
 SIGNAL = "signal"
 METRIC = "metric"  # internal: a `/v3/metric` record, never counted
-
-USER_CODES = (
-    STARTUP, SHUTDOWN, EXIT_SUCCESS, EXIT_FAILED, STOPPING, STOPPED, HEALTHY,
-    UNHEALTHY, CHANGED, ENTER_MAINTENANCE, EXIT_MAINTENANCE, TIMER_EXPIRED,
-    ERROR, QUIT,
-)
 
 # 3.8's names in the `containerpilot_events{code=...}` metric.
 METRIC_NAMES = {
@@ -68,84 +72,71 @@ GLOBAL_SHUTDOWN = Event(SHUTDOWN, GLOBAL)
 GLOBAL_ENTER_MAINTENANCE = Event(ENTER_MAINTENANCE, GLOBAL)
 GLOBAL_EXIT_MAINTENANCE = Event(EXIT_MAINTENANCE, GLOBAL)
 
-# Triggers from outside that an order to stop may overtake in a mailbox.
-OVERTAKEN = frozenset((SIGNAL, ENTER_MAINTENANCE, EXIT_MAINTENANCE))
+Handler = Callable[[Event], None]
 
 
-class Mailbox:
-    """One subscriber's private, unbounded, ordered queue of events.
+class Subscription:
+    """One handler on the bus; `cancel()` takes it off (idempotent)."""
 
-    Timers owned by the subscriber put their ticks here directly, so ticks
-    are seen by their owner only and are never published.
-    """
+    def __init__(self, bus: "Bus", handler: Handler, sources: Optional[FrozenSet[str]]):
+        self.bus = bus
+        self.handler = handler
+        self.sources = sources  # None: every event
+        self.active = True
 
-    def __init__(self, name: str):
-        self.name = name
-        self._queue = gevent.queue.Queue()  # of (event, urgent)
-        self._stops = 0  # urgent events queued
-        # Set while an order to stop waits here: a job blocked until its
-        # previous run ends (SPEC §9.9) wakes up for it (pilot.commands).
-        self.stop_ordered = gevent.event.Event()
-
-    def put(self, event: Event, urgent: bool = False) -> None:
-        """Queue `event`. `shutdown{global}`, and events put with `urgent`
-        (orders to stop one job), are counted while queued: see
-        `stop_pending`."""
-        urgent = urgent or event == GLOBAL_SHUTDOWN
-        if urgent:
-            self._stops += 1
-            self.stop_ordered.set()
-        self._queue.put((event, urgent))
-
-    def get(self, timeout=None) -> Event:
-        event, urgent = self._queue.get(timeout=timeout)
-        if urgent:
-            self._stops -= 1
-            if not self._stops:
-                self.stop_ordered.clear()
-        return event
-
-    @property
-    def stop_pending(self) -> bool:
-        """True while an order to stop waits in this mailbox: outside
-        triggers queued before it are stale (a job runs its exec once per
-        queued trigger, one run after another, SPEC §9.9, so a flood of
-        SIGHUPs would otherwise keep a SIGTERM waiting for minutes)."""
-        return self._stops > 0
-
-    def empty(self) -> bool:
-        return self._queue.empty()
-
-    def __len__(self) -> int:
-        return self._queue.qsize()
+    def cancel(self) -> None:
+        if self.active:
+            self.active = False
+            self.bus._remove(self)
 
 
 class Bus:
-    """Broadcasts events to every mailbox and to synchronous listeners.
-
-    Listeners (e.g. the events counter) run inside `publish` and must not
-    block; components with real work subscribe a mailbox instead.
+    """Routes events to subscribed handlers, in one order, without blocking
+    the publisher on anyone's work but the handlers' own (which never wait).
     """
 
     def __init__(self):
-        self._mailboxes: List[Mailbox] = []
-        self._listeners: List[Callable[[Event], None]] = []
+        self._everything: List[Subscription] = []
+        self._by_source: Dict[str, List[Subscription]] = {}
+        self._listeners: List[Handler] = []
+        self._queue: Deque[Tuple[Optional[Subscription], Event]] = collections.deque()
+        self._draining = False
 
-    def subscribe(self, name: str) -> Mailbox:
-        box = Mailbox(name)
-        self._mailboxes.append(box)
-        return box
+    # -- who hears what ------------------------------------------------------
 
-    def unsubscribe(self, box: Mailbox) -> None:
-        if box in self._mailboxes:
-            self._mailboxes.remove(box)
+    def subscribe(self, handler: Handler, sources=None) -> Subscription:
+        """Deliver events from `sources` (any iterable of source names; None
+        for every event) to `handler`, one at a time, in publishing order."""
+        sub = Subscription(self, handler, None if sources is None else frozenset(sources))
+        if sub.sources is None:
+            self._everything.append(sub)
+        for source in sub.sources or ():
+            self._by_source.setdefault(source, []).append(sub)
+        return sub
 
-    def listen(self, fn: Callable[[Event], None]) -> None:
+    def _remove(self, sub: Subscription) -> None:
+        if sub.sources is None:
+            self._everything.remove(sub)
+        for source in sub.sources or ():
+            subs = self._by_source[source]
+            subs.remove(sub)
+            if not subs:
+                del self._by_source[source]
+
+    def listen(self, fn: Handler) -> None:
+        """Call `fn(event)` synchronously for every published event. Listeners
+        count or record; they must be quick and must not publish."""
         self._listeners.append(fn)
 
-    def unlisten(self, fn: Callable[[Event], None]) -> None:
+    def unlisten(self, fn: Handler) -> None:
         if fn in self._listeners:
             self._listeners.remove(fn)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._everything) + len({id(s) for subs in self._by_source.values() for s in subs})
+
+    # -- delivery ------------------------------------------------------------------
 
     def publish(self, event: Event) -> None:
         if event.code != METRIC:
@@ -155,24 +146,53 @@ class Bus:
                 fn(event)
             except Exception:  # a broken listener must not stop delivery
                 log.exception("event listener failed on %s", event)
-        for box in list(self._mailboxes):
-            box.put(event)
+        self._queue.append((None, event))
+        self._drain()
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._mailboxes)
+    def send(self, sub: Subscription, event: Event) -> None:
+        """Deliver `event` to one subscriber only (its own timer ticks and
+        orders), in the same order as published events; never published."""
+        self._queue.append((sub, event))
+        self._drain()
+
+    def _drain(self) -> None:
+        if self._draining:
+            return  # the drain in progress (maybe in another greenlet) takes it
+        self._draining = True
+        try:
+            while self._queue:
+                target, event = self._queue.popleft()
+                if target is not None:
+                    self._deliver(target, event)
+                    continue
+                for sub in self._everything + self._by_source.get(event.source, []):
+                    self._deliver(sub, event)
+        finally:
+            self._draining = False
+
+    @staticmethod
+    def _deliver(sub: Subscription, event: Event) -> None:
+        if not sub.active:
+            return
+        try:
+            sub.handler(event)
+        except Exception:  # noqa: BLE001 - a handler's bug must not stop the others
+            log.error("internal error handling %s", event)
+            log.debug("internal error handling %s", event, exc_info=True)
 
 
 class Timers:
-    """Named timers that put ticks into one owner's mailbox.
+    """Named timers that send ticks to one subscriber through the bus.
 
     Periodic timers tick on a fixed schedule from their start, whatever the
-    owner is doing (as 3.8's tickers); a key names at most one timer.
+    owner is doing (as 3.8's tickers); a key names at most one timer. Every
+    timer greenlet belongs to this object: `cancel_all()` ends them.
     """
 
-    def __init__(self, box: Mailbox):
-        self._box = box
-        self._greenlets = {}
+    def __init__(self, bus: Bus, owner: Callable[[], Optional[Subscription]]):
+        self._bus = bus
+        self._owner = owner
+        self._greenlets: Dict[str, gevent.Greenlet] = {}
 
     def every(self, key: str, period: float, event: Event) -> None:
         self.cancel(key)
@@ -180,7 +200,7 @@ class Timers:
 
     def after(self, key: str, delay: float, event: Event) -> None:
         self.cancel(key)
-        self._greenlets[key] = gevent.spawn_later(delay, self._box.put, event)
+        self._greenlets[key] = gevent.spawn_later(delay, self._fire, key, event)
 
     def cancel(self, key: str) -> None:
         g = self._greenlets.pop(key, None)
@@ -191,9 +211,21 @@ class Timers:
         for key in list(self._greenlets):
             self.cancel(key)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._greenlets
+
+    def _send(self, event: Event) -> None:
+        owner = self._owner()
+        if owner is not None:
+            self._bus.send(owner, event)
+
+    def _fire(self, key: str, event: Event) -> None:
+        self._greenlets.pop(key, None)
+        self._send(event)
+
     def _tick(self, period: float, event: Event) -> None:
         deadline = time.monotonic()
         while True:
             deadline += period
             gevent.sleep(max(0.0, deadline - time.monotonic()))
-            self._box.put(event)
+            self._send(event)

@@ -1,24 +1,34 @@
-"""A job: ContainerPilot's per-job event loop as a state machine.
+"""A job: ContainerPilot's per-job event loop as an explicit state machine.
 
-`Job.handle(event)` is one decision on one whole event (SPEC §9.2's rules,
-in order). It never sleeps and never waits on a clock: processes, Consul and
-timers are reached through the small objects passed in, so tests drive a
-job by feeding events, with fakes for those objects.
+`Job.handle(event)` is one decision on one whole event (the rules of
+docs/behaviour.md §9.2, in order). It never sleeps, never waits and never
+reads a clock except the one passed in: processes, Consul and timers are
+reached through the small interfaces below, so tests drive a job by feeding
+events, with fakes for those interfaces.
+
+The job's life is a `Phase`; every move goes through `_move`, which refuses
+a move that `TRANSITIONS` does not list (naming the job and both phases).
+Its health is a `Health`. `JobRunner` (at the end) gives a job its real
+collaborators: commands, timers, its Consul service and its subscription
+on the bus.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import signal
 import time
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, Mapping, Optional, Protocol
 
 from pilot import events as ev
+from pilot.commands import Command, pid_env_name
 from pilot.config.model import UNLIMITED, JobConfig
-from pilot.events import Event
+from pilot.events import Event, Timers
 
 log = logging.getLogger("pilot.jobs")
 
-# Ticks go to the owning job's mailbox only; they are never published.
+# Ticks and orders go to the owning job only; they are never published.
 TICK_HEARTBEAT = "tick.heartbeat"
 TICK_INTERVAL = "tick.interval"
 TICK_WHEN_TIMEOUT = "tick.whenTimeout"
@@ -26,34 +36,125 @@ TICK_STOP_TIMEOUT = "tick.stopTimeout"
 TICK_RESTART = "tick.restart"
 TICK_KILL = "tick.kill"
 TICK_DRAIN = "tick.drain"
-STOP = "tick.stop"  # halt this job alone, as at shutdown (reload uses it)
+STOP = "tick.stop"  # halt this job alone, at once (reload replaces it)
 # Halt a hook whose job stops too (reload): like `shutdown`, a pre-/post-stop
 # hook still armed runs once more on its trigger first.
 STOP_HOOK = "tick.stopHook"
 
-# Phases of a job's life (`status` is the health side).
-WAITING = "waiting"  # not running; waiting for its trigger or a restart
-RUNNING = "running"  # started at least once and not halting
-STOPPING = "stopping"  # halting: waiting for its pre-stop dependent
-COMPLETE = "complete"
 
-TELEMETRY_JOB = "containerpilot"
+class Phase(str, enum.Enum):
+    """Where a job is in its life (what `-status` shows as its state)."""
+
+    WAITING = "waiting"  # for its trigger: never started, or between `each` runs
+    RUNNING = "running"  # its exec runs (a job without exec: started, alive)
+    QUEUED = "queued"  # running, and more starts wait for this run to end
+    BACKING_OFF = "backing-off"  # exited; its restart waits out `restartDelay`
+    SCHEDULED = "scheduled"  # periodic, between runs: waiting for its next tick
+    DRAINING = "draining"  # shutting down: the jobs it started stop first
+    STOPPING = "stopping"  # halting: `stopping` published, its pre-stop hook runs
+    EXITING = "exiting"  # halting: stop signal sent, waiting for the exec to exit
+    COMPLETE = "complete"  # halted for good: `stopped` published
+
+    def __str__(self) -> str:
+        return self.value
+
+
+P = Phase
+# Every legal move. A halt always passes through STOPPING (that is where
+# `stopping` is published); only a halting job completes.
+TRANSITIONS: Mapping[Phase, FrozenSet[Phase]] = {
+    P.WAITING: frozenset({P.RUNNING, P.DRAINING, P.STOPPING}),
+    P.RUNNING: frozenset({P.RUNNING, P.QUEUED, P.WAITING, P.BACKING_OFF, P.SCHEDULED,
+                          P.DRAINING, P.STOPPING}),
+    P.QUEUED: frozenset({P.RUNNING, P.QUEUED, P.DRAINING, P.STOPPING}),
+    P.BACKING_OFF: frozenset({P.RUNNING, P.WAITING, P.DRAINING, P.STOPPING}),
+    P.SCHEDULED: frozenset({P.RUNNING, P.DRAINING, P.STOPPING}),
+    P.DRAINING: frozenset({P.STOPPING}),
+    P.STOPPING: frozenset({P.EXITING, P.COMPLETE}),
+    P.EXITING: frozenset({P.COMPLETE}),
+    P.COMPLETE: frozenset(),
+}
+HALTING = frozenset({P.STOPPING, P.EXITING})
+
+
+class Health(str, enum.Enum):
+    """A job's health as its checks (or maintenance) last said."""
+
+    IDLE = "idle"  # never started
+    UNKNOWN = "unknown"  # started, no check result yet
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    MAINTENANCE = "maintenance"
+    ALWAYS_HEALTHY = "always-healthy"  # the telemetry service: healthy while it runs
+
+    @property
+    def shown(self) -> str:
+        """The word 3.8 shows (`/status`, `containerpilot_events`...)."""
+        return "healthy" if self is Health.ALWAYS_HEALTHY else self.value
+
+    def __str__(self) -> str:
+        return self.shown
+
+
+class IllegalTransition(RuntimeError):
+    """A move the transition table does not allow: a bug in the rules."""
+
+
+# -- what a job works with ------------------------------------------------------
+
+
+class Process(Protocol):
+    """A job's exec or health check (`pilot.commands.Command`)."""
+
+    running: bool
+
+    def start(self) -> None: ...
+
+    def signal(self, sig: int) -> bool: ...
+
+
+class Service(Protocol):
+    """An advertised job's Consul registration (`pilot.discovery.BackgroundService`).
+    Every call returns at once; the Consul work happens in the background."""
+
+    def register_with_initial_status(self) -> bool: ...
+
+    def send_heartbeat(self) -> None: ...
+
+    def deregister(self) -> None: ...
+
+    def mark_for_reregistration(self) -> None: ...
+
+
+class TimerSet(Protocol):
+    """Named timers that hand their tick back to the job (`pilot.events.Timers`)."""
+
+    def every(self, key: str, period: float, event: Event) -> None: ...
+
+    def after(self, key: str, delay: float, event: Event) -> None: ...
+
+    def cancel(self, key: str) -> None: ...
+
+    def cancel_all(self) -> None: ...
+
+
+# -- the state machine --------------------------------------------------------------
 
 
 class Job:
     """One job's state and its reaction to events.
 
-    `process` and `check` are `commands.Command`-like (start, signal,
-    running); `service` is a `discovery.ServiceDefinition`-like object or
-    None; `timers` is an `events.Timers`-like object; `publish` puts an
-    event on the bus. `dependent` is the name of the job waited for when
-    this one halts (SPEC §9.7).
+    `dependent` is the job waited for when this one halts (its pre-stop
+    hook, §9.7); `stop_after` the jobs its events started, which stop
+    first at shutdown. `kill_timeout` bounds the wait for the exec to exit
+    after its stop signal.
     """
 
     def __init__(self, cfg: JobConfig, *, publish: Callable[[Event], None],
-                 timers, process=None, check=None, service=None,
+                 timers: TimerSet, process: Optional[Process] = None,
+                 check: Optional[Process] = None, service: Optional[Service] = None,
                  dependent: Optional[str] = None, kill_timeout: float = 5.0,
-                 stop_after: frozenset = frozenset(),
+                 stop_after: FrozenSet[str] = frozenset(),
                  clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
         self.name = cfg.name
@@ -65,23 +166,24 @@ class Job:
         self.dependent = dependent
         self.kill_timeout = kill_timeout
         self.stop_after = frozenset(stop_after)
-        self._stopped_seen: set = set()
-        self._draining = False
         self.clock = clock
-        self.phase = WAITING
-        self.status = "healthy" if cfg.name == TELEMETRY_JOB else "idle"
+        self.phase = Phase.WAITING
+        self.since = clock()  # when the job entered its phase
+        self.health = Health.ALWAYS_HEALTHY if cfg.always_healthy else Health.IDLE
         self.started = False
         self.restarts_done = 0
         self.runs = 0
-        self._trigger: Optional[Event] = _trigger(cfg)
-        self._starts_left = _starts(cfg)
+        self.forced = False  # its exec had to be SIGKILLed when it would not stop
+        self.queued = 0  # starts waiting for the current run to end
+        self._stopped_seen: set = set()
+        self._trigger: Optional[Event] = trigger_of(cfg)
+        self._starts_left = starts_of(cfg)
         self._restarts_left = cfg.restarts
         self._needs_initial_registration = bool(cfg.initial_status and service)
         self._delay = 0.0
         self._run_started = 0.0
-        self._awaiting_exit = False
 
-    # -- life -------------------------------------------------------------
+    # -- life -----------------------------------------------------------------
 
     def begin(self) -> None:
         """Start the job's timers and registration, before `startup`."""
@@ -98,38 +200,69 @@ class Job:
         """Start life in maintenance (a job a reload brings in while Pilot is
         in maintenance): no registration, no heartbeat, until exitMaintenance.
         Jobs triggered by enterMaintenance are not run again."""
-        if self.name != TELEMETRY_JOB:
-            self.status = "maintenance"
+        self._set_health(Health.MAINTENANCE)
         self._needs_initial_registration = False
         if self.service is not None:
             self.service.mark_for_reregistration()
 
     @property
     def complete(self) -> bool:
-        return self.phase == COMPLETE
+        return self.phase is Phase.COMPLETE
+
+    @property
+    def status(self) -> str:
+        """The health as 3.8 words it."""
+        return self.health.shown
 
     def handle(self, event: Event) -> bool:
         """Apply the first matching rule; False once the job is complete."""
-        if self.phase == COMPLETE:
+        if self.phase is Phase.COMPLETE:
             return False
         if event.code == ev.STOPPED and (event.source in self.stop_after
                                          or event.source == self.cfg.when.source):
             self._stopped_seen.add(event.source)
-        if self.phase == STOPPING:
-            self._while_stopping(event)
-            return self.phase != COMPLETE
-        self._register_initial()
-        for rule in self._rules:
-            if rule(self, event):
-                break
-        return self.phase != COMPLETE
+        if self.phase in HALTING:
+            self._while_halting(event)
+        else:
+            self._register_initial()
+            for rule in self._rules:
+                if rule(self, event):
+                    break
+        return self.phase is not Phase.COMPLETE
 
-    # -- rules (SPEC §9.2), each returns True when it applied --------------
+    # -- the one door ----------------------------------------------------------
+
+    def _move(self, to: Phase) -> None:
+        if to not in TRANSITIONS[self.phase]:
+            raise IllegalTransition(
+                f"job {self.name}: cannot move from {self.phase.value} to {to.value}")
+        if to is not self.phase:
+            self.since = self.clock()
+        self.phase = to
+
+    def _set_health(self, health: Health) -> None:
+        """The telemetry service's job stays healthy whatever happens."""
+        if self.health is not Health.ALWAYS_HEALTHY:
+            self.health = health
+
+    # -- rules (§9.2), each returns True when it applied ---------------------------
+
+    def _on_draining(self, e: Event) -> bool:
+        """Shutdown in dependency order: the jobs this job's events started
+        stop first (bounded by the kill timeout). Nothing starts the exec
+        meanwhile (rule 6)."""
+        if self.phase is not Phase.DRAINING:
+            return False
+        if e.code == TICK_DRAIN or (e.code == ev.STOPPED and not self._pending_dependents()):
+            self._halt()
+            return True
+        return e.code in (TICK_INTERVAL, TICK_WHEN_TIMEOUT, TICK_RESTART, ev.SHUTDOWN,
+                          STOP, STOP_HOOK) or e == self._trigger
 
     def _on_heartbeat(self, e: Event) -> bool:
         if e.code != TICK_HEARTBEAT:
             return False
-        if self.status in ("idle", "maintenance"):
+        if self.health in (Health.IDLE, Health.MAINTENANCE):
             return True
         if self.cfg.health and self.cfg.health.exec and self.check is not None:
             if self.check.running:
@@ -166,34 +299,25 @@ class Job:
     def _on_check_result(self, e: Event) -> bool:
         if e.source != "check." + self.name or e.code not in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
             return False
-        if self.status == "maintenance":
+        if self.health is Health.MAINTENANCE:
             return True
         if e.code == ev.EXIT_FAILED:
-            self.status = "unhealthy"
+            self._set_health(Health.UNHEALTHY)
             self.publish(Event(ev.UNHEALTHY, self.name))
         else:
-            self.status = "healthy"
+            self._set_health(Health.HEALTHY)
             self.publish(Event(ev.HEALTHY, self.name))
             if self.service is not None:
                 self.service.send_heartbeat()
         return True
 
-    def _on_drained(self, e: Event) -> bool:
-        """Shutdown in dependency order: jobs started by this job's events
-        stop first (bounded by the kill timeout)."""
-        if not self._draining:
-            return False
-        if e.code == TICK_DRAIN or (e.code == ev.STOPPED and not self._pending_dependents()):
-            self._draining = False
-            self._halt()
-            return True
-        # Shutting down already: nothing may start the exec again (rule 6).
-        return e.code in (TICK_INTERVAL, TICK_WHEN_TIMEOUT, TICK_RESTART) or e == self._trigger
-
     def _on_shutdown(self, e: Event) -> bool:
+        """Rule 6 (and a reload's orders to stop one job): no more restarts,
+        no queued starts; an armed stop hook stays for one more run."""
         if e != ev.GLOBAL_SHUTDOWN and e.code not in (STOP, STOP_HOOK):
             return False
         self._restarts_left = 0
+        self.queued = 0
         self.timers.cancel(TICK_RESTART)
         hook = self._trigger is not None and self._trigger.code in (ev.STOPPING, ev.STOPPED)
         # A hook whose job has already stopped would wait for ever (3.8 does).
@@ -201,26 +325,22 @@ class Job:
         if hook and self.cfg.exec and e.code != STOP:
             if self._starts_left == UNLIMITED:
                 self._starts_left = 1
+            self._settle()
         elif e == ev.GLOBAL_SHUTDOWN and self._pending_dependents():
-            self._draining = True
+            self._move(Phase.DRAINING)
             self.timers.after(TICK_DRAIN, max(self.kill_timeout, 0.0), self._tick(TICK_DRAIN))
         else:
             self._halt()
         return True
 
-    def _pending_dependents(self) -> frozenset:
-        return self.stop_after - self._stopped_seen
-
     def _on_maintenance(self, e: Event) -> bool:
         if e == ev.GLOBAL_ENTER_MAINTENANCE:
-            if self.name != TELEMETRY_JOB:
-                self.status = "maintenance"
+            self._set_health(Health.MAINTENANCE)
             if self.service is not None:
                 self.service.deregister()
                 self.service.mark_for_reregistration()
         elif e == ev.GLOBAL_EXIT_MAINTENANCE:
-            if self.name != TELEMETRY_JOB:
-                self.status = "unknown"
+            self._set_health(Health.UNKNOWN)
         else:
             return False
         if e == self._trigger:
@@ -230,21 +350,22 @@ class Job:
     def _on_own_exit(self, e: Event) -> bool:
         if e.source != self.name or e.code not in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
             return False
-        if self.cfg.periodic:
-            return True
-        if self._take_restart():
+        if self.queued and self.phase is not Phase.DRAINING:
+            self._start_queued()
+            if not self.cfg.periodic and self._take_restart():
+                self.restarts_done += 1  # 3.8 restarts after the queued run
+                self.queued += 1
+                self._move(Phase.QUEUED)
+        elif self.cfg.periodic:
+            if self.phase is Phase.RUNNING and not self._process_alive():
+                self._move(Phase.SCHEDULED)
+        elif self._take_restart():
             self.restarts_done += 1
-            delay = self._next_delay()
-            if delay > 0:
-                log.info("%s: restarting in %.3gs", self.name, delay)
-                self.timers.after(TICK_RESTART, delay, self._tick(TICK_RESTART))
-            else:
-                self._start()
+            self._restart()
         elif self._starts_left != 0 and self._trigger is not None:
-            self.phase = WAITING
+            self._settle()
         else:
-            if self.name != TELEMETRY_JOB:
-                self.status = "unknown"
+            self._set_health(Health.UNKNOWN)
             self._halt()
         return True
 
@@ -262,15 +383,17 @@ class Job:
         return True
 
     _rules = (
-        _on_drained, _on_heartbeat, _on_when_timeout, _on_interval, _on_restart_tick,
-        _on_check_result, _on_shutdown, _on_maintenance, _on_own_exit,
-        _on_trigger,
+        _on_draining, _on_heartbeat, _on_when_timeout, _on_interval, _on_restart_tick,
+        _on_check_result, _on_shutdown, _on_maintenance, _on_own_exit, _on_trigger,
     )
 
-    # -- actions ----------------------------------------------------------
+    # -- actions ----------------------------------------------------------------------
 
     def _tick(self, code: str) -> Event:
         return Event(code, self.name)
+
+    def _pending_dependents(self) -> FrozenSet[str]:
+        return self.stop_after - self._stopped_seen
 
     def _take_restart(self) -> bool:
         if self._restarts_left == UNLIMITED:
@@ -280,8 +403,17 @@ class Job:
             return True
         return False
 
+    def _restart(self) -> None:
+        delay = self._next_delay()
+        if delay > 0:
+            log.info("%s: restarting in %.3gs", self.name, delay)
+            self._move(Phase.BACKING_OFF)
+            self.timers.after(TICK_RESTART, delay, self._tick(TICK_RESTART))
+        else:
+            self._start()
+
     def _next_delay(self) -> float:
-        """Restart backoff: doubles up to the cap; a long run resets it."""
+        """Restart back-off: doubles up to the cap; a long run resets it."""
         cfg = self.cfg
         if cfg.restart_delay <= 0:
             return 0.0
@@ -294,25 +426,54 @@ class Job:
         return self._delay
 
     def _start(self) -> None:
+        """Start the exec now, or queue the start behind the run still alive
+        (runs never overlap, §9.9): it happens when that run's exit comes."""
         self.timers.cancel(TICK_WHEN_TIMEOUT)
         self.started = True
-        self.phase = RUNNING
-        if self.name != TELEMETRY_JOB and self.status != "maintenance":
-            self.status = "unknown"
+        if self.health is not Health.MAINTENANCE:
+            self._set_health(Health.UNKNOWN)
+        if self.process is not None and self.process.running:
+            self.queued += 1
+            self._move(Phase.QUEUED)
+            return
+        self._move(Phase.RUNNING)
+        self._run()
+
+    def _start_queued(self) -> None:
+        self.queued -= 1
+        self._move(Phase.QUEUED if self.queued else Phase.RUNNING)
+        self._run()
+
+    def _run(self) -> None:
         if self.process is not None:
             self.runs += 1
             self._run_started = self.clock()
             self.process.start()
+
+    def _settle(self) -> None:
+        """Between runs, waiting for the trigger (or still running)."""
+        if self.phase is Phase.BACKING_OFF:
+            self._move(Phase.WAITING)
+        elif self.phase is Phase.QUEUED:
+            self._move(Phase.RUNNING)
+        elif self.phase is Phase.RUNNING and not self._process_alive():
+            self._move(Phase.WAITING)
+
+    def _process_alive(self) -> bool:
+        return self.process is not None and self.process.running
 
     def _register_initial(self) -> None:
         if self._needs_initial_registration:
             if self.service.register_with_initial_status():
                 self._needs_initial_registration = False
 
+    # -- halting (§9.8) -----------------------------------------------------------------
+
     def _halt(self) -> None:
-        """SPEC §9.8: stopping, wait for the dependent, stop, stopped."""
-        self.phase = STOPPING
+        """`stopping`, wait for the pre-stop hook, stop, `stopped`."""
+        self._move(Phase.STOPPING)
         self._restarts_left = 0
+        self.queued = 0
         self.timers.cancel_all()
         self.publish(Event(ev.STOPPING, self.name))
         if self.dependent:
@@ -322,8 +483,8 @@ class Job:
             return
         self._finish()
 
-    def _while_stopping(self, e: Event) -> None:
-        if self._awaiting_exit:
+    def _while_halting(self, e: Event) -> None:
+        if self.phase is Phase.EXITING:
             if e.source == self.name and e.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
                 self._complete()
             elif e.code == TICK_KILL:
@@ -341,31 +502,33 @@ class Job:
         self.timers.cancel_all()
         if self.check is not None and self.check.running:
             self.check.signal(signal.SIGTERM)
-        # Signal first (SPEC §9.8 order): a hung Consul agent makes the
-        # deregistration wait for its timeout, and the process must not.
-        stopping = self.process is not None and self.process.running
-        if stopping:
-            self._awaiting_exit = True
+        # Signal first (§9.8 order): a hung Consul agent must not keep the
+        # process running while its deregistration waits.
+        exiting = self._process_alive()
+        if exiting:
+            self._move(Phase.EXITING)
             self.process.signal(self.cfg.stop_signal)
             self.timers.after(TICK_KILL, max(self.kill_timeout, 0.0), self._tick(TICK_KILL))
         if self.service is not None:
             self.service.deregister()
-        if not stopping:
+        if not exiting:
             self._complete()
 
     def _kill(self) -> None:
-        log.info('killing processes for job "%s"', self.name)
+        log.warning('killing processes for job "%s": it did not stop within %gs of its stop signal',
+                    self.name, self.kill_timeout)
+        self.forced = True
         self.process.signal(signal.SIGKILL)
         self._complete()  # the exit event may never come: done
 
     def _complete(self) -> None:
-        self._awaiting_exit = False
         self.timers.cancel_all()
-        self.phase = COMPLETE
+        self._move(Phase.COMPLETE)
         self.publish(Event(ev.STOPPED, self.name))
 
 
-def _trigger(cfg: JobConfig) -> Optional[Event]:
+def trigger_of(cfg: JobConfig) -> Optional[Event]:
+    """The event that starts the job (periodic jobs: startup)."""
     w = cfg.when
     if w.interval is not None:
         return ev.GLOBAL_STARTUP
@@ -374,10 +537,143 @@ def _trigger(cfg: JobConfig) -> Optional[Event]:
     return Event(w.event, w.source)
 
 
-def _starts(cfg: JobConfig) -> int:
+def starts_of(cfg: JobConfig) -> int:
+    """How many times the trigger may start the job."""
     w = cfg.when
     if w.interval is not None:
         return 1
     if w.source is None or w.event is None:
         return 0
     return UNLIMITED if (w.each or w.is_signal) else 1
+
+
+def sources_of(cfg: JobConfig, dependent: Optional[str], stop_after: FrozenSet[str]) -> FrozenSet[str]:
+    """Every event source the rules above look at for this job: the bus
+    delivers it nothing else (ticks and orders come straight to it)."""
+    found = {ev.GLOBAL, cfg.name, "check." + cfg.name} | set(stop_after)
+    if cfg.when.source:
+        found.add(cfg.when.source)
+    if dependent:
+        found.add(dependent)
+    return frozenset(found)
+
+
+# -- a job with its real collaborators -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One job as `-status`, `/v3/status` and telemetry's `/status` show it."""
+
+    name: str
+    phase: Phase
+    health: Health
+    since: float  # monotonic time it entered `phase`
+    pid: Optional[int]
+    restarts: int
+    runs: int
+    last_exit: Optional[object]  # exit code, or the reason it ended otherwise
+    advertised: bool
+    address: str
+    port: int
+
+    @property
+    def status(self) -> str:
+        return self.health.shown
+
+    def as_dict(self) -> Dict[str, object]:
+        return {"name": self.name, "state": self.phase.value, "status": self.health.shown,
+                "pid": self.pid, "restarts": self.restarts, "runs": self.runs,
+                "last_exit": self.last_exit, "advertised": self.advertised}
+
+
+class JobRunner:
+    """A Job wired to the bus: its exec and health check as commands, its
+    timers, its Consul service, and its subscription (only the sources its
+    rules look at). The job's work runs inside the bus's delivery; the
+    runner owns no greenlet of its own besides its timers and commands."""
+
+    def __init__(self, cfg: JobConfig, *, bus, environ: dict, service: Optional[Service] = None,
+                 dependent: Optional[str] = None, stop_after: FrozenSet[str] = frozenset(),
+                 kill_timeout: float = 5.0,
+                 on_complete: Callable[["JobRunner"], None] = lambda runner: None):
+        self.cfg = cfg
+        self._bus = bus
+        self._sub = None
+        self._on_complete = on_complete
+        self.timers = Timers(bus, lambda: self._sub)
+        process = check = None
+        if cfg.exec:
+            process = Command(cfg.name, cfg.exec, timeout=cfg.exec_timeout, raw=cfg.raw_logging,
+                              environ=environ, publish=bus.publish)
+        if cfg.health and cfg.health.exec:
+            h = cfg.health
+            timeout = h.interval if h.timeout is None else h.timeout
+            check = Command(f"check.{cfg.name}", h.exec, timeout=timeout, raw=h.raw_logging,
+                            field="check", environ=environ, publish=bus.publish,
+                            env_names=(pid_env_name("check"), pid_env_name(f"check_{cfg.name}")))
+        self.job = Job(cfg, publish=bus.publish, timers=self.timers, process=process,
+                       check=check, service=service, dependent=dependent,
+                       kill_timeout=kill_timeout, stop_after=stop_after)
+        self.sources = sources_of(cfg, dependent, stop_after)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def complete(self) -> bool:
+        return self.job.complete
+
+    def start(self) -> None:
+        """Subscribe, then start timers and registration (before `startup`)."""
+        self._sub = self._bus.subscribe(self.handle, self.sources)
+        self.job.begin()
+
+    def handle(self, event: Event) -> None:
+        """One event. A bug met while handling it is logged and the job goes
+        on with the next event: the supervisor never dies of it."""
+        try:
+            alive = self.job.handle(event)
+        except Exception as exc:  # noqa: BLE001 - keep supervising
+            log.error("job %s: internal error on %s: %r", self.name, event, exc)
+            log.debug("job %s: internal error on %s", self.name, event, exc_info=True)
+            alive = not self.job.complete
+        if not alive:
+            self._close()
+
+    def tell(self, event: Event) -> None:
+        """Deliver `event` to this job alone, in bus order (a reload's
+        `startup` for a new job, its orders to stop one)."""
+        if self._sub is not None and self._sub.active:
+            self._bus.send(self._sub, event)
+
+    def order(self, code: str) -> None:
+        """An order for this job alone (STOP / STOP_HOOK)."""
+        self.tell(Event(code, self.name))
+
+    def _close(self) -> None:
+        """A complete job leaves the bus and keeps no timer."""
+        self.timers.cancel_all()
+        if self._sub is not None:
+            self._sub.cancel()
+        self._on_complete(self)
+
+    def commands(self):
+        return [c for c in (self.job.process, self.job.check) if c is not None]
+
+    def status(self) -> JobStatus:
+        job, cfg = self.job, self.cfg
+        process = job.process
+        last = process.last_status if process is not None else None
+        if last is None:
+            last_exit = None
+        elif last.signal is None and last.error is None:
+            last_exit = last.code
+        else:
+            last_exit = last.reason
+        return JobStatus(
+            name=cfg.name, phase=job.phase, health=job.health, since=job.since,
+            pid=process.pid if process is not None and process.running else None,
+            restarts=job.restarts_done, runs=job.runs, last_exit=last_exit,
+            advertised=cfg.advertised, address=cfg.ip or "", port=cfg.port)

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Protocol, Sequence, Tuple
 
 import bottle
 from prometheus_client import (CollectorRegistry, GCCollector, PlatformCollector,
@@ -222,16 +222,30 @@ def labelled(label_names: Tuple[str, ...], values: Dict[tuple, float]) -> List[S
 # --- telemetry -----------------------------------------------------------------------
 
 
-class Telemetry:
-    """Metrics and the telemetry HTTP server of one App (SPEC §13).
+class JobView(Protocol):
+    """One job as telemetry shows it (`pilot.jobs.JobStatus`)."""
 
-    Uses from `app`: bus (listen/unlisten), runners (name → runner with
-    `.job.status`, `.job.restarts_done`, `.cfg`), cfg.watches.
+    name: str
+    status: str  # healthy, unhealthy, maintenance, unknown, idle
+    restarts: int
+    advertised: bool
+    address: str
+    port: int
+
+
+class Telemetry:
+    """Metrics and the telemetry HTTP server (docs/behaviour.md §13).
+
+    It counts every event published on `bus`, and reads the jobs (`jobs()`)
+    and the names of the configured watches (`watches()`) when asked.
     """
 
-    def __init__(self, app, cfg: TelemetryConfig, attempts: int = BIND_ATTEMPTS,
-                 delay: float = BIND_DELAY):
-        self.app = app
+    def __init__(self, cfg: TelemetryConfig, *, bus, jobs: Callable[[], Iterable[JobView]],
+                 watches: Callable[[], Sequence[str]] = tuple,
+                 attempts: int = BIND_ATTEMPTS, delay: float = BIND_DELAY):
+        self.bus = bus
+        self.jobs = jobs
+        self.watches = watches
         self.cfg = cfg
         self.user: Dict[str, Tuple[MetricConfig, object]] = {}
         self._legacy: Dict[str, str] = {}
@@ -255,10 +269,10 @@ class Telemetry:
 
     def start(self) -> None:
         self.server.start()
-        self.app.bus.listen(self.count_event)
+        self.bus.listen(self.count_event)
 
     def stop(self) -> None:
-        self.app.bus.unlisten(self.count_event)
+        self.bus.unlisten(self.count_event)
         self.server.stop()
 
     def adopt(self, previous: "Telemetry") -> None:
@@ -319,7 +333,7 @@ class Telemetry:
         yield family_text("containerpilot_events",
                           "count of ContainerPilot events, partitioned by type and source",
                           "counter", labelled(("code", "source"), self.events))
-        restarts = {(name, ): float(r.job.restarts_done) for name, r in self._runners()}
+        restarts = {(job.name, ): float(job.restarts) for job in self.jobs()}
         yield family_text("containerpilot_job_restarts",
                           "restarts of each job since the config was loaded",
                           "counter", labelled(("job",), restarts))
@@ -333,20 +347,17 @@ class Telemetry:
     def metrics_text(self) -> bytes:
         return "".join(self.families()).encode() + generate_latest(self.registry)
 
-    def _runners(self):
-        return list(getattr(self.app, "runners", {}).items())
-
     def status_doc(self) -> dict:
         """`GET /status` exactly as 3.8 (SPEC §13.2), computed now."""
         jobs, services = [], []
-        for name, r in self._runners():
-            status = r.job.status if r.job.status in JOB_STATUSES else "unknown"
-            if r.cfg.advertised:
-                services.append({"Name": name, "Address": r.cfg.ip or "",
-                                 "Port": r.cfg.port, "Status": status})
+        for job in self.jobs():
+            status = job.status if job.status in JOB_STATUSES else "unknown"
+            if job.advertised:
+                services.append({"Name": job.name, "Address": job.address,
+                                 "Port": job.port, "Status": status})
             else:
-                jobs.append({"Name": name, "Status": status})
-        watches = [w.name for w in self.app.cfg.watches]
+                jobs.append({"Name": job.name, "Status": status})
+        watches = list(self.watches())
         return {"Version": __version__, "Jobs": jobs or None,
                 "Services": services or None, "Watches": watches or None}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import gevent
 
@@ -37,12 +37,13 @@ class Watch:
 
     blocking = True
 
-    def __init__(self, cfg: WatchConfig, consul, bus, app=None,
+    def __init__(self, cfg: WatchConfig, consul, bus,
+                 report: Optional[Callable[[str, int], None]] = None,
                  log: Optional[logging.Logger] = None):
         self.cfg = cfg
         self.consul = consul
         self.bus = bus
-        self.app = app
+        self.report = report  # (service, passing instances) after every answer
         self.log = log or logging.getLogger("pilot.watches")
         self.instances: List[Instance] = []
         self.index = 0  # the Consul index the next blocking query waits past
@@ -141,9 +142,8 @@ class Watch:
         return True
 
     def _report_count(self, count: int) -> None:
-        telemetry = getattr(self.app, "telemetry", None)
-        if telemetry is not None:
-            telemetry.set_watch_instances(self.cfg.name, count)
+        if self.report is not None:
+            self.report(self.cfg.name, count)
 
 
 def changed(old: List[Instance], new: List[Instance]) -> bool:

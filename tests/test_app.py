@@ -1,51 +1,8 @@
-"""App wiring that needs no processes: stop order and pre-stop links."""
+"""The App with real processes and no sockets: completion, shutdown, the
+environment jobs see."""
 from pilot import events as ev
-from pilot.app import dependents, exit_events, ip_env_name, stop_order
-from pilot.commands import ExitStatus
+from pilot.app import ip_env_name
 from pilot.config.model import JobConfig, When
-from pilot.events import Event
-
-
-def job(name, source=None, event=None, **kw):
-    when = When(source=source, event=event, **kw) if source else When()
-    return JobConfig(name=name, exec=("true",), when=when)
-
-
-def test_stop_order_lists_jobs_started_by_a_jobs_events():
-    """web (gated on agent healthy) stops before agent; hooks are excluded."""
-    jobs = [job("agent"), job("web", "agent", ev.HEALTHY),
-            job("pre", "web", ev.STOPPING), job("post", "web", ev.STOPPED),
-            job("tick", "agent", ev.HEALTHY, interval=1.0)]
-    order = stop_order(jobs)
-    assert order["agent"] == {"web"}
-    assert order["web"] == frozenset()
-
-
-def test_stop_order_breaks_two_job_cycles():
-    """Two jobs started by each other's events wait for neither."""
-    order = stop_order([job("a", "b", ev.HEALTHY), job("b", "a", ev.HEALTHY)])
-    assert order == {"a": frozenset(), "b": frozenset()}
-
-
-def test_dependents_pick_the_last_prestop_job():
-    """Several jobs on A's stopping: only the last in config is waited for."""
-    deps = dependents([job("a"), job("p1", "a", ev.STOPPING), job("p2", "a", ev.STOPPING)])
-    assert deps == {"a": "p2"}
-
-
-def test_exit_events_as_spec():
-    """exitSuccess on 0; exitFailed plus error{NAME: reason} otherwise."""
-    assert exit_events("app", ExitStatus(code=0)) == [Event(ev.EXIT_SUCCESS, "app")]
-    assert exit_events("app", ExitStatus(signal=9)) == [
-        Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, "app: signal: killed")]
-
-
-def test_spawn_failure_error_event_is_the_bare_error():
-    """A run that never started publishes error{<error>} without the name
-    prefix, as 3.8 (SPEC §9.9)."""
-    msg = "fork/exec /x: no such file or directory"
-    assert exit_events("app", ExitStatus(error=msg)) == [
-        Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, msg)]
 
 
 def test_ip_env_name():

@@ -47,11 +47,25 @@ def test_exit_code_and_output_lines(caplog):
 
 
 def test_spawn_failure_is_an_exit_with_a_reason():
-    """A program not in PATH fails like Go's exec.LookPath."""
+    """A program not in PATH fails like Go's exec.LookPath; the command
+    publishes exitFailed and the bare error at once."""
+    from pilot import events as ev
+    from pilot.events import Event
     seen = []
-    st = run(Command("app", ["no-such-program-x"], environ={"PATH": "/bin"}, on_exit=seen.append))
+    st = run(Command("app", ["no-such-program-x"], environ={"PATH": "/bin"}, publish=seen.append))
     assert st.error == 'exec: "no-such-program-x": executable file not found in $PATH'
-    assert seen == [st] and not st.success
+    assert not st.success
+    assert seen == [Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, st.error)]
+
+
+def test_a_finished_run_publishes_its_exit_events():
+    """Commands publish their own exits: exitFailed and error{NAME: reason}."""
+    from pilot import events as ev
+    from pilot.events import Event
+    seen = []
+    run(Command("app", ["sh", "-c", "exit 3"], environ={"PATH": os.environ["PATH"]},
+                publish=seen.append))
+    assert seen == [Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, "app: exit status 3")]
 
 
 @pytest.mark.parametrize("path,reason", [
@@ -101,37 +115,23 @@ def test_pid_variable_lives_while_the_run_lives():
     assert "CONTAINERPILOT_MY_JOB_PID" not in env
 
 
-def test_runs_never_overlap():
-    """start() while a run is alive waits for it to end first."""
-    cmd = Command("one", ["sleep", "0.2"], environ={"PATH": os.environ["PATH"]})
+def test_starting_while_a_run_is_alive_is_refused():
+    """Runs never overlap and start() never waits: starting while the
+    previous run lives is a caller's bug (the job queues instead)."""
+    cmd = Command("one", ["sleep", "30"], environ={"PATH": os.environ["PATH"]})
     cmd.start()
     first = cmd.pid
-    cmd.start()  # blocks until the first run has exited
-    assert cmd.pid != first
-    assert not alive(first)
-    assert cmd.wait(timeout=5).success
-
-
-def test_waiting_for_the_previous_run_ends_when_interrupted():
-    """A start waiting for a long run gives up (spawns nothing, returns False)
-    once `interrupt` is set: an order to stop the job must not wait behind a
-    run that may never end."""
-    import gevent.event
-    interrupt = gevent.event.Event()
-    cmd = Command("long", ["sleep", "60"], environ={"PATH": os.environ["PATH"]},
-                  interrupt=interrupt)
-    assert cmd.start()
-    first = cmd.pid
     try:
-        second = gevent.spawn(cmd.start)
-        gevent.sleep(0)  # one switch: it runs until it blocks on the first run
-        assert not second.ready()
-        interrupt.set()
-        assert second.get(timeout=5) is False
+        with pytest.raises(RuntimeError, match="previous run"):
+            cmd.start()
         assert cmd.pid == first and cmd.running
     finally:
         cmd.signal(signal.SIGKILL)
     assert cmd.wait(timeout=5) is not None
+    cmd.start()  # once it has ended, a new run starts
+    assert cmd.pid != first
+    cmd.signal(signal.SIGKILL)
+    cmd.wait(timeout=5)
 
 
 def alive(pid):
@@ -148,3 +148,24 @@ def test_signal_reaches_the_process_group():
     cmd.start()
     assert cmd.signal(signal.SIGQUIT)
     assert cmd.wait(timeout=5).signal == signal.SIGQUIT
+
+
+def test_exit_events_as_documented():
+    """exitSuccess on 0; exitFailed plus error{NAME: reason} otherwise."""
+    from pilot import events as ev
+    from pilot.commands import exit_events
+    from pilot.events import Event
+    assert exit_events("app", ExitStatus(code=0)) == [Event(ev.EXIT_SUCCESS, "app")]
+    assert exit_events("app", ExitStatus(signal=9)) == [
+        Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, "app: signal: killed")]
+
+
+def test_spawn_failure_error_event_is_the_bare_error():
+    """A run that never started publishes error{<error>} without the name
+    prefix, as 3.8."""
+    from pilot import events as ev
+    from pilot.commands import exit_events
+    from pilot.events import Event
+    msg = "fork/exec /x: no such file or directory"
+    assert exit_events("app", ExitStatus(error=msg)) == [
+        Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, msg)]

@@ -78,7 +78,7 @@ def app():
 
 @pytest.fixture
 def server(app, tmp_path):
-    return ControlServer(app, str(tmp_path / "pilot.socket"))
+    return ControlServer(app, str(tmp_path / "pilot.socket"), metrics=lambda: app.telemetry)
 
 
 def error_of(body):

@@ -397,12 +397,12 @@ def test_background_heartbeat_returns_while_the_agent_hangs(agent, log, monkeypa
         bg.send_heartbeat()  # one already in flight: skipped
         assert bg.register_with_initial_status() is False
     gevent.sleep(0.05)  # the registration is now in flight
-    stopper = gevent.spawn(bg.deregister)
+    with gevent.Timeout(5):
+        bg.deregister()  # returns at once; the deregistration runs in the background
     gevent.sleep(0.05)
     release.set()
-    stopper.join(timeout=5)
-    assert stopper.successful()
-    gevent.sleep(0.05)
+    bg.leaving.join(timeout=5)
+    assert bg.leaving.successful()
     assert [r[1] for r in agent.requests] == ["/v1/agent/service/deregister/app-host1"]
     assert agent.services == {}
 
@@ -413,6 +413,7 @@ def test_background_heartbeat_voided_by_a_deregistration(agent, log):
     bg = discovery.BackgroundService(service(agent, log))
     bg.send_heartbeat()
     bg.deregister()  # runs before the heartbeat's greenlet gets a turn
+    bg.leaving.join(timeout=5)
     gevent.sleep(0.05)
     assert puts(agent, "/v1/agent/service/register") == []
     assert agent.services == {}

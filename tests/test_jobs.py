@@ -1,4 +1,10 @@
-"""The job state machine, driven by feeding events: no greenlets, no clock."""
+"""The job state machine, driven by feeding events: no greenlets, no clock.
+
+The fakes stand in for the interfaces `Job` declares (`Process`, `Service`,
+`TimerSet`); `test_fakes_and_real_parts_implement_the_job_interfaces` keeps
+both the fakes and the production classes true to them.
+"""
+import inspect
 import signal
 
 import pytest
@@ -7,7 +13,7 @@ from pilot import events as ev
 from pilot.config.model import UNLIMITED, HealthConfig, JobConfig, When
 from pilot.events import Event
 from pilot import jobs
-from pilot.jobs import Job
+from pilot.jobs import TRANSITIONS, Health, IllegalTransition, Job, Phase
 
 
 class FakeCommand:
@@ -17,6 +23,8 @@ class FakeCommand:
         self.running = False
 
     def start(self):
+        if self.running:  # as the real Command: runs never overlap
+            raise RuntimeError("started while running")
         self.starts += 1
         self.running = True
 
@@ -154,7 +162,7 @@ def test_each_trigger_runs_per_event_and_never_completes():
         h.run_to_exit()
     assert h.process.starts == 3
     assert not h.job.complete
-    assert h.job.phase == jobs.WAITING
+    assert h.job.phase is Phase.WAITING
 
 
 def test_each_with_restarts_counts_restarts_over_whole_life():
@@ -535,22 +543,6 @@ def test_stop_hook_keeps_an_armed_hook_for_one_more_run():
     assert h.job.complete
 
 
-def test_hooks_of_a_stopping_job_stop_with_it():
-    """On reload a pre-/post-stop hook of a job being replaced is replaced
-    too (transitively), so the new job has armed hooks; others are kept."""
-    from pilot.app import hooks_of
-
-    class R:
-        def __init__(self, cfg):
-            self.cfg = cfg
-    app = R(job("app"))
-    pre = R(job("pre", when=When(source="app", event=ev.STOPPING)))
-    prepre = R(job("prepre", when=When(source="pre", event=ev.STOPPED)))
-    web = R(job("web", when=When(source="app", event=ev.HEALTHY)))
-    found = hooks_of([app], {"pre": pre, "prepre": prepre, "web": web})
-    assert [r.cfg.name for r in found] == ["pre", "prepre"]
-
-
 # -- properties over random event sequences ----------------------------------
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
@@ -585,7 +577,8 @@ configs_st = st.builds(
 @settings(max_examples=300, deadline=None)
 @given(configs_st, events_st)
 def test_random_event_sequences_keep_the_job_consistent(cfg, events):
-    """Whatever arrives: handle() never raises; stopping/stopped are
+    """Whatever arrives: handle() never raises (no illegal move); the phase
+    says whether a process runs; stopping/stopped are
     published at most once each and in that order; a complete job never
     starts again; restarts never exceed the configured limit."""
     h = Harness(cfg)
@@ -593,7 +586,8 @@ def test_random_event_sequences_keep_the_job_consistent(cfg, events):
     for e in events:
         if e.source == "app" and e.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) and h.process:
             h.process.exited()
-        h.job.handle(e)
+        h.job.handle(e)  # the door raises IllegalTransition on a move not in the table
+        assert_phase_matches_process(h)
         if h.job.complete and starts_when_complete is None:
             starts_when_complete = h.process.starts
     own = [p for p in h.published if p.source == "app" and p.code in (ev.STOPPING, ev.STOPPED)]
@@ -635,3 +629,182 @@ def test_a_job_held_in_maintenance_does_not_register_until_maintenance_ends():
     h.feed(ev.GLOBAL_EXIT_MAINTENANCE, Event(jobs.TICK_HEARTBEAT, "app"),
            Event(ev.EXIT_SUCCESS, "check.app"))
     assert h.check.starts == 1 and svc.calls[-1] == "heartbeat"
+
+
+def assert_phase_matches_process(h):
+    """What -status shows is true: between runs no process is alive, a
+    queued start means one is."""
+    alive = h.process is not None and h.process.running
+    if h.job.phase in (Phase.WAITING, Phase.BACKING_OFF, Phase.SCHEDULED, Phase.COMPLETE):
+        assert not alive or h.job.phase is Phase.COMPLETE, h.job.phase
+    if h.job.phase is Phase.QUEUED:
+        assert alive and h.job.queued > 0
+    if h.job.phase is Phase.EXITING:
+        assert alive
+
+
+# -- the explicit life cycle --------------------------------------------------------
+
+
+def test_the_door_refuses_a_move_not_in_the_table_and_names_both_phases():
+    """An illegal move is a bug: refused, naming the job and both phases."""
+    h = Harness(job())
+    with pytest.raises(IllegalTransition, match="job app: cannot move from waiting to complete"):
+        h.job._move(Phase.COMPLETE)
+    assert h.job.phase is Phase.WAITING
+
+
+def test_every_phase_is_in_the_table_and_only_halting_completes():
+    """Each phase has its row; COMPLETE is reached only from the two halting
+    phases and leads nowhere; every halt passes through STOPPING."""
+    assert set(TRANSITIONS) == set(Phase)
+    into_complete = {p for p, to in TRANSITIONS.items() if Phase.COMPLETE in to}
+    assert into_complete == {Phase.STOPPING, Phase.EXITING}
+    assert TRANSITIONS[Phase.COMPLETE] == frozenset()
+    into_exiting = {p for p, to in TRANSITIONS.items() if Phase.EXITING in to}
+    assert into_exiting == {Phase.STOPPING}
+
+
+def test_restart_back_off_is_its_own_phase_without_a_process():
+    """During restartDelay the job is backing off, not running."""
+    h = Harness(job(restarts=UNLIMITED, restart_delay=5.0))
+    startup(h)
+    assert h.job.phase is Phase.RUNNING
+    h.run_to_exit(ev.EXIT_FAILED)
+    assert h.job.phase is Phase.BACKING_OFF and not h.process.running
+    h.feed(h.timers.after_[jobs.TICK_RESTART][1])
+    assert h.job.phase is Phase.RUNNING and h.process.starts == 2
+
+
+def test_a_trigger_during_a_run_is_queued_not_blocking():
+    """Runs never overlap, and handle() never waits: a trigger while the
+    previous run is alive queues a start (phase queued) that happens when
+    that run's exit arrives."""
+    h = Harness(job(when=When(source="watch.db", event=ev.CHANGED, each=True)))
+    startup(h)
+    h.feed(Event(ev.CHANGED, "watch.db"))
+    h.feed(Event(ev.CHANGED, "watch.db"), Event(ev.CHANGED, "watch.db"))
+    assert h.process.starts == 1
+    assert h.job.phase is Phase.QUEUED and h.job.queued == 2
+    h.run_to_exit()
+    assert h.process.starts == 2 and h.job.phase is Phase.QUEUED
+    h.run_to_exit()
+    assert h.process.starts == 3 and h.job.phase is Phase.RUNNING
+    h.run_to_exit()
+    assert h.job.phase is Phase.WAITING
+
+
+def test_an_order_to_stop_drops_the_queued_starts():
+    """Shutdown does not wait behind queued triggers: they are dropped and
+    the running exec gets its stop signal."""
+    h = Harness(job(when=When(source="SIGHUP", event=ev.SIGNAL, each=True)))
+    startup(h)
+    h.feed(*[Event(ev.SIGNAL, "SIGHUP")] * 50)
+    assert h.job.queued == 49
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.job.phase is Phase.EXITING and h.job.queued == 0
+    assert h.process.signals == [signal.SIGTERM]
+    h.run_to_exit(ev.EXIT_FAILED)
+    assert h.job.complete and h.process.starts == 1
+
+
+def test_a_periodic_job_between_runs_is_scheduled():
+    """After its run a periodic job waits for its next tick: scheduled."""
+    h = Harness(job(when=When(interval=2.0), restarts=UNLIMITED))
+    startup(h)
+    h.run_to_exit()
+    assert h.job.phase is Phase.SCHEDULED
+    h.feed(Event(jobs.TICK_INTERVAL, "app"))
+    assert h.job.phase is Phase.RUNNING
+
+
+def test_a_tick_during_a_long_periodic_run_queues_the_next_run():
+    """A periodic run still alive at the next tick: the next run starts
+    when it ends, never beside it."""
+    h = Harness(job(when=When(interval=1.0), restarts=UNLIMITED))
+    startup(h)
+    h.feed(Event(jobs.TICK_INTERVAL, "app"))
+    assert h.job.phase is Phase.QUEUED and h.process.starts == 1
+    h.run_to_exit(ev.EXIT_FAILED)
+    assert h.job.phase is Phase.RUNNING and h.process.starts == 2
+
+
+def test_draining_and_halting_phases_at_shutdown():
+    """An agent whose events started web drains (waits for web) before it
+    halts; halting with a live process is `exiting` until the exit."""
+    h = Harness(job("agent", restarts=UNLIMITED))
+    h.job.stop_after = frozenset({"web"})
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.job.phase is Phase.DRAINING
+    h.feed(Event(ev.STOPPED, "web"))
+    assert h.job.phase is Phase.EXITING
+    h.run_to_exit(ev.EXIT_FAILED)
+    assert h.job.phase is Phase.COMPLETE
+
+
+def test_a_forced_kill_is_remembered():
+    """A job SIGKILLed because it ignored its stop signal says so (Pilot's
+    exit status reports it)."""
+    h = Harness(job(restarts=UNLIMITED))
+    startup(h)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert not h.job.forced
+    h.feed(Event(jobs.TICK_KILL, "app"))
+    assert h.job.forced and h.job.complete
+
+
+def test_health_is_an_enum_and_the_telemetry_job_is_always_healthy():
+    """Health moves idle → unknown → healthy/unhealthy/maintenance; the
+    telemetry service's job is healthy whatever happens (3.8 shows it so)."""
+    h = Harness(job(health=health()))
+    assert h.job.health is Health.IDLE
+    startup(h)
+    assert h.job.health is Health.UNKNOWN
+    h.feed(Event(ev.EXIT_FAILED, "check.app"))
+    assert h.job.health is Health.UNHEALTHY and h.job.status == "unhealthy"
+    tel = Harness(JobConfig(name="containerpilot", port=9090, always_healthy=True,
+                            health=health(exec_=None)), service=FakeService())
+    for e in (ev.GLOBAL_STARTUP, ev.GLOBAL_ENTER_MAINTENANCE, ev.GLOBAL_EXIT_MAINTENANCE):
+        tel.feed(e)
+        assert tel.job.health is Health.ALWAYS_HEALTHY and tel.job.status == "healthy"
+
+
+def test_since_is_when_the_job_entered_its_phase():
+    """`since` moves with the phase, not with every event."""
+    now = [100.0]
+    h = Harness(job(when=When(source="db", event=ev.HEALTHY)), clock=lambda: now[0])
+    assert h.job.since == 100.0
+    now[0] = 105.0
+    h.feed(Event(ev.HEALTHY, "x"))
+    assert h.job.since == 100.0
+    h.feed(Event(ev.HEALTHY, "db"))
+    assert h.job.since == 105.0 and h.job.phase is Phase.RUNNING
+
+
+def _public(cls):
+    return {name: member for name, member in vars(cls).items()
+            if not name.startswith("_") and callable(member)}
+
+
+def assert_implements(cls, protocol):
+    """Every method the protocol declares exists on `cls` with the same parameters."""
+    for name, declared in _public(protocol).items():
+        real = getattr(cls, name, None)
+        assert callable(real), f"{cls.__name__} lacks {name}()"
+        assert list(inspect.signature(real).parameters) == list(inspect.signature(declared).parameters), \
+            f"{cls.__name__}.{name}{inspect.signature(real)} != {protocol.__name__}.{name}{inspect.signature(declared)}"
+
+
+def test_fakes_and_real_parts_implement_the_job_interfaces():
+    """The fakes above and the production classes both follow the
+    interfaces `Job` declares, so a passing unit test means something."""
+    from pilot.commands import Command
+    from pilot.discovery import BackgroundService
+    from pilot.events import Timers
+    for cls in (FakeCommand, Command):
+        assert_implements(cls, jobs.Process)
+    for cls in (FakeService, BackgroundService):
+        assert_implements(cls, jobs.Service)
+    for cls in (FakeTimers, Timers):
+        assert_implements(cls, jobs.TimerSet)

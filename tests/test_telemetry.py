@@ -11,7 +11,7 @@ import pytest
 
 from pilot import __version__
 from pilot import events as ev
-from pilot.config.model import JobConfig, MetricConfig, TelemetryConfig, WatchConfig
+from pilot.config.model import MetricConfig, TelemetryConfig, WatchConfig
 from pilot.errors import PilotError
 from pilot.events import Bus, Event
 from pilot.telemetry import Telemetry, UserSummary, go_float, metric_number
@@ -27,18 +27,20 @@ METRICS = (
 
 
 def runner(name, status="idle", port=0, ip=None, restarts=0):
-    return SimpleNamespace(cfg=JobConfig(name=name, port=port, ip=ip),
-                           job=SimpleNamespace(status=status, restarts_done=restarts))
+    """A job as telemetry sees it (`pilot.telemetry.JobView`)."""
+    return SimpleNamespace(name=name, status=status, restarts=restarts, advertised=port != 0,
+                           address=ip or "", port=port)
 
 
-def fake_app(runners=(), watches=()):
-    return SimpleNamespace(bus=Bus(), runners={r.cfg.name: r for r in runners},
-                           cfg=SimpleNamespace(watches=tuple(watches)))
+def make(cfg, runners=(), watches=(), bus=None, **kw):
+    """A Telemetry over fixed jobs and watches."""
+    return Telemetry(cfg, bus=bus or Bus(), jobs=lambda: list(runners),
+                     watches=lambda: [w.name for w in watches], **kw)
 
 
 @pytest.fixture
 def tel():
-    return Telemetry(fake_app(), TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS))
+    return make(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS))
 
 
 def sample(text, line_start):
@@ -146,12 +148,12 @@ def test_summary_quantiles_cover_a_sliding_window():
 
 def test_events_are_counted_with_3_8_code_names_except_metric_records():
     """Every published event counts in containerpilot_events{code,source}; metric records do not."""
-    app = fake_app()
-    tel = Telemetry(app, TelemetryConfig(port=0, ip="127.0.0.1"))
-    app.bus.listen(tel.count_event)
+    bus = Bus()
+    tel = make(TelemetryConfig(port=0, ip="127.0.0.1"), bus=bus)
+    bus.listen(tel.count_event)
     for e in (Event(ev.HEALTHY, "web"), Event(ev.HEALTHY, "web"), ev.GLOBAL_STARTUP,
               Event(ev.METRIC, "x|1")):
-        app.bus.publish(e)
+        bus.publish(e)
     text = tel.metrics_text().decode()
     assert sample(text, 'containerpilot_events{code="StatusHealthy",source="web"}') == "2"
     assert sample(text, 'containerpilot_events{code="Startup",source="global"}') == "1"
@@ -160,7 +162,7 @@ def test_events_are_counted_with_3_8_code_names_except_metric_records():
 
 def test_internal_series_watch_instances_requests_and_restarts():
     """Watch instance gauges, control request counts and job restarts are exposed."""
-    tel = Telemetry(fake_app([runner("web", restarts=3)]), TelemetryConfig(port=0, ip="127.0.0.1"))
+    tel = make(TelemetryConfig(port=0, ip="127.0.0.1"), [runner("web", restarts=3)])
     tel.set_watch_instances("db", 2)
     tel.set_watch_instances("db", 1)
     tel.count_control_request(200, "/v3/ping")
@@ -173,7 +175,7 @@ def test_internal_series_watch_instances_requests_and_restarts():
 def test_internal_metrics_have_3_8s_help_and_type_lines():
     """HELP and TYPE of Pilot's own families are 3.8's, word for word
     (dashboards and metric linters compare them)."""
-    text = Telemetry(fake_app(), TelemetryConfig(port=0, ip="127.0.0.1")).metrics_text().decode()
+    text = make(TelemetryConfig(port=0, ip="127.0.0.1")).metrics_text().decode()
     assert ("# HELP containerpilot_control_http_requests count of requests to control socket,"
             " partitioned by path and HTTP code\n"
             "# TYPE containerpilot_control_http_requests counter\n") in text
@@ -193,7 +195,7 @@ def test_adopt_keeps_internal_counts_and_resets_user_metrics(tel):
     """After a reload Pilot's own counters continue; user metrics start afresh."""
     tel.record("hits", 5)
     tel.count_event(ev.GLOBAL_STARTUP)
-    fresh = Telemetry(fake_app(), TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS))
+    fresh = make(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS))
     fresh.adopt(tel)
     fresh.count_event(ev.GLOBAL_STARTUP)
     text = fresh.metrics_text().decode()
@@ -203,18 +205,17 @@ def test_adopt_keeps_internal_counts_and_resets_user_metrics(tel):
 
 def test_each_telemetry_has_its_own_registry(tel):
     """Never the global registry: a second instance registers without conflict."""
-    other = Telemetry(fake_app(), TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS))
+    other = make(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS))
     assert tel.registry is not other.registry
     assert tel.registry is not prometheus_client.REGISTRY
 
 
 def test_status_document_is_3_8s_shape():
     """Capitalised keys, Jobs vs Services by advertisement, idle → unknown, config order."""
-    app = fake_app([runner("setup"), runner("app", "healthy", 8000, "10.0.0.2"),
-                    runner("pre", "maintenance"),
-                    runner("containerpilot", "healthy", 9090, "10.0.0.2")],
-                   [WatchConfig("backend", 5), WatchConfig("db", 5)])
-    doc = Telemetry(app, TelemetryConfig(port=0, ip="127.0.0.1")).status_doc()
+    doc = make(TelemetryConfig(port=0, ip="127.0.0.1"),
+               [runner("setup"), runner("app", "healthy", 8000, "10.0.0.2"),
+                runner("pre", "maintenance"), runner("containerpilot", "healthy", 9090, "10.0.0.2")],
+               [WatchConfig("backend", 5), WatchConfig("db", 5)]).status_doc()
     assert list(doc) == ["Version", "Jobs", "Services", "Watches"]
     assert doc["Version"] == __version__
     assert doc["Jobs"] == [{"Name": "setup", "Status": "unknown"},
@@ -227,7 +228,7 @@ def test_status_document_is_3_8s_shape():
 
 def test_status_document_empty_lists_are_null():
     """Empty lists are JSON null, as 3.8."""
-    doc = Telemetry(fake_app(), TelemetryConfig(port=0, ip="127.0.0.1")).status_doc()
+    doc = make(TelemetryConfig(port=0, ip="127.0.0.1")).status_doc()
     assert json.dumps(doc) == f'{{"Version": "{__version__}", "Jobs": null, "Services": null, "Watches": null}}'
 
 
@@ -238,7 +239,7 @@ def test_a_taken_port_is_fatal_after_the_retries():
     taken.listen(1)
     port = taken.getsockname()[1]
     try:
-        tel = Telemetry(fake_app(), TelemetryConfig(port=port, ip="127.0.0.1"), attempts=2, delay=0)
+        tel = make(TelemetryConfig(port=port, ip="127.0.0.1"), attempts=2, delay=0)
         with pytest.raises(PilotError) as info:
             tel.start()
         assert str(info.value).startswith(f"error listening to socket at 127.0.0.1:{port}: ")

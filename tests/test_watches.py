@@ -4,6 +4,7 @@ import time
 
 import gevent
 import gevent.event
+import gevent.queue
 import pytest
 
 from pilot import events as ev
@@ -61,11 +62,6 @@ class FakeTelemetry:
         self.counts.append((service, n))
 
 
-class FakeApp:
-    def __init__(self, telemetry=None):
-        self.telemetry = telemetry
-
-
 def inst(id, address="10.0.0.1", port=80, tags=()):
     return Instance(id=id, address=address, port=port, tags=tuple(tags))
 
@@ -80,9 +76,9 @@ def bus():
     return Bus()
 
 
-def make_watch(consul, bus, name="db", interval=1, tag="", dc="", app=None):
+def make_watch(consul, bus, name="db", interval=1, tag="", dc="", report=None):
     cfg = WatchConfig(name=name, interval=interval, tag=tag, dc=dc)
-    return Watch(cfg, consul, bus, app or FakeApp(), log=logging.getLogger(LOGGER))
+    return Watch(cfg, consul, bus, report, log=logging.getLogger(LOGGER))
 
 
 def published(bus):
@@ -302,7 +298,7 @@ def test_instance_count_goes_to_telemetry_on_every_answer(consul, bus):
     """Each successful answer sets the gauge for the service, changed or not."""
     telemetry = FakeTelemetry()
     consul.put("db", inst("db-1"), inst("db-2"))
-    watch = make_watch(consul, bus, app=FakeApp(telemetry))
+    watch = make_watch(consul, bus, report=telemetry.set_watch_instances)
     watch.poll()
     consul.touch()
     watch.poll()
@@ -312,7 +308,8 @@ def test_instance_count_goes_to_telemetry_on_every_answer(consul, bus):
 def test_a_change_reaches_the_bus_well_under_a_second(consul, bus):
     """Started, the watch blocks on Consul: a change is published at once,
     not after `interval`."""
-    box = bus.subscribe("job")
+    box = gevent.queue.Queue()
+    bus.subscribe(box.put, {"watch.db"})
     watch = make_watch(consul, bus, interval=30)
     watch.start()
     try:
@@ -352,7 +349,7 @@ def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
     class Polling(Watch):
         blocking = False
 
-    watch = Polling(WatchConfig(name="db", interval=5), consul, bus, FakeApp())
+    watch = Polling(WatchConfig(name="db", interval=5), consul, bus)
     consul.put("db", inst("db-1"))
     assert watch.poll() == 5
     assert watch.poll() == 5

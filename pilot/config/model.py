@@ -102,6 +102,8 @@ class JobConfig:
     restart_delay_max: float = 0.0  # cap of the doubling delay (0: = restart_delay)
     restart_reset_after: float = 10.0  # a run this long resets the delay
     main: bool = False  # Pilot exits with this job's exit code when it ends
+    # Internal: the telemetry service's job is healthy for as long as it runs.
+    always_healthy: bool = False
 
     @property
     def advertised(self) -> bool:

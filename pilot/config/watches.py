@@ -146,4 +146,5 @@ def telemetry_job(telemetry: TelemetryConfig) -> JobConfig:
         interfaces=telemetry.interfaces,
         ip=telemetry.ip,
         tags=telemetry.tags,
+        always_healthy=True,
     )

@@ -87,7 +87,7 @@ def app():
 
 @pytest.fixture
 def server(app, socket_path):
-    srv = ControlServer(app, socket_path, attempts=2, delay=0.05)
+    srv = ControlServer(app, socket_path, metrics=lambda: app.telemetry, attempts=2, delay=0.05)
     srv.start()
     yield srv
     srv.stop()
@@ -95,7 +95,7 @@ def server(app, socket_path):
 
 @pytest.fixture
 def telemetry(app):
-    tel = Telemetry(app, TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS),
+    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS), bus=app.bus, jobs=lambda: [],
                     attempts=2, delay=0.05)
     app.telemetry = tel
     tel.start()
@@ -158,7 +158,7 @@ def test_socket_is_private_replaces_a_stale_file_and_is_removed_on_stop(app, soc
     """A stale file is replaced, the socket is mode 0600, stop removes it (twice is fine)."""
     with open(socket_path, "w") as f:
         f.write("stale")
-    srv = ControlServer(app, socket_path, attempts=2, delay=0.05)
+    srv = ControlServer(app, socket_path, metrics=lambda: app.telemetry, attempts=2, delay=0.05)
     srv.start()
     st_ = os.lstat(socket_path)
     assert stat.S_ISSOCK(st_.st_mode) and stat.S_IMODE(st_.st_mode) == 0o600
@@ -173,7 +173,7 @@ def test_socket_is_private_replaces_a_stale_file_and_is_removed_on_stop(app, soc
 def test_an_unusable_socket_path_is_fatal_with_3_8s_message(app, tmp_path):
     """Binding fails after the retries: `error listening to socket at PATH: <err>`."""
     path = str(tmp_path / "missing-dir" / "pilot.socket")
-    srv = ControlServer(app, path, attempts=2, delay=0.01)
+    srv = ControlServer(app, path, metrics=lambda: app.telemetry, attempts=2, delay=0.01)
     with pytest.raises(Exception) as info:
         srv.start()
     assert str(info.value).startswith(f"error listening to socket at {path}: ")
@@ -205,7 +205,7 @@ def test_reload_error_reaches_the_client(server, app, socket_path):
 
 def test_reload_that_stops_the_server_still_gets_its_answer(app, socket_path):
     """A reload that moves the socket stops this server from inside the request."""
-    srv = ControlServer(app, socket_path, attempts=2, delay=0.05)
+    srv = ControlServer(app, socket_path, metrics=lambda: app.telemetry, attempts=2, delay=0.05)
 
     def reload():
         srv.stop()
@@ -316,7 +316,7 @@ def test_telemetry_status_is_3_8s_document(telemetry, app):
 def test_telemetry_logs_where_it_serves_and_stops(app, caplog):
     """INFO `telemetry: serving at IP:PORT`; after stop nothing listens there."""
     caplog.set_level("INFO", logger="pilot")
-    tel = Telemetry(app, TelemetryConfig(port=0, ip="127.0.0.1"), attempts=1, delay=0)
+    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1"), bus=app.bus, jobs=lambda: [], attempts=1, delay=0)
     tel.start()
     port = tel.server.address[1]
     assert "telemetry: serving at 127.0.0.1:0" in caplog.text
@@ -347,9 +347,9 @@ methods = st.one_of(st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PA
 def fuzz_target(tmp_path_factory):
     app = FakeApp()
     path = str(tmp_path_factory.mktemp("fuzz") / "pilot.socket")
-    tel = Telemetry(app, TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS), attempts=1)
+    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS), bus=app.bus, jobs=lambda: [], attempts=1)
     app.telemetry = tel
-    srv = ControlServer(app, path, attempts=1)
+    srv = ControlServer(app, path, metrics=lambda: app.telemetry, attempts=1)
     srv.start()
     yield path
     srv.stop()
