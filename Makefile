@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo dist bench venv consul clean
+.PHONY: test demo dist bench venv consul test-deps clean
 
 $(STAMP): setup.cfg setup.py
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -18,7 +18,10 @@ venv: $(STAMP)
 consul:
 	build/install-consul.sh
 
-test: venv consul
+test-deps:
+	build/install-test-deps.sh
+
+test: venv consul test-deps
 	$(PY) -m pytest -q tests
 
 demo: venv consul

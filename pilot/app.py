@@ -22,6 +22,7 @@ import gevent.pool
 
 from pilot import events as ev
 from pilot.config.model import Config, JobConfig
+from pilot.errors import UnknownJob
 from pilot.events import Bus, Event
 from pilot.graph import dependents, stop_order
 from pilot.jobs import STOP, STOP_HOOK, JobRunner
@@ -63,7 +64,7 @@ class App:
         self._forced = False
         self._changed = gevent.event.Event()  # a job completed, a reload ended, a stop was forced
         self._consul = None
-        self._main = _main_job(cfg)
+        self._main_ended: Optional[JobRunner] = None  # the first main job that ended for good
         self._services: list = []  # every Consul service built, to await deregistrations
         self._retired: list = []  # commands of replaced jobs, kept for the final grace
         self.telemetry = None
@@ -134,7 +135,6 @@ class App:
     def run(self) -> int:
         """Run until every job is complete or a shutdown finishes."""
         self._build()
-        self.bus.listen(self._watch_main)
         self._start_servers()
         for runner in self.runners.values():
             runner.start()
@@ -166,6 +166,12 @@ class App:
             raise
 
     def _job_complete(self, runner: JobRunner) -> None:
+        """A job ended for good. The first main job to do so shuts the
+        container down with its exit code (ECS `essential`)."""
+        if runner.cfg.main and self._main_ended is None and not self._shutdown_started:
+            self._main_ended = runner
+            log.info("main job %s ended, shutting down", runner.name)
+            self.group.spawn(self.shutdown)
         self._changed.set()
 
     def _wait_for_jobs(self) -> None:
@@ -183,11 +189,6 @@ class App:
         (with none, Pilot runs until it is told to stop)."""
         done = all(r.complete for r in self.runners.values())
         return done and (self._shutdown_started or bool(self.runners))
-
-    def _watch_main(self, e: Event) -> None:
-        if e.code == ev.STOPPED and e.source == self._main and not self._shutdown_started:
-            log.info("main job %s ended, shutting down", self._main)
-            self.group.spawn(self.shutdown)
 
     def shutdown(self, signum: Optional[int] = None) -> None:
         """Graceful shutdown; a second signal during one forces exit.
@@ -254,7 +255,7 @@ class App:
     def _exit_status(self) -> int:
         if self.exit_code:
             return self.exit_code
-        main = self.runners.get(self._main) if self._main else None
+        main = self._main_ended or next((r for r in self.runners.values() if r.cfg.main), None)
         cmd = main.job.process if main is not None else None
         if cmd is not None:
             try:
@@ -296,7 +297,6 @@ class App:
             if old_consul is not None and old_consul is not self._consul:
                 self._await_deregistrations()
                 old_consul.close()  # its stopped jobs have deregistered through it
-            self._main = _main_job(new)
             log.debug("control: reloaded app via control plane")
         finally:
             self._reloading.set()
@@ -369,11 +369,29 @@ class App:
     def job_statuses(self) -> List:
         return [r.status() for r in self.runners.values()]
 
+    def _runner_named(self, name: str) -> JobRunner:
+        runner = self.runners.get(name)
+        if runner is None:
+            raise UnknownJob(name)
+        return runner
+
+    def order_job(self, name: str, action: str) -> Optional[str]:
+        """`stop`, `start` or `restart` one job; None when done, else why not.
+        UnknownJob when there is no such job."""
+        runner = self._runner_named(name)
+        if self._shutdown_started:
+            return "pilot is shutting down"
+        return runner.order_now(action)
+
+    def signal_job(self, name: str, sig: int) -> Optional[str]:
+        return self._runner_named(name).job.signal(sig)
+
+    def job_status(self, name: str) -> dict:
+        return self._runner_named(name).status().as_dict()
+
     def status(self) -> dict:
         """Every job's state, for `GET /v3/status` and `-status`."""
         return {"jobs": [s.as_dict() for s in self.job_statuses()], "maintenance": self.maintenance,
                 "watches": [c.status() for c in self.components if hasattr(c, "instances")]}
 
 
-def _main_job(cfg: Config) -> Optional[str]:
-    return next((j.name for j in cfg.jobs if j.main), None)

@@ -10,13 +10,17 @@ from typing import Dict, List, Optional
 from pilot import __version__, GIT_HASH
 from pilot.errors import ControlError, PilotError, UsageError
 
-STRING_FLAGS = {"config", "out", "maintenance"}
+STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "signal"}
 MAP_FLAGS = {"putenv", "putmetric"}
 BOOL_FLAGS = {"template", "version", "reload", "ping", "status", "help", "h"}
+GRAPH_FORMATS = ("dot", "mermaid")
 
 USAGE = """Usage of pilot:
   -config string
         File path to JSON5 configuration file. Defaults to CONTAINERPILOT env var.
+  -graph [dot|mermaid]
+        Print the jobs, watches and signals and what starts what, as Graphviz DOT
+        (default) or a Mermaid flowchart, from the config alone.
   -maintenance string
         Toggle maintenance mode for a running instance through its control socket.
         Options: -maintenance enable, -maintenance disable
@@ -32,8 +36,16 @@ USAGE = """Usage of pilot:
         Usage: -putmetric KEY=VALUE (repeatable)
   -reload
         Reload the configuration of a running instance through its control socket.
+  -restart string
+        Stop then start one job of a running instance (its restart limit is not used).
+  -signal string
+        Send a signal to one job's processes: -signal NAME=SIGHUP (a name or a number).
+  -start string
+        Start one job of a running instance now (a stopped or never triggered one).
   -status
         Print the state of every job of a running instance.
+  -stop string
+        Stop one job of a running instance and keep it stopped until -start.
   -template
         Render the configuration template and exit.
   -version
@@ -54,6 +66,11 @@ class Options:
     help: bool = False
     putenv: Dict[str, str] = field(default_factory=dict)
     putmetric: Dict[str, str] = field(default_factory=dict)
+    stop: str = ""
+    start: str = ""
+    restart: str = ""
+    signal: str = ""
+    graph: str = ""
 
 
 def parse_args(argv: List[str]) -> Options:
@@ -67,7 +84,12 @@ def parse_args(argv: List[str]) -> Options:
         name, eq, value = arg.lstrip("-").partition("=")
         if arg.startswith("---") or not name:
             raise UsageError(f"bad flag syntax: {arg}")
-        if name in BOOL_FLAGS:
+        if name == "graph":
+            if not eq and i + 1 < len(argv) and argv[i + 1] in GRAPH_FORMATS:
+                i += 1
+                value = argv[i]
+            opts.graph = _graph_format(value if eq or value else "dot")
+        elif name in BOOL_FLAGS:
             setattr(opts, "help" if name == "h" else name, _bool(name, value) if eq else True)
         elif name in STRING_FLAGS or name in MAP_FLAGS:
             if not eq:
@@ -80,6 +102,12 @@ def parse_args(argv: List[str]) -> Options:
             raise UsageError(f"flag provided but not defined: -{name}")
         i += 1
     return opts
+
+
+def _graph_format(value: str) -> str:
+    if value not in GRAPH_FORMATS:
+        raise UsageError(f'invalid value "{value}" for flag -graph: expected dot or mermaid')
+    return value
 
 
 def _bool(name: str, value: str) -> bool:
@@ -98,6 +126,10 @@ def _set_value(opts: Options, name: str, value: str) -> None:
             raise UsageError(f"invalid value \"{value}\" for flag -{name}: "
                              f"flag value '{value}' was not in the format 'key=val'")
         getattr(opts, name)[key] = val
+    elif name == "signal" and value and ("=" not in value or not value.partition("=")[0]
+                                         or not value.partition("=")[2]):
+        raise UsageError(f"invalid value \"{value}\" for flag -signal: expected NAME=SIGNAL, "
+                         "e.g. -signal web=SIGHUP")
     elif name == "maintenance" and value not in ("", "enable", "disable"):
         # "" is Go's zero value: the same as not giving the flag.
         raise UsageError(f"invalid value \"{value}\" for flag -maintenance: "
@@ -115,12 +147,16 @@ def runs_supervisor(argv: List[str]) -> bool:
         opts = parse_args(argv)
     except UsageError:
         return False
-    return not (opts.help or opts.version or opts.template or _client_action(opts))
+    return not (opts.help or opts.version or opts.template or opts.graph or _client_action(opts))
 
 
 def _client_action(opts: Options) -> bool:
     return bool(opts.reload or opts.maintenance or opts.putenv or opts.putmetric
-                or opts.ping or opts.status)
+                or opts.ping or opts.status or _job_action(opts))
+
+
+def _job_action(opts: Options) -> bool:
+    return bool(opts.stop or opts.start or opts.restart or opts.signal)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -176,6 +212,11 @@ def _dispatch(opts: Options) -> int:
     path = config.resolve_path(opts.config or None, os.environ)
     if opts.template:
         return _template(config.read_and_render(path, os.environ), opts.out)
+    if opts.graph:
+        from pilot import graph
+        cfg = config.load(path, os.environ)
+        sys.stdout.write(graph.draw(cfg, opts.graph))
+        return 0
     if _client_action(opts):
         cfg = config.load(path, os.environ)
         return _client(opts, cfg.control.socket)
@@ -231,6 +272,12 @@ def _client(opts: Options, socket_path: str) -> int:
             sys.stdout.write("ok\n")
         elif opts.status:
             sys.stdout.write(client.status_table(client.status(socket_path)) + "\n")
+        elif opts.signal:
+            name, _, sig = opts.signal.partition("=")
+            client.signal_job(socket_path, name, sig)
+        else:
+            action = next(a for a in ("stop", "start", "restart") if getattr(opts, a))
+            client.order_job(socket_path, getattr(opts, action), action)
     except ControlError as exc:
         _fail(f"{_flag_name(opts)}: {_FAILED.get(_flag_name(opts), 'failed')}: {exc}")
         return 1
@@ -244,7 +291,8 @@ _FAILED = {"-reload": "failed to run subcommand", "-maintenance": "failed to run
 
 
 def _flag_name(opts: Options) -> str:
-    for name in ("reload", "maintenance", "putenv", "putmetric", "ping", "status"):
+    for name in ("reload", "maintenance", "putenv", "putmetric", "ping", "status",
+                 "signal", "stop", "start", "restart"):
         if getattr(opts, name):
             return "-" + name
     return "pilot"

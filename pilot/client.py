@@ -187,23 +187,72 @@ def status(path: str) -> dict:
         raise ControlError("control server sent a status that is not JSON") from None
 
 
-def status_table(doc: dict) -> str:
-    """A readable table: job, state, pid, restarts, health, last exit."""
-    rows = [("JOB", "STATE", "PID", "RESTARTS", "HEALTH", "LAST EXIT")]
+def job(path: str, name: str) -> dict:
+    body = _check(*request(path, "GET", f"/v3/jobs/{quote(name)}"))
+    try:
+        return _json().loads(body)
+    except ValueError:
+        raise ControlError("control server sent a job status that is not JSON") from None
+
+
+def order_job(path: str, name: str, action: str) -> None:
+    """`stop`, `start` or `restart` one job."""
+    _check(*request(path, "POST", f"/v3/jobs/{quote(name)}/{action}"))
+
+
+def signal_job(path: str, name: str, signal: str) -> None:
+    """Send `signal` (a name such as SIGHUP, or a number) to one job."""
+    value = int(signal) if signal.strip().isdigit() else signal
+    _check(*request(path, "POST", f"/v3/jobs/{quote(name)}/signal", {"signal": value}))
+
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def quote(name: str) -> str:
+    """A job name as one URL path segment (urllib is not worth its import here)."""
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in name.encode("utf-8"))
+
+
+def status_table(doc: dict, now: Optional[float] = None) -> str:
+    """A readable table: job, state, pid, restarts, health (`-` for a job
+    without health check), last exit, and for how long it has been in its
+    state; under a job, what it waits for or does next."""
+    import time
+    now = time.time() if now is None else now
+    rows = [("JOB", "STATE", "PID", "RESTARTS", "HEALTH", "LAST EXIT", "SINCE")]
+    details = {}
     for j in doc.get("jobs", []):
         rows.append((
             str(j.get("name", "")), str(j.get("state", "")),
             "-" if j.get("pid") is None else str(j["pid"]),
-            str(j.get("restarts", 0)), str(j.get("status", "")),
+            str(j.get("restarts", 0)),
+            str(j.get("status", "")) if j.get("health_checked", True) else "-",
             "-" if j.get("last_exit") is None else str(j["last_exit"]),
+            _age(now - j["since"]) if isinstance(j.get("since"), (int, float)) else "-",
         ))
+        if j.get("detail"):
+            details[len(rows) - 1] = str(j["detail"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = []
+    for index, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if index in details:
+            lines.append("  " + details[index])
     if doc.get("maintenance"):
         lines.append("maintenance: enabled")
     for w in doc.get("watches", []) or []:
         lines.append(f"watch {_watch_label(w)}: {w.get('instances', 0)} instance(s)")
     return "\n".join(lines)
+
+
+def _age(seconds: float) -> str:
+    """12s, 4m, 3h, 2d: how long ago, in one short word."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _watch_label(w: dict) -> str:

@@ -33,8 +33,10 @@ MAX_BODY = 1 << 20  # bytes; larger bodies get 413
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ENDPOINTS = (
     "/v3/environ", "/v3/env", "/v3/reload", "/v3/maintenance/enable",
-    "/v3/maintenance/disable", "/v3/metric", "/v3/ping", "/v3/status",
+    "/v3/maintenance/disable", "/v3/metric", "/v3/ping", "/v3/status", "/v3/jobs",
 )
+JOB_ACTIONS = ("stop", "start", "restart", "signal")
+JOB_PATH = re.compile(r"/v3/jobs/[^/]+(?:/(stop|start|restart|signal))?\Z")
 OTHER_PATH = "other"  # request-counter label for unknown paths (bounded cardinality)
 
 
@@ -113,6 +115,33 @@ def env_values(doc: dict) -> Dict[str, str]:
     return out
 
 
+def endpoint_label(path: str) -> str:
+    """The `path` label of the request counter: job names are left out so
+    the number of series stays bounded (`/v3/jobs/{name}/restart`)."""
+    if path in ENDPOINTS:
+        return path
+    m = JOB_PATH.match(path)
+    if m:
+        return "/v3/jobs/{name}" + (f"/{m.group(1)}" if m.group(1) else "")
+    return OTHER_PATH
+
+
+def signal_of(doc: dict) -> int:
+    """The signal of a `/v3/jobs/NAME/signal` body `{"signal": "SIGHUP"}`
+    (a name, with or without SIG, or a number). Raises RequestError(400)."""
+    from pilot.datatypes import Invalid, signal_number
+    if set(doc) != {"signal"}:
+        raise RequestError(400, 'body must be {"signal": NAME} (e.g. {"signal": "SIGHUP"}), '
+                                f"got keys {sorted(doc)}")
+    value = doc["signal"]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RequestError(400, f"signal must be a name or a number (got {json_type(value)})")
+    try:
+        return signal_number(value)
+    except Invalid as exc:
+        raise RequestError(400, f"bad signal: {exc}") from None
+
+
 def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -135,6 +164,15 @@ class Supervisor(Protocol):
         """None once the new config is being applied, else the error."""
 
     def status(self) -> dict: ...
+
+    def job_status(self, name: str) -> dict:
+        """One job as in status(); UnknownJob if there is none."""
+
+    def order_job(self, name: str, action: str) -> Optional[str]:
+        """stop/start/restart one job: None when done, else why it cannot be."""
+
+    def signal_job(self, name: str, sig: int) -> Optional[str]:
+        """Signal one job's process group: None when sent, else why not."""
 
 
 class MetricSink(Protocol):
@@ -206,4 +244,4 @@ class ControlServer:
     def _count(self, code: int, path: str) -> None:
         sink = self.metrics()
         if sink is not None:
-            sink.count_control_request(code, path if path in ENDPOINTS else OTHER_PATH)
+            sink.count_control_request(code, endpoint_label(path))

@@ -7,16 +7,19 @@ helpers before anything is applied; every refusal is a JSON 4xx.
 from __future__ import annotations
 
 import json
+import logging
 
 import bottle
 import gevent.lock
 
-from pilot.control import RequestError, env_values, parse_object, read_body
-from pilot.errors import PilotError
+from pilot.control import RequestError, env_values, parse_object, read_body, signal_of
+from pilot.errors import PilotError, UnknownJob
 from pilot.httpserver import short
 
 # 3.8's whole error bodies; Pilot's JSON errors start with them, so scripts
 # that look for 3.8's text still find it.
+log = logging.getLogger("pilot")
+
 GO_ERROR_TEXT = {404: "404 page not found", 405: "Method Not Allowed", 422: "Unprocessable Entity"}
 
 
@@ -41,6 +44,10 @@ class ControlAPI:
         web.route("/v3/metric", "POST", self._metric)
         web.route("/v3/ping", "ANY", lambda: "\n")  # 3.8 answers ping on any method
         web.route("/v3/status", "GET", self._status)
+        web.route("/v3/jobs", "GET", self._jobs)
+        web.route("/v3/jobs/<name>", "GET", self._job)
+        web.route("/v3/jobs/<name>/signal", "POST", self._signal)
+        web.route("/v3/jobs/<name>/<action:re:stop|start|restart>", "POST", self._order)
         return web
 
     # -- endpoints --------------------------------------------------------
@@ -95,12 +102,67 @@ class ControlAPI:
         bottle.response.content_type = "application/json"
         return json.dumps(self.supervisor.status(), default=str) + "\n"
 
+    # -- one job -------------------------------------------------------------
+
+    def _jobs(self) -> str:
+        bottle.response.content_type = "application/json"
+        return json.dumps({"jobs": self.supervisor.status()["jobs"]}, default=str) + "\n"
+
+    def _job(self, name: str) -> str:
+        try:
+            doc = self.supervisor.job_status(name)
+        except UnknownJob as exc:
+            raise refused(404, str(exc)) from None
+        bottle.response.content_type = "application/json"
+        return json.dumps(doc, default=str) + "\n"
+
+    def _order(self, name: str, action: str) -> str:
+        log.info("control: %s %s", action, name)
+        try:
+            refusal = self.supervisor.order_job(name, action)
+        except UnknownJob as exc:
+            raise refused(404, str(exc)) from None
+        if refusal:
+            raise refused(409, refusal)
+        return "\n"
+
+    def _signal(self, name: str) -> str:
+        try:
+            sig = signal_of(self._body())
+        except RequestError as exc:
+            raise bottle.HTTPError(exc.status, exc.message) from None
+        log.info("control: signal %s %s", name, signal_name(sig))
+        try:
+            refusal = self.supervisor.signal_job(name, sig)
+        except UnknownJob as exc:
+            raise refused(404, str(exc)) from None
+        if refusal:
+            raise refused(409, refusal)
+        return "\n"
+
+
+def signal_name(sig: int) -> str:
+    import signal as signals
+    try:
+        return signals.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+def refused(status: int, message: str) -> bottle.HTTPError:
+    """A refusal of ours (its message is kept, whatever its status)."""
+    err = bottle.HTTPError(status, message)
+    err.ours = True
+    return err
+
 
 def json_errors(web: bottle.Bottle) -> None:
     """Every error bottle raises (404, 405, our 4xx) answered as JSON."""
     def handler(err: bottle.HTTPError) -> str:
         bottle.response.content_type = "application/json"
-        if err.status_code == 404:
+        if getattr(err, "ours", False):
+            message = str(err.body)
+        elif err.status_code == 404:
             message = f"no such endpoint: {short(bottle.request.path)}"
         elif err.status_code == 405:
             message = f"method {bottle.request.method} not allowed (allowed: {err.headers.get('Allow', '')})"

@@ -48,3 +48,11 @@ class UsageError(PilotError):
 
 class ControlError(PilotError):
     """A control-plane client request failed."""
+
+
+class UnknownJob(PilotError):
+    """An order named a job the running config does not have."""
+
+    def __init__(self, name):
+        self.name = name
+        super().__init__(f"no such job: {name!r}")

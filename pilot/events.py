@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, FrozenSet, List, Optional, Tuple
 
 import gevent
@@ -62,6 +62,9 @@ METRIC_NAMES = {
 class Event:
     code: str
     source: str
+    # A watch's events carry its passing instances (for `atLeast` and the
+    # event log); not part of the event's identity.
+    count: Optional[int] = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.code}{{{self.source}}}"

@@ -25,6 +25,7 @@ from pilot import events as ev
 from pilot.commands import Command, pid_env_name
 from pilot.config.model import UNLIMITED, JobConfig
 from pilot.events import Event, Timers
+from pilot.triggers import Trigger
 
 log = logging.getLogger("pilot.jobs")
 
@@ -50,9 +51,11 @@ class Phase(str, enum.Enum):
     QUEUED = "queued"  # running, and more starts wait for this run to end
     BACKING_OFF = "backing-off"  # exited; its restart waits out `restartDelay`
     SCHEDULED = "scheduled"  # periodic, between runs: waiting for its next tick
+    RESTARTING = "restarting"  # stop signal sent; it starts again once the exec exited
     DRAINING = "draining"  # shutting down: the jobs it started stop first
     STOPPING = "stopping"  # halting: `stopping` published, its pre-stop hook runs
     EXITING = "exiting"  # halting: stop signal sent, waiting for the exec to exit
+    HELD = "stopped-by-order"  # stopped by `-stop`: nothing starts it but `-start`
     COMPLETE = "complete"  # halted for good: `stopped` published
 
     def __str__(self) -> str:
@@ -65,13 +68,15 @@ P = Phase
 TRANSITIONS: Mapping[Phase, FrozenSet[Phase]] = {
     P.WAITING: frozenset({P.RUNNING, P.DRAINING, P.STOPPING}),
     P.RUNNING: frozenset({P.RUNNING, P.QUEUED, P.WAITING, P.BACKING_OFF, P.SCHEDULED,
-                          P.DRAINING, P.STOPPING}),
-    P.QUEUED: frozenset({P.RUNNING, P.QUEUED, P.DRAINING, P.STOPPING}),
+                          P.RESTARTING, P.DRAINING, P.STOPPING}),
+    P.QUEUED: frozenset({P.RUNNING, P.QUEUED, P.RESTARTING, P.DRAINING, P.STOPPING}),
     P.BACKING_OFF: frozenset({P.RUNNING, P.WAITING, P.DRAINING, P.STOPPING}),
     P.SCHEDULED: frozenset({P.RUNNING, P.DRAINING, P.STOPPING}),
+    P.RESTARTING: frozenset({P.RUNNING, P.DRAINING, P.STOPPING}),
     P.DRAINING: frozenset({P.STOPPING}),
-    P.STOPPING: frozenset({P.EXITING, P.COMPLETE}),
-    P.EXITING: frozenset({P.COMPLETE}),
+    P.STOPPING: frozenset({P.EXITING, P.HELD, P.COMPLETE}),
+    P.EXITING: frozenset({P.HELD, P.COMPLETE}),
+    P.HELD: frozenset({P.RUNNING, P.COMPLETE}),
     P.COMPLETE: frozenset(),
 }
 HALTING = frozenset({P.STOPPING, P.EXITING})
@@ -175,9 +180,11 @@ class Job:
         self.runs = 0
         self.forced = False  # its exec had to be SIGKILLed when it would not stop
         self.queued = 0  # starts waiting for the current run to end
+        self._hold = False  # the halt in progress was ordered (-stop): end held, not complete
+        self._began = clock()  # when the periodic schedule started
+        self._restart_at: Optional[float] = None
         self._stopped_seen: set = set()
-        self._trigger: Optional[Event] = trigger_of(cfg)
-        self._starts_left = starts_of(cfg)
+        self.trigger = Trigger(cfg.when)
         self._restarts_left = cfg.restarts
         self._needs_initial_registration = bool(cfg.initial_status and service)
         self._delay = 0.0
@@ -188,13 +195,19 @@ class Job:
     def begin(self) -> None:
         """Start the job's timers and registration, before `startup`."""
         cfg = self.cfg
-        if cfg.periodic:
-            self.timers.every(TICK_INTERVAL, cfg.when.interval, self._tick(TICK_INTERVAL))
-        elif cfg.when.timeout and cfg.when.timeout > 0:
+        self._schedule()
+        if not cfg.periodic and cfg.when.timeout and cfg.when.timeout > 0:
             self.timers.after(TICK_WHEN_TIMEOUT, cfg.when.timeout, self._tick(TICK_WHEN_TIMEOUT))
+        self._register_initial()
+
+    def _schedule(self) -> None:
+        """The periodic timers: the interval of a periodic job, the health tick."""
+        cfg = self.cfg
+        if cfg.periodic:
+            self._began = self.clock()
+            self.timers.every(TICK_INTERVAL, cfg.when.interval, self._tick(TICK_INTERVAL))
         if cfg.health:
             self.timers.every(TICK_HEARTBEAT, cfg.health.interval, self._tick(TICK_HEARTBEAT))
-        self._register_initial()
 
     def hold_in_maintenance(self) -> None:
         """Start life in maintenance (a job a reload brings in while Pilot is
@@ -219,7 +232,7 @@ class Job:
         if self.phase is Phase.COMPLETE:
             return False
         if event.code == ev.STOPPED and (event.source in self.stop_after
-                                         or event.source == self.cfg.when.source):
+                                         or event.source == self.trigger.hook_source):
             self._stopped_seen.add(event.source)
         if self.phase in HALTING:
             self._while_halting(event)
@@ -257,7 +270,7 @@ class Job:
             self._halt()
             return True
         return e.code in (TICK_INTERVAL, TICK_WHEN_TIMEOUT, TICK_RESTART, ev.SHUTDOWN,
-                          STOP, STOP_HOOK) or e == self._trigger
+                          STOP, STOP_HOOK) or self.trigger.concerns(e)
 
     def _on_heartbeat(self, e: Event) -> bool:
         if e.code != TICK_HEARTBEAT:
@@ -319,12 +332,11 @@ class Job:
         self._restarts_left = 0
         self.queued = 0
         self.timers.cancel(TICK_RESTART)
-        hook = self._trigger is not None and self._trigger.code in (ev.STOPPING, ev.STOPPED)
+        hooked = self.trigger.hook_source
         # A hook whose job has already stopped would wait for ever (3.8 does).
-        hook = hook and self._trigger.source not in self._stopped_seen
+        hook = self.trigger.armed and hooked is not None and hooked not in self._stopped_seen
         if hook and self.cfg.exec and e.code != STOP:
-            if self._starts_left == UNLIMITED:
-                self._starts_left = 1
+            self.trigger.one_more()
             self._settle()
         elif e == ev.GLOBAL_SHUTDOWN and self._pending_dependents():
             self._move(Phase.DRAINING)
@@ -343,8 +355,7 @@ class Job:
             self._set_health(Health.UNKNOWN)
         else:
             return False
-        if e == self._trigger:
-            self._on_trigger(e)
+        self._on_trigger(e)
         return True
 
     def _on_own_exit(self, e: Event) -> bool:
@@ -362,7 +373,7 @@ class Job:
         elif self._take_restart():
             self.restarts_done += 1
             self._restart()
-        elif self._starts_left != 0 and self._trigger is not None:
+        elif self.trigger.armed:
             self._settle()
         else:
             self._set_health(Health.UNKNOWN)
@@ -370,20 +381,41 @@ class Job:
         return True
 
     def _on_trigger(self, e: Event) -> bool:
-        if self._trigger is None or e != self._trigger:
+        if not self.trigger.fires(e):
             return False
-        if self._starts_left == 0:
-            self._halt()
-            return True
-        if self._starts_left != UNLIMITED:
-            self._starts_left -= 1
-            if self._starts_left == 0 or self._restarts_left == 0:
-                self._trigger = None
         self._start()
         return True
 
+    def _on_held(self, e: Event) -> bool:
+        """Stopped by order: only an order to stop for good reaches it (its
+        `stopping`/`stopped` were published when it was stopped)."""
+        if self.phase is not Phase.HELD:
+            return False
+        if e == ev.GLOBAL_SHUTDOWN or e.code in (STOP, STOP_HOOK):
+            self._move(Phase.COMPLETE)
+        return True
+
+    def _on_restarting(self, e: Event) -> bool:
+        """Restarting: its exec got its stop signal; the exit starts it again
+        (SIGKILL after the kill timeout). Shutdown takes over as a halt."""
+        if self.phase is not Phase.RESTARTING:
+            return False
+        if e.source == self.name and e.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
+            self._fresh_health()
+            self._move(Phase.RUNNING)
+            self._run()
+            if self.queued:
+                self._move(Phase.QUEUED)
+            return True
+        if e.code == TICK_KILL:
+            log.warning('killing processes for job "%s": it did not stop within %gs of its stop signal',
+                        self.name, self.kill_timeout)
+            self.process.signal(signal.SIGKILL)  # its exit event restarts it
+            return True
+        return False
+
     _rules = (
-        _on_draining, _on_heartbeat, _on_when_timeout, _on_interval, _on_restart_tick,
+        _on_held, _on_restarting, _on_draining, _on_heartbeat, _on_when_timeout, _on_interval, _on_restart_tick,
         _on_check_result, _on_shutdown, _on_maintenance, _on_own_exit, _on_trigger,
     )
 
@@ -408,6 +440,7 @@ class Job:
         if delay > 0:
             log.info("%s: restarting in %.3gs", self.name, delay)
             self._move(Phase.BACKING_OFF)
+            self._restart_at = self.clock() + delay
             self.timers.after(TICK_RESTART, delay, self._tick(TICK_RESTART))
         else:
             self._start()
@@ -430,14 +463,21 @@ class Job:
         (runs never overlap, §9.9): it happens when that run's exit comes."""
         self.timers.cancel(TICK_WHEN_TIMEOUT)
         self.started = True
-        if self.health is not Health.MAINTENANCE:
-            self._set_health(Health.UNKNOWN)
+        if self.phase is Phase.RESTARTING:
+            self.queued += 1  # after the restart's own run
+            return
+        self._fresh_health()
         if self.process is not None and self.process.running:
             self.queued += 1
             self._move(Phase.QUEUED)
             return
         self._move(Phase.RUNNING)
         self._run()
+
+    def _fresh_health(self) -> None:
+        """A new run has not been checked yet (maintenance stays)."""
+        if self.health is not Health.MAINTENANCE:
+            self._set_health(Health.UNKNOWN)
 
     def _start_queued(self) -> None:
         self.queued -= 1
@@ -469,10 +509,14 @@ class Job:
 
     # -- halting (§9.8) -----------------------------------------------------------------
 
-    def _halt(self) -> None:
-        """`stopping`, wait for the pre-stop hook, stop, `stopped`."""
+    def _halt(self, hold: bool = False) -> None:
+        """`stopping`, wait for the pre-stop hook, stop, `stopped`. With
+        `hold` (an order to stop) the job ends held, its restarts kept for
+        when it is started again."""
         self._move(Phase.STOPPING)
-        self._restarts_left = 0
+        self._hold = hold
+        if not hold:
+            self._restarts_left = 0
         self.queued = 0
         self.timers.cancel_all()
         self.publish(Event(ev.STOPPING, self.name))
@@ -517,42 +561,109 @@ class Job:
     def _kill(self) -> None:
         log.warning('killing processes for job "%s": it did not stop within %gs of its stop signal',
                     self.name, self.kill_timeout)
-        self.forced = True
         self.process.signal(signal.SIGKILL)
-        self._complete()  # the exit event may never come: done
+        if self._hold:
+            return  # stopped by order: held once it has exited, so -start never overlaps it
+        self.forced = True
+        self._complete()  # shutting down: the exit event may never come, done
 
     def _complete(self) -> None:
         self.timers.cancel_all()
-        self._move(Phase.COMPLETE)
+        self._move(Phase.HELD if self._hold else Phase.COMPLETE)
+        self._hold = False
         self.publish(Event(ev.STOPPED, self.name))
 
+    # -- orders from the control socket ------------------------------------------------
 
-def trigger_of(cfg: JobConfig) -> Optional[Event]:
-    """The event that starts the job (periodic jobs: startup)."""
-    w = cfg.when
-    if w.interval is not None:
-        return ev.GLOBAL_STARTUP
-    if w.source is None or w.event is None:
+    def order(self, action: str) -> Optional[str]:
+        """`stop`, `start` or `restart` this job now; None when done (or
+        under way), else why it cannot be done (nothing changes then)."""
+        refusal = self._refusal(action)
+        if refusal:
+            return refusal
+        if action == "stop":
+            if self.phase is not Phase.HELD:
+                self._halt(hold=True)
+        elif action == "restart" and self._process_alive():
+            self._restart_now()
+        else:
+            self._start_by_order()
         return None
-    return Event(w.event, w.source)
+
+    def _refusal(self, action: str) -> Optional[str]:
+        if self.phase is Phase.COMPLETE:
+            return f"job {self.name} has completed (it runs again only if a reload changes it)"
+        if self.phase in (Phase.DRAINING, Phase.STOPPING, Phase.EXITING):
+            return f"job {self.name} is stopping"
+        if action == "start" and self.phase in (Phase.RUNNING, Phase.QUEUED, Phase.RESTARTING):
+            pid = getattr(self.process, "pid", None) if self._process_alive() else None
+            return f"job {self.name} is already running" + (f" (pid {pid})" if pid else "")
+        if action == "restart" and self.phase is Phase.RESTARTING:
+            return f"job {self.name} is already restarting"
+        if action == "restart" and self.process is None and self.phase is Phase.RUNNING:
+            return f"job {self.name} has no exec to restart"
+        return None
+
+    def _start_by_order(self) -> None:
+        """Start now whatever it waited for; a `once` trigger still pending
+        is used up (the job would otherwise run again when it comes)."""
+        if self.phase is Phase.HELD:
+            self._schedule()  # its timers ended when it stopped
+            self._move(Phase.RUNNING)
+            self._fresh_health()
+            self._run()
+            return
+        self.timers.cancel(TICK_RESTART)
+        self.trigger.consume_once()
+        self._start()
+
+    def _restart_now(self) -> None:
+        """Stop the exec (its stop signal, SIGKILL after the kill timeout)
+        and start it again when it has exited; no restart is used up."""
+        self.queued = 0
+        self._move(Phase.RESTARTING)
+        self.process.signal(self.cfg.stop_signal)
+        self.timers.after(TICK_KILL, max(self.kill_timeout, 0.0), self._tick(TICK_KILL))
+
+    def signal(self, sig: int) -> Optional[str]:
+        """Send `sig` to the exec's process group; why not, if it has none."""
+        if not self._process_alive():
+            return f"job {self.name} has no process to signal"
+        self.process.signal(sig)
+        return None
+
+    # -- what -status shows --------------------------------------------------------------
+
+    def detail(self) -> str:
+        """What the job waits for or will do next, in the user's words."""
+        now = self.clock()
+        if self.phase is Phase.WAITING:
+            waiting = self.trigger.describe()
+            return f"waiting for: {waiting}" if waiting else ""
+        if self.phase is Phase.SCHEDULED and self.cfg.when.interval:
+            period = self.cfg.when.interval
+            return f"next run in {_seconds(period - ((now - self._began) % period))}"
+        if self.phase is Phase.BACKING_OFF and self._restart_at is not None:
+            return f"restart in {_seconds(max(self._restart_at - now, 0.0))}"
+        if self.phase is Phase.QUEUED:
+            return f"{self.queued} more run(s) queued"
+        if self.phase is Phase.DRAINING:
+            return "waiting for " + ", ".join(sorted(self._pending_dependents())) + " to stop"
+        if self.phase is Phase.STOPPING and self.dependent:
+            return f"waiting for {self.dependent} to stop"
+        if self.phase is Phase.HELD:
+            return f"stopped by order; pilot -start {self.name} starts it"
+        return ""
 
 
-def starts_of(cfg: JobConfig) -> int:
-    """How many times the trigger may start the job."""
-    w = cfg.when
-    if w.interval is not None:
-        return 1
-    if w.source is None or w.event is None:
-        return 0
-    return UNLIMITED if (w.each or w.is_signal) else 1
+def _seconds(x: float) -> str:
+    return f"{x:.0f}s" if x >= 10 else f"{x:.1f}s".replace(".0s", "s")
 
 
 def sources_of(cfg: JobConfig, dependent: Optional[str], stop_after: FrozenSet[str]) -> FrozenSet[str]:
     """Every event source the rules above look at for this job: the bus
     delivers it nothing else (ticks and orders come straight to it)."""
-    found = {ev.GLOBAL, cfg.name, "check." + cfg.name} | set(stop_after)
-    if cfg.when.source:
-        found.add(cfg.when.source)
+    found = {ev.GLOBAL, cfg.name, "check." + cfg.name} | set(stop_after) | set(cfg.when.sources)
     if dependent:
         found.add(dependent)
     return frozenset(found)
@@ -569,6 +680,9 @@ class JobStatus:
     phase: Phase
     health: Health
     since: float  # monotonic time it entered `phase`
+    since_wall: float  # the same moment as a Unix time, for people
+    detail: str  # what it waits for or does next, in the user's words
+    health_checked: bool  # it has a health check (else -status shows `-`)
     pid: Optional[int]
     restarts: int
     runs: int
@@ -584,7 +698,9 @@ class JobStatus:
     def as_dict(self) -> Dict[str, object]:
         return {"name": self.name, "state": self.phase.value, "status": self.health.shown,
                 "pid": self.pid, "restarts": self.restarts, "runs": self.runs,
-                "last_exit": self.last_exit, "advertised": self.advertised}
+                "last_exit": self.last_exit, "advertised": self.advertised,
+                "detail": self.detail, "since": self.since_wall,
+                "health_checked": self.health_checked}
 
 
 class JobRunner:
@@ -652,6 +768,19 @@ class JobRunner:
         """An order for this job alone (STOP / STOP_HOOK)."""
         self.tell(Event(code, self.name))
 
+    def order_now(self, action: str) -> Optional[str]:
+        """A control-socket order (stop, start, restart): done at once, like
+        an event (the job never waits), or refused with the reason."""
+        try:
+            refusal = self.job.order(action)
+        except Exception as exc:  # noqa: BLE001 - keep supervising
+            log.error("job %s: internal error on order %s: %r", self.name, action, exc)
+            log.debug("job %s: internal error on order %s", self.name, action, exc_info=True)
+            return f"internal error: {exc!r}"
+        if self.job.complete:
+            self._close()
+        return refusal
+
     def _close(self) -> None:
         """A complete job leaves the bus and keeps no timer."""
         self.timers.cancel_all()
@@ -674,6 +803,8 @@ class JobRunner:
             last_exit = last.reason
         return JobStatus(
             name=cfg.name, phase=job.phase, health=job.health, since=job.since,
+            since_wall=round(time.time() - (time.monotonic() - job.since), 3), detail=job.detail(),
             pid=process.pid if process is not None and process.running else None,
             restarts=job.restarts_done, runs=job.runs, last_exit=last_exit,
-            advertised=cfg.advertised, address=cfg.ip or "", port=cfg.port)
+            advertised=cfg.advertised, address=cfg.ip or "", port=cfg.port,
+            health_checked=bool(cfg.health and cfg.health.exec))

@@ -137,8 +137,9 @@ class Watch:
         if not changed(self.instances, instances):
             return False
         self.instances = instances
-        self.bus.publish(Event(ev.CHANGED, self.source))
-        self.bus.publish(Event(ev.HEALTHY if instances else ev.UNHEALTHY, self.source))
+        count = len(instances)
+        self.bus.publish(Event(ev.CHANGED, self.source, count))
+        self.bus.publish(Event(ev.HEALTHY if instances else ev.UNHEALTHY, self.source, count))
         return True
 
     def _report_count(self, count: int) -> None:

@@ -265,15 +265,20 @@ def test_a_fresh_client_process_talks_to_the_real_control_server(tmp_path):
 
 
 def test_status_table_lists_jobs_maintenance_and_watches():
-    """-status prints one aligned row per job, then maintenance and watch lines."""
+    """-status prints one aligned row per job (how long in its state; `-`
+    for the health of a job without check), what a job waits for under it,
+    then maintenance and watch lines."""
     doc = {"jobs": [{"name": "web", "state": "running", "pid": 12, "restarts": 1,
-                     "status": "healthy", "last_exit": None},
-                    {"name": "db", "state": "stopped", "last_exit": 3}],
+                     "status": "healthy", "last_exit": None, "since": 1000.0},
+                    {"name": "db", "state": "waiting", "last_exit": 3, "status": "idle",
+                     "health_checked": False, "since": 995.0,
+                     "detail": "waiting for: consul healthy"}],
            "maintenance": True, "watches": [{"name": "up", "instances": 2}]}
-    assert client.status_table(doc).splitlines() == [
-        "JOB  STATE    PID  RESTARTS  HEALTH   LAST EXIT",
-        "web  running  12   1         healthy  -",
-        "db   stopped  -    0                  3",
+    assert client.status_table(doc, now=1200.0).splitlines() == [
+        "JOB  STATE    PID  RESTARTS  HEALTH   LAST EXIT  SINCE",
+        "web  running  12   1         healthy  -          3m",
+        "db   waiting  -    0         -        3          3m",
+        "  waiting for: consul healthy",
         "maintenance: enabled",
         "watch up: 2 instance(s)",
     ]

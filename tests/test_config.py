@@ -507,7 +507,19 @@ BROKEN = [
     ('{jobs: [{name: "E", exec: ""}]}', "unable to create job[E].exec: received zero-length argument"),
     ('{jobs: [{name: "E", exec: []}]}', "unable to create job[E].exec: received zero-length argument"),
     ('{jobs: [{name: "E", exec: {}}]}', "unable to create job[E].exec: received zero-length argument"),
-    ('{jobs: [{name: "a", main: true}, {name: "b", main: 1}]}', "only one job may set 'main: true' (got a, b)"),
+    ('{jobs: [{name: "db"}, {name: "a", when: {all: [{source: "db", once: "healthy"}], source: "db"}}]}',
+     "job[a].when.all cannot be combined with 'source'"),
+    ('{jobs: [{name: "a", when: {all: []}}]}', "job[a].when.all must list at least one condition (got an empty list)"),
+    ('{jobs: [{name: "db"}, {name: "a", when: {all: [{source: "db", once: "healthy"}, {source: "db", each: "stopped"}]}}]}',
+     "job[a].when.all[1].each: every condition of 'all' happens once"),
+    ('{jobs: [{name: "db"}, {name: "a", when: {any: [{source: "db", once: "healthy"}, {source: "db", once: "healthy", atLeast: 2}]}}]}',
+     "job[a].when.any[1].atLeast counts a watch's instances: the source must be watch.NAME (got source \"db\")"),
+    ('{consul: "c", watches: [{name: "backend", interval: 1}], jobs: [{name: "a", when: {all: [{source: "watch.backend", once: "healthy", atLeast: 0}]}}]}',
+     "job[a].when.all[0].atLeast must be at least 1 (got 0)"),
+    ('{jobs: [{name: "a", when: {any: [{source: "SIGHUP"}], all: [{source: "SIGHUP"}]}}]}',
+     "job[a].when can have only one of 'all' or 'any'"),
+    ('{jobs: [{name: "a", when: {any: [{source: "b", once: "nope"}]}}, {name: "b"}]}',
+     "unable to parse job[a].when.any[0].once: nope is not a valid event code"),
     ('{jobs: [{name: "a", stopSignal: "SIGNOPE"}]}', "job[a].stopSignal: \"SIGNOPE\" is not a signal name"),
     ('{jobs: [{name: "a", restartDelay: "-1s"}]}', "job[a].restartDelay must not be negative"),
     ('{jobs: [{name: "a", restartDelay: "10s", restartDelayMax: "1s"}]}', "job[a].restartDelayMax '1s' must not be less than"),
@@ -738,3 +750,21 @@ def test_a_bad_exec_element_is_shown_once(tmp_path, exec_text, bad):
     message = str(info.value)
     assert f"unable to create job[app].exec: arguments must be strings or numbers (got {bad})" in message
     assert message.count("(got ") == 1, message
+
+
+def test_several_main_jobs_load():
+    """Beyond 3.8 and the first Pilot: more than one job may be `main`."""
+    cfg = build('{jobs: [{name: "a", exec: "x", main: true}, {name: "b", exec: "y", main: true}]}')
+    assert [j.main for j in cfg.jobs] == [True, True]
+
+
+def test_all_and_any_build_conditions_and_warn_on_a_source_naming_nothing():
+    """`all`/`any` items become Conditions; an unknown source loads with a warning."""
+    from pilot.config.model import Condition
+    cfg = build('{jobs: [{name: "db", exec: "x"}, {name: "a", exec: "x", when: {'
+                    'all: [{source: "db", once: "healthy"}, {source: "nothing", once: "stopped"}],'
+                    ' timeout: "60s"}}]}')
+    when = cfg.jobs[1].when
+    assert when.all == (Condition("db", "healthy"), Condition("nothing", "stopped"))
+    assert when.timeout == 60.0 and when.source is None
+    assert any("'nothing' names nothing" in w for w in cfg.warnings)

@@ -547,6 +547,7 @@ def test_stop_hook_keeps_an_armed_hook_for_one_more_run():
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
+ORDERS = ["order:stop", "order:start", "order:restart"]
 MEANINGFUL = [
     ev.GLOBAL_STARTUP, ev.GLOBAL_SHUTDOWN, ev.GLOBAL_ENTER_MAINTENANCE,
     ev.GLOBAL_EXIT_MAINTENANCE, Event(ev.EXIT_SUCCESS, "app"), Event(ev.EXIT_FAILED, "app"),
@@ -558,7 +559,7 @@ MEANINGFUL = [
     jobs.TICK_RESTART, jobs.TICK_KILL, jobs.TICK_DRAIN)]
 TRIGGERS = [(e.source, e.code) for e in MEANINGFUL[4:13] if not e.source.startswith("check")]
 
-events_st = st.lists(st.sampled_from(MEANINGFUL), max_size=60)
+events_st = st.lists(st.sampled_from(MEANINGFUL + ORDERS), max_size=60)
 
 configs_st = st.builds(
     lambda when, restarts, health: job(when=when, restarts=restarts, health=health),
@@ -584,19 +585,23 @@ def test_random_event_sequences_keep_the_job_consistent(cfg, events):
     h = Harness(cfg)
     starts_when_complete = None
     for e in events:
-        if e.source == "app" and e.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) and h.process:
+        if isinstance(e, Event) and e.source == "app" and e.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) \
+                and h.process:
             h.process.exited()
-        h.job.handle(e)  # the door raises IllegalTransition on a move not in the table
+        if isinstance(e, str):  # an order from the control socket
+            h.job.order(e.split(":")[1])
+        else:
+            h.job.handle(e)  # the door raises IllegalTransition on a move not in the table
         assert_phase_matches_process(h)
         if h.job.complete and starts_when_complete is None:
             starts_when_complete = h.process.starts
-    own = [p for p in h.published if p.source == "app" and p.code in (ev.STOPPING, ev.STOPPED)]
-    assert own in ([], [Event(ev.STOPPING, "app")],
-                   [Event(ev.STOPPING, "app"), Event(ev.STOPPED, "app")])
+    own = [p.code for p in h.published if p.source == "app" and p.code in (ev.STOPPING, ev.STOPPED)]
+    # stopping and stopped alternate (orders may stop and start the job again)
+    assert own == [ev.STOPPING, ev.STOPPED] * (len(own) // 2) + [ev.STOPPING] * (len(own) % 2)
     if starts_when_complete is not None:
         assert h.process.starts == starts_when_complete
     if cfg.restarts != UNLIMITED and not cfg.periodic:
-        assert h.job.restarts_done <= cfg.restarts
+        assert h.job.restarts_done <= cfg.restarts  # orders never use up restarts
 
 
 def test_halting_signals_the_process_before_deregistering():
@@ -635,11 +640,11 @@ def assert_phase_matches_process(h):
     """What -status shows is true: between runs no process is alive, a
     queued start means one is."""
     alive = h.process is not None and h.process.running
-    if h.job.phase in (Phase.WAITING, Phase.BACKING_OFF, Phase.SCHEDULED, Phase.COMPLETE):
-        assert not alive or h.job.phase is Phase.COMPLETE, h.job.phase
+    if h.job.phase in (Phase.WAITING, Phase.BACKING_OFF, Phase.SCHEDULED, Phase.HELD):
+        assert not alive, h.job.phase
     if h.job.phase is Phase.QUEUED:
         assert alive and h.job.queued > 0
-    if h.job.phase is Phase.EXITING:
+    if h.job.phase in (Phase.EXITING, Phase.RESTARTING):
         assert alive
 
 
@@ -656,10 +661,13 @@ def test_the_door_refuses_a_move_not_in_the_table_and_names_both_phases():
 
 def test_every_phase_is_in_the_table_and_only_halting_completes():
     """Each phase has its row; COMPLETE is reached only from the two halting
-    phases and leads nowhere; every halt passes through STOPPING."""
+    phases (or from a job held by order, which has already published its
+    `stopped`) and leads nowhere; every halt passes through STOPPING."""
     assert set(TRANSITIONS) == set(Phase)
     into_complete = {p for p, to in TRANSITIONS.items() if Phase.COMPLETE in to}
-    assert into_complete == {Phase.STOPPING, Phase.EXITING}
+    assert into_complete == {Phase.STOPPING, Phase.EXITING, Phase.HELD}
+    into_held = {p for p, to in TRANSITIONS.items() if Phase.HELD in to}
+    assert into_held == {Phase.STOPPING, Phase.EXITING}
     assert TRANSITIONS[Phase.COMPLETE] == frozenset()
     into_exiting = {p for p, to in TRANSITIONS.items() if Phase.EXITING in to}
     assert into_exiting == {Phase.STOPPING}
@@ -808,3 +816,158 @@ def test_fakes_and_real_parts_implement_the_job_interfaces():
         assert_implements(cls, jobs.Service)
     for cls in (FakeTimers, Timers):
         assert_implements(cls, jobs.TimerSet)
+
+
+# -- orders: stop, start, restart, signal ----------------------------------------------
+
+
+def test_stop_order_halts_as_usual_and_holds_the_job():
+    """-stop: stopping, stop signal, stopped once the exec exited; then the
+    job stays stopped: no restart, no trigger starts it."""
+    h = Harness(job(when=When(source="watch.db", event=ev.CHANGED, each=True), restarts=UNLIMITED,
+                    stop_signal=signal.SIGINT))
+    startup(h)
+    h.feed(Event(ev.CHANGED, "watch.db"))
+    assert h.job.order("stop") is None
+    assert h.job.phase is Phase.EXITING and h.process.signals == [signal.SIGINT]
+    h.run_to_exit(ev.EXIT_FAILED)
+    assert h.job.phase is Phase.HELD
+    assert h.published == [Event(ev.STOPPING, "app"), Event(ev.STOPPED, "app")]
+    h.feed(Event(ev.CHANGED, "watch.db"), Event(ev.EXIT_FAILED, "app"))
+    assert h.process.starts == 1 and h.job.phase is Phase.HELD
+    assert "pilot -start app" in h.job.detail()
+
+
+def test_start_order_starts_a_held_job_and_a_never_triggered_one():
+    """-start: a held job runs again with its timers; a job still waiting
+    for a `once` trigger starts now and the trigger is used up."""
+    h = Harness(job(health=health()))
+    startup(h)
+    h.job.order("stop")
+    h.run_to_exit()
+    assert h.job.phase is Phase.HELD and h.timers.every_ == {}
+    assert h.job.order("start") is None
+    assert h.job.phase is Phase.RUNNING and h.process.starts == 2
+    assert jobs.TICK_HEARTBEAT in h.timers.every_
+    w = Harness(job(when=When(source="db", event=ev.HEALTHY)))
+    assert w.job.order("start") is None and w.process.starts == 1
+    w.run_to_exit()
+    w.feed(Event(ev.HEALTHY, "db"))
+    assert w.process.starts == 1
+
+
+def test_restart_order_does_not_use_up_restarts():
+    """-restart: stop signal, and a new run once the exec exited; the
+    restart count and limit are untouched; SIGKILL if it will not stop."""
+    h = Harness(job(restarts=1))
+    startup(h)
+    assert h.job.order("restart") is None
+    assert h.job.phase is Phase.RESTARTING and h.process.signals == [signal.SIGTERM]
+    h.feed(Event(jobs.TICK_KILL, "app"))
+    assert h.process.signals == [signal.SIGTERM, signal.SIGKILL]
+    h.run_to_exit(ev.EXIT_FAILED)
+    assert h.job.phase is Phase.RUNNING and h.process.starts == 2
+    assert h.job.restarts_done == 0 and h.published == []
+    h.run_to_exit(ev.EXIT_FAILED)  # its one configured restart is still there
+    assert h.process.starts == 3 and h.job.restarts_done == 1
+
+
+def test_orders_that_cannot_be_done_say_why_and_change_nothing():
+    """start while running, anything on a complete or stopping job, restart
+    of a job without exec, a signal with no process: refused with a reason."""
+    h = Harness(job(restarts=UNLIMITED))
+    startup(h)
+    assert "already running" in h.job.order("start")
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert "is stopping" in h.job.order("restart")
+    h.run_to_exit()
+    assert "has completed" in h.job.order("start")
+    idle = Harness(JobConfig(name="idle"))
+    startup(idle)
+    assert "no exec to restart" in idle.job.order("restart")
+    assert "no process to signal" in idle.job.signal(signal.SIGHUP)
+    assert idle.job.phase is Phase.RUNNING
+
+
+def test_signal_order_reaches_the_process_group():
+    """-signal: the signal goes to the exec's group, nothing else changes."""
+    h = Harness(job())
+    startup(h)
+    assert h.job.signal(signal.SIGHUP) is None
+    assert h.process.signals == [signal.SIGHUP] and h.job.phase is Phase.RUNNING
+
+
+def test_a_held_job_completes_quietly_at_shutdown():
+    """Its `stopped` was published when it was stopped: shutdown completes
+    it without publishing again."""
+    h = Harness(job())
+    startup(h)
+    h.job.order("stop")
+    h.run_to_exit()
+    count = len(h.published)
+    h.feed(ev.GLOBAL_SHUTDOWN)
+    assert h.job.complete and len(h.published) == count
+
+
+# -- several conditions ---------------------------------------------------------------
+
+
+def test_all_conditions_start_the_job_once_in_any_order():
+    """`all`: every condition once, in any order; a condition met before the
+    others stays met; the job starts once."""
+    from pilot.config.model import Condition
+    both = When(source=None, event=None, all=(Condition("db", ev.HEALTHY),
+                                              Condition("migrate", ev.EXIT_SUCCESS)))
+    for order in ([Event(ev.HEALTHY, "db"), Event(ev.EXIT_SUCCESS, "migrate")],
+                  [Event(ev.EXIT_SUCCESS, "migrate"), Event(ev.HEALTHY, "db")]):
+        h = Harness(job(when=both))
+        startup(h)
+        h.feed(order[0])
+        assert h.process.starts == 0
+        assert h.job.detail() == f"waiting for: {order[1].source} {order[1].code} (1 of 2 met)"
+        h.feed(order[1])
+        assert h.process.starts == 1
+        h.run_to_exit()
+        h.feed(*order)
+        assert h.process.starts == 1 and h.job.complete
+
+
+def test_any_condition_starts_the_job_each_time():
+    """`any` with `each` items: every occurrence of any of them starts a run."""
+    from pilot.config.model import Condition
+    either = When(source=None, event=None, any=(Condition("watch.users", ev.CHANGED, each=True),
+                                                Condition("watch.orders", ev.CHANGED, each=True)))
+    h = Harness(job(when=either))
+    startup(h)
+    for source in ("watch.users", "watch.orders", "watch.users"):
+        h.feed(Event(ev.CHANGED, source))
+        h.run_to_exit()
+    assert h.process.starts == 3 and h.job.phase is Phase.WAITING
+
+
+def test_at_least_counts_a_watchs_passing_instances():
+    """`atLeast: 2` on watch.backend healthy: one instance is not enough,
+    the second starts the job; -status shows the count."""
+    from pilot.config.model import Condition
+    two = When(source=None, event=None, all=(Condition("watch.backend", ev.HEALTHY, at_least=2),))
+    h = Harness(job(when=two))
+    startup(h)
+    h.feed(Event(ev.CHANGED, "watch.backend", 1), Event(ev.HEALTHY, "watch.backend", 1))
+    assert h.process.starts == 0
+    assert h.job.detail() == "waiting for: watch.backend 1/2 healthy (0 of 1 met)"
+    h.feed(Event(ev.CHANGED, "watch.backend", 2), Event(ev.HEALTHY, "watch.backend", 2))
+    assert h.process.starts == 1
+
+
+def test_detail_says_when_a_periodic_job_runs_next_and_when_a_restart_comes():
+    """Between runs: `next run in …`; during a back-off: `restart in …`."""
+    now = [0.0]
+    h = Harness(job(when=When(interval=5.0), restarts=UNLIMITED), clock=lambda: now[0])
+    startup(h)
+    now[0] = 1.0
+    h.run_to_exit()
+    assert h.job.detail() == "next run in 4s"
+    b = Harness(job(restarts=UNLIMITED, restart_delay=3.0), clock=lambda: now[0])
+    startup(b)
+    b.run_to_exit(ev.EXIT_FAILED)
+    assert b.job.detail() == "restart in 3s"

@@ -147,9 +147,10 @@ def _dangling_sources(
     known = set(GLOBAL_SOURCES) | {job.name for job in jobs} | {watch.source for watch in watches}
     known |= {"check." + job.name for job in jobs if job.health is not None and job.health.exec}
     return tuple(
-        f"{item.label}.when.source '{item.source}' names nothing, so the job will never start"
+        f"{item.label}.when.source '{source}' names nothing, so the job will never start"
         " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"
         " with a health check exec, global, SIGHUP or SIGUSR2)"
         for item in built
-        if item.source and item.source not in known
+        for source in item.sources
+        if source not in known
     )

@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Tuple
 
 from pilot import datatypes
 from pilot.config.decode import Fields, fail, prefixed
-from pilot.config.model import DEFAULT_INTERFACES, UNLIMITED, HealthConfig, JobConfig, When
+from pilot.config.model import DEFAULT_INTERFACES, UNLIMITED, Condition, HealthConfig, JobConfig, When
 from pilot.datatypes import Invalid, kind, show
 
 JOB_KEYS = (
@@ -20,7 +20,9 @@ JOB_KEYS = (
     # Beyond 3.8:
     "stopSignal", "restartDelay", "restartDelayMax", "restartResetAfter", "main",
 )
-WHEN_KEYS = ("interval", "source", "once", "each", "timeout")
+WHEN_KEYS = ("interval", "source", "once", "each", "timeout", "all", "any")
+WHEN_SCALARS = ("interval", "source", "once", "each", "timeout")
+CONDITION_KEYS = ("source", "once", "each", "atLeast")
 HEALTH_KEYS = ("exec", "timeout", "interval", "ttl", "logging")
 LOGGING_KEYS = ("raw",)
 JOB_CONSUL_KEYS = ("enableTagOverride", "deregisterCriticalServiceAfter")
@@ -31,11 +33,11 @@ ONE_MS = 0.001
 
 @dataclass(frozen=True)
 class Built:
-    """A job and the `when.source` the user wrote, for the cross-checks."""
+    """A job and the `when` sources the user wrote, for the cross-checks."""
 
     job: JobConfig
     label: str
-    source: Optional[str]
+    sources: Tuple[str, ...]
 
 
 def build_jobs(value: Any, has_consul: bool) -> Tuple[List[Built], Tuple[str, ...]]:
@@ -52,7 +54,6 @@ def build_jobs(value: Any, has_consul: bool) -> Tuple[List[Built], Tuple[str, ..
             _decode_job(item, index)
         built = [_build_job(item, index, has_consul) for index, item in items]
         built, warnings = _last_definition_wins(built)
-        _check_one_main(built)
     return built, warnings
 
 
@@ -75,13 +76,6 @@ def _last_definition_wins(built: List[Built]) -> Tuple[List[Built], Tuple[str, .
     return [item for index, item in enumerate(built) if last[item.job.name] == index], warnings
 
 
-def _check_one_main(built: List[Built]) -> None:
-    """Beyond 3.8: only one job's exit code can become Pilot's."""
-    mains = [item.job.name for item in built if item.job.main]
-    if len(mains) > 1:
-        raise fail(f"only one job may set 'main: true' (got {', '.join(mains)})", "jobs")
-
-
 def _decode_job(item: Any, index: int) -> None:
     """3.8 decodes the whole `jobs` array before it validates any job, so a
     misspelt key or a value of the wrong type anywhere is reported before
@@ -102,8 +96,12 @@ def _decode_job(item: Any, index: int) -> None:
         health.string("timeout")
         _raw_logging(health)
     when = fields.block("when", WHEN_KEYS)
-    for key in WHEN_KEYS if when is not None else ():
+    for key in WHEN_SCALARS if when is not None else ():
         when.string(key)
+    for key in ("all", "any") if when is not None else ():
+        for item in _condition_items(when, key):
+            item.string("source"), item.string("once"), item.string("each")
+            item.integer("atLeast")
     consul = fields.block("consul", JOB_CONSUL_KEYS)
     if consul is not None:
         consul.boolean("enableTagOverride")
@@ -121,7 +119,7 @@ def _build_job(item: Any, index: int, has_consul: bool) -> Built:
     raw_logging = _raw_logging(fields)
     health = _health(fields, label, name, port)
     discovery = _discovery(fields, label, name, port, has_consul)
-    when, source = _when(fields, label)
+    when, sources = _when(fields, label)
     stop_timeout = _job_duration(fields, label, "stopTimeout")
     restarts = _restarts(fields, label, when)
     timeout = _exec_timeout(fields, label)
@@ -131,7 +129,7 @@ def _build_job(item: Any, index: int, has_consul: bool) -> Built:
         stop_timeout=max(stop_timeout or 0.0, 0.0), restarts=restarts, health=health, port=port,
         tags=fields.strings("tags"), **discovery, **_extensions(fields, label),
     )
-    return Built(job, label, source)
+    return Built(job, label, sources)
 
 
 def _label(item: Any, index: int) -> str:
@@ -265,34 +263,110 @@ def _deregister_after(consul: Optional[Fields], label: str) -> Optional[str]:
 # --- step 3: when -------------------------------------------------------------------
 
 
-def _when(fields: Fields, label: str) -> Tuple[When, Optional[str]]:
-    """SPEC §8.3's table → When; also the source as written, for the cross-checks."""
+def _when(fields: Fields, label: str) -> Tuple[When, Tuple[str, ...]]:
+    """The `when` table (docs/behaviour.md §8.3) → When; also the sources as
+    written, for the cross-checks."""
     block = fields.block("when", WHEN_KEYS)
     if block is None:
-        return When(), None
-    text = {key: block.string(key, "") for key in WHEN_KEYS}
+        return When(), ()
+    if "all" in block or "any" in block:
+        return _when_conditions(block, label)
+    text = {key: block.string(key, "") for key in WHEN_SCALARS}
     if sum(1 for key in ("interval", "once", "each") if text[key]) > 1:
         raise fail(f"{label}.when can have only one of 'interval', 'once', or 'each'", f"{label}.when")
     interval = _when_interval(text["interval"], label)
     timeout = _when_timeout(text["timeout"], label)
     for key in ("once", "each"):
         if text[key]:
-            try:
-                datatypes.event_name(text[key])
-            except Invalid as error:
-                raise fail(
-                    f"unable to parse {label}.when.event: {error}"
-                    f" (expected one of {', '.join(datatypes.EVENT_NAMES)})",
-                    f"{label}.when.{key}",
-                ) from None
+            _event_name(text[key], f"{label}.when.event", f"{label}.when.{key}")
     if interval is not None:
-        return When(interval=interval), None  # source and timeout are ignored, as in 3.8
+        return When(interval=interval), ()  # source and timeout are ignored, as in 3.8
     source, event = text["source"], text["once"] or text["each"]
+    written = (source,) if source else ()
     if source in SIGNAL_SOURCES:
-        return When(source=source, event="signal", each=True, timeout=timeout), source
+        return When(source=source, event="signal", each=True, timeout=timeout), written
     if not source or not event:
-        return When(source=None, event=None, timeout=timeout), source or None
-    return When(source=source, event=event, each=bool(text["each"]), timeout=timeout), source
+        return When(source=None, event=None, timeout=timeout), written
+    return When(source=source, event=event, each=bool(text["each"]), timeout=timeout), written
+
+
+def _event_name(name: str, shown: str, path: str) -> str:
+    try:
+        return datatypes.event_name(name)
+    except Invalid as error:
+        raise fail(
+            f"unable to parse {shown}: {error} (expected one of {', '.join(datatypes.EVENT_NAMES)})",
+            path,
+        ) from None
+
+
+# --- beyond 3.8: several conditions -------------------------------------------------
+
+
+def _condition_items(block: Fields, key: str) -> List[Fields]:
+    """The objects of `when.all` / `when.any`, each checked for its keys."""
+    value = block.raw(key)
+    path = block.path(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise fail(f"{path} must be an array of conditions like {{source: \"db\", once: \"healthy\"}}"
+                   f" (got {kind(value)} {show(value)})", path)
+    return [Fields(item, f"{path}[{index}]", CONDITION_KEYS) for index, item in enumerate(value)]
+
+
+def _when_conditions(block: Fields, label: str) -> Tuple[When, Tuple[str, ...]]:
+    """`when: {all: [...]}` or `when: {any: [...]}` (plus an optional timeout)."""
+    path = f"{label}.when"
+    if "all" in block and "any" in block:
+        raise fail(f"{path} can have only one of 'all' or 'any'", path)
+    key = "all" if "all" in block else "any"
+    for other in ("source", "once", "each", "interval"):
+        if other in block:
+            raise fail(f"{path}.{key} cannot be combined with '{other}' (put each source in the list)",
+                       f"{path}.{other}")
+    items = _condition_items(block, key)
+    if not items:
+        raise fail(f"{path}.{key} must list at least one condition (got an empty list)", f"{path}.{key}")
+    conditions = tuple(_condition(item, key) for item in items)
+    timeout = _when_timeout(block.string("timeout", ""), label)
+    when = When(source=None, event=None, timeout=timeout, **{key: conditions})
+    return when, tuple(c.source for c in conditions)
+
+
+def _condition(item: Fields, group: str) -> Condition:
+    where = item.where
+    source = item.string("source", "")
+    once, each = item.string("once", ""), item.string("each", "")
+    if not source:
+        raise fail(f"{where}.source must name a job, watch.NAME, check.JOB, global, SIGHUP or SIGUSR2",
+                   f"{where}.source")
+    if once and each:
+        raise fail(f"{where} can have only one of 'once' or 'each'", where)
+    if group == "all" and each:
+        raise fail(f"{where}.each: every condition of 'all' happens once; use 'once' (got each: {show(each)})",
+                   f"{where}.each")
+    at_least = item.integer("atLeast")
+    if source in SIGNAL_SOURCES:
+        if once or each:
+            raise fail(f"{where}: a signal source takes no 'once' or 'each'", where)
+        event, each_flag = "signal", group == "any"
+    else:
+        event = once or each
+        if not event:
+            raise fail(f"{where} needs 'once' or 'each' (the event of {source} to wait for)", where)
+        _event_name(event, f"{where}.{'once' if once else 'each'}", f"{where}.{'once' if once else 'each'}")
+        each_flag = bool(each)
+    if at_least is not None:
+        if not source.startswith("watch."):
+            raise fail(f"{where}.atLeast counts a watch's instances: the source must be watch.NAME"
+                       f" (got source {show(source)})", f"{where}.atLeast")
+        if at_least < 1:
+            raise fail(f"{where}.atLeast must be at least 1 (got {at_least})", f"{where}.atLeast")
+        if event not in ("healthy", "unhealthy"):
+            raise fail(f"{where}.atLeast applies to 'healthy' or 'unhealthy' (got {show(event)})",
+                       f"{where}.atLeast")
+    return Condition(source=source, event=event, each=each_flag, at_least=at_least)
 
 
 def _when_interval(text: str, label: str) -> Optional[float]:
@@ -331,7 +405,7 @@ def _restarts(fields: Fields, label: str, when: When) -> int:
     value = fields.raw("restarts")
     if value is None:
         return UNLIMITED if when.interval is not None else 0
-    each_set = _each_written(fields)
+    each_set = _each_written(fields) or any(c.each and not c.is_signal for c in when.any)
     try:
         return datatypes.restarts(value, each_set)
     except Invalid as error:

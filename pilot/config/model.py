@@ -49,6 +49,22 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """One item of `when.all` / `when.any`: `event{source}`, once or each;
+    `at_least` (watch sources only) counts `healthy` only with at least that
+    many passing instances, `unhealthy` only below it."""
+
+    source: str
+    event: str
+    each: bool = False
+    at_least: Optional[int] = None
+
+    @property
+    def is_signal(self) -> bool:
+        return self.source in ("SIGHUP", "SIGUSR2")
+
+
+@dataclass(frozen=True)
 class When:
     """A job's start trigger.
 
@@ -57,6 +73,8 @@ class When:
     `when: {source: S}` alone). `each` allows unlimited starts.
     `interval` makes the job periodic; `timeout` bounds the wait for the
     trigger. A signal source (`SIGHUP`, `SIGUSR2`) has event "signal".
+    Beyond 3.8, `all` (every condition once, in any order) or `any` (any
+    of them) replace `source`/`event`, which are then None.
     """
 
     source: Optional[str] = "global"
@@ -64,10 +82,25 @@ class When:
     each: bool = False
     interval: Optional[float] = None
     timeout: Optional[float] = None
+    all: Tuple[Condition, ...] = ()
+    any: Tuple[Condition, ...] = ()
 
     @property
     def is_signal(self) -> bool:
         return self.source in ("SIGHUP", "SIGUSR2")
+
+    @property
+    def conditions(self) -> Tuple[Condition, ...]:
+        """The conditions of `all`/`any`, or the single trigger as one."""
+        if self.all or self.any:
+            return self.all or self.any
+        if self.source and self.event:
+            return (Condition(self.source, self.event, self.each or self.is_signal),)
+        return ()
+
+    @property
+    def sources(self) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys(c.source for c in self.conditions))
 
 
 @dataclass(frozen=True)

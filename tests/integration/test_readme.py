@@ -24,13 +24,13 @@ def test_client_flag_failure_is_one_readme_line_on_stderr(tmp_path):
 
 def test_status_table_has_the_readme_columns(pilot):
     """README "Flags": `-status` prints a table: job, state, pid, restarts,
-    health, last exit; a job's row carries its live pid."""
+    health, last exit, since; a job's row carries its live pid."""
     p = pilot('{jobs: [{name: "app", exec: ["sh", "-c", "echo up; exec sleep 60"]}]}')
     p.wait_log(r"app \d+ up")
     r = run_cli("-config", str(p.config), "-status")
     assert r.returncode == 0, r.stderr
     header, row = r.stdout.splitlines()[:2]
-    assert header.split() == ["JOB", "STATE", "PID", "RESTARTS", "HEALTH", "LAST", "EXIT"]
+    assert header.split() == ["JOB", "STATE", "PID", "RESTARTS", "HEALTH", "LAST", "EXIT", "SINCE"]
     cells = row.split()
     assert cells[:2] == ["app", "running"] and cells[2].isdigit() and cells[3] == "0"
 
