@@ -141,7 +141,9 @@ def _job_label(name: str, cfg) -> str:
             notes.append("main")
         if job.advertised:
             notes.append(f"port {job.port}")
-        if job.health is not None:
+        if job.always_healthy:
+            notes.append("telemetry service")
+        elif job.health is not None and job.health.exec:
             notes.append("health-checked")
     return name + (f"\n({', '.join(notes)})" if notes else "")
 
