@@ -564,3 +564,18 @@ def test_only_one_shot_flags_reuse_a_running_copy(executable, tmp_path):
             assert not unpacked(*one_shot), one_shot
         for supervisor in ([], ["-ping=false"], ["-maintenance", ""], ["--", "-ping"]):
             assert unpacked(*supervisor), supervisor
+
+
+def test_containerpilot_pid_is_pilots_own_pid_under_the_launcher(container):
+    """README "Process life" (docs/behaviour.md §16.5): with the executable, PID 1 is
+    the launcher and Pilot its child, so CONTAINERPILOT_PID (set before the config is
+    rendered) is Pilot's pid in the container, not 1."""
+    box = container('{jobs: [{name: "pid-{{ .CONTAINERPILOT_PID }}", exec: ["/pilot", "-ping"]},'
+                    ' {name: "keep-alive"}]}')
+    (seen,) = box.wait_for_output(r"^\S+ pid-(\d+) \d+ ok$")
+    with open(f"/proc/{box.pid1}/task/{box.pid1}/children") as f:
+        (pilot_host_pid,) = f.read().split()
+    with open(f"/proc/{pilot_host_pid}/status") as f:
+        nspid = next(line.split()[-1] for line in f if line.startswith("NSpid:"))
+    assert seen == nspid
+    assert seen != "1"
