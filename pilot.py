@@ -11,7 +11,7 @@ import sys
 # Hold the signals Pilot handles until its handlers are in place (pilot.supervisor
 # unblocks them): a SIGTERM during start-up is then handled, not lost (PID 1
 # ignores unhandled signals) nor fatal. One-shot actions let them go at once.
-HELD = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+HELD = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
 
 from pilot.cli import runs_supervisor  # noqa: E402 - imports neither gevent nor socket

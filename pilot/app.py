@@ -307,8 +307,9 @@ class App:
         more run), wait for it, then build and start what is new."""
         todo = plan(old, new, list(self.runners))
         stopping = [self.runners[name] for name in todo.stop]
-        for r in stopping:  # all ordered before any job runs: hooks are armed in time
-            r.order(STOP_HOOK if r.name in todo.hooks else STOP)
+        with self.bus.holding():  # all ordered before any job reacts: hooks are armed in time
+            for r in stopping:
+                r.order(STOP_HOOK if r.name in todo.hooks else STOP)
         for r in stopping:
             while not r.complete:
                 self._changed.clear()

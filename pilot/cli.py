@@ -191,7 +191,7 @@ def _checkout_hash() -> str:
     hash built in); empty when there is no git or no repository."""
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if not os.path.isdir(os.path.join(root, ".git")):
+    if not os.path.exists(os.path.join(root, ".git")):  # a directory, or a file in a worktree
         return ""
     try:
         done = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],

@@ -18,6 +18,7 @@ sources.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -157,6 +158,21 @@ class Bus:
         orders), in the same order as published events; never published."""
         self._queue.append((sub, event))
         self._drain()
+
+    @contextlib.contextmanager
+    def holding(self):
+        """Queue what is published or sent inside the block, and deliver it
+        all on leaving, in order: several orders given together are all
+        queued before any handler reacts to the first."""
+        if self._draining:
+            yield
+            return
+        self._draining = True
+        try:
+            yield
+        finally:
+            self._draining = False
+            self._drain()
 
     def _drain(self) -> None:
         if self._draining:

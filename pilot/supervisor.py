@@ -22,7 +22,8 @@ log = logging.getLogger("pilot")
 PR_SET_CHILD_SUBREAPER = 36
 # The same set pilot.py blocks at its first line (it cannot import this
 # module before gevent is patched).
-HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
+           signal.SIGUSR2}
 
 
 def become_subreaper() -> bool:
@@ -37,6 +38,10 @@ def install_signal_handlers(app) -> None:
     """Handlers run in their own greenlet and only translate (STYLE)."""
     gevent.signal_handler(signal.SIGTERM, app.shutdown, signal.SIGTERM)
     gevent.signal_handler(signal.SIGINT, app.shutdown, signal.SIGINT)
+    # nginx-style images stop their container with SIGQUIT (`STOPSIGNAL`):
+    # a graceful shutdown too, not Python's default (die, leaving the socket
+    # file and the Consul registrations behind).
+    gevent.signal_handler(signal.SIGQUIT, app.shutdown, signal.SIGQUIT)
     gevent.signal_handler(signal.SIGHUP, app.signal_event, "SIGHUP")
     gevent.signal_handler(signal.SIGUSR2, app.signal_event, "SIGUSR2")
     gevent.signal_handler(signal.SIGUSR1, pilot_log.reopen)

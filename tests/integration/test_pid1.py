@@ -299,3 +299,17 @@ def test_sigterm_during_start_up_is_not_lost(tmp_path):
         assert p.wait(timeout=20) == 0
     finally:
         p.stop()
+
+
+def test_sigquit_is_a_graceful_shutdown(pilot, tmp_path):
+    """`STOPSIGNAL SIGQUIT` (nginx images): Pilot stops its jobs as for
+    SIGTERM (pre-stop hook runs, socket file removed) and exits 0, instead
+    of dying at once."""
+    p = pilot("""{jobs: [
+        {name: "app", exec: ["sh", "-c", "echo app-up; exec sleep 1000"]},
+        {name: "pre", exec: ["sh", "-c", "echo pre-stop-ran"], when: {source: "app", once: "stopping"}}]}""")
+    p.wait_log("app-up")
+    wait_for(lambda: p.socket.exists(), 10, "the control socket")
+    p.signal(signal.SIGQUIT)
+    assert p.wait() == 0
+    assert p.lines("pre-stop-ran") and not p.socket.exists()
