@@ -118,7 +118,8 @@ class App:
         if cfg.telemetry is not None:
             from pilot.telemetry import Telemetry
             self.telemetry = Telemetry(cfg.telemetry, bus=self.bus, jobs=self.job_statuses,
-                                       watches=lambda: [w.name for w in self.cfg.watches])
+                                       watches=lambda: [w.name for w in self.cfg.watches],
+                                       health=self.health)
             comps.append(self.telemetry)
         if cfg.watches:
             from pilot.watches import Watch
@@ -369,6 +370,19 @@ class App:
 
     def job_statuses(self) -> List:
         return [r.status() for r in self.runners.values()]
+
+    def health(self) -> dict:
+        """One answer for the container (`-health`, `/v3/health`, telemetry's
+        `/health`): healthy when every job with a health check passes it and
+        no job failed for good; each such job with what is wrong with it."""
+        jobs = {}
+        for status in self.job_statuses():
+            problem = status.problem()
+            if status.health_checked or problem:
+                jobs[status.name] = {"healthy": problem is None, "state": status.phase.value,
+                                     "status": status.health.shown, "failures": status.failures,
+                                     "output": problem or status.check_output}
+        return {"healthy": all(j["healthy"] for j in jobs.values()), "jobs": jobs}
 
     def _runner_named(self, name: str) -> JobRunner:
         runner = self.runners.get(name)

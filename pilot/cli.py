@@ -12,7 +12,7 @@ from pilot.errors import ControlError, PilotError, UsageError
 
 STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "signal"}
 MAP_FLAGS = {"putenv", "putmetric"}
-BOOL_FLAGS = {"template", "version", "reload", "ping", "status", "help", "h"}
+BOOL_FLAGS = {"template", "version", "reload", "ping", "status", "health", "help", "h"}
 GRAPH_FORMATS = ("dot", "mermaid")
 
 USAGE = """Usage of pilot:
@@ -21,6 +21,10 @@ USAGE = """Usage of pilot:
   -graph [dot|mermaid]
         Print the jobs, watches and signals and what starts what, as Graphviz DOT
         (default) or a Mermaid flowchart, from the config alone.
+  -health
+        Exit 0 and print "healthy" when every health-checked job of a running
+        instance passes its check and none failed for good; else exit 1 and print
+        what is wrong, one line per job (for Docker HEALTHCHECK, Kubernetes probes).
   -maintenance string
         Toggle maintenance mode for a running instance through its control socket.
         Options: -maintenance enable, -maintenance disable
@@ -63,6 +67,7 @@ class Options:
     reload: bool = False
     ping: bool = False
     status: bool = False
+    health: bool = False
     help: bool = False
     putenv: Dict[str, str] = field(default_factory=dict)
     putmetric: Dict[str, str] = field(default_factory=dict)
@@ -152,7 +157,7 @@ def runs_supervisor(argv: List[str]) -> bool:
 
 def _client_action(opts: Options) -> bool:
     return bool(opts.reload or opts.maintenance or opts.putenv or opts.putmetric
-                or opts.ping or opts.status or _job_action(opts))
+                or opts.ping or opts.status or opts.health or _job_action(opts))
 
 
 def _job_action(opts: Options) -> bool:
@@ -272,6 +277,10 @@ def _client(opts: Options, socket_path: str) -> int:
             sys.stdout.write("ok\n")
         elif opts.status:
             sys.stdout.write(client.status_table(client.status(socket_path)) + "\n")
+        elif opts.health:
+            healthy, doc = client.health(socket_path)
+            sys.stdout.write("healthy\n" if healthy else client.health_lines(doc) + "\n")
+            return 0 if healthy else 1
         elif opts.signal:
             name, _, sig = opts.signal.partition("=")
             client.signal_job(socket_path, name, sig)
@@ -291,7 +300,7 @@ _FAILED = {"-reload": "failed to run subcommand", "-maintenance": "failed to run
 
 
 def _flag_name(opts: Options) -> str:
-    for name in ("reload", "maintenance", "putenv", "putmetric", "ping", "status",
+    for name in ("reload", "maintenance", "putenv", "putmetric", "ping", "status", "health",
                  "signal", "stop", "start", "restart"):
         if getattr(opts, name):
             return "-" + name

@@ -187,6 +187,27 @@ def status(path: str) -> dict:
         raise ControlError("control server sent a status that is not JSON") from None
 
 
+def health(path: str) -> Tuple[bool, dict]:
+    """(healthy, the whole answer) of `/v3/health` (200 or 503)."""
+    status, body = request(path, "GET", "/v3/health")
+    if status not in (200, 503):
+        _check(status, body)
+    try:
+        doc = _json().loads(body)
+    except ValueError:
+        raise ControlError("control server sent a health answer that is not JSON") from None
+    return status == 200, doc
+
+
+def health_lines(doc: dict) -> str:
+    """One line per job that is not healthy: name, state, what is wrong."""
+    rows = [(name, str(j.get("state", "")), str(j.get("output", "")).splitlines()[0]
+             if j.get("output") else str(j.get("status", "")))
+            for name, j in sorted((doc.get("jobs") or {}).items()) if not j.get("healthy")]
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(2)]
+    return "\n".join(f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2]}".rstrip() for r in rows)
+
+
 def job(path: str, name: str) -> dict:
     body = _check(*request(path, "GET", f"/v3/jobs/{quote(name)}"))
     try:

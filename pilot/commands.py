@@ -33,6 +33,7 @@ _posix_spawn = gevent.monkey.get_original("os", "posix_spawn")
 log = logging.getLogger("pilot.commands")
 
 MAX_LINE = 64 * 1024
+MAX_OUTPUT = 512  # characters of a run's last line kept as its output (a check's note)
 DRAIN_AFTER_EXIT = 1.0  # seconds to let background holders of the pipe go
 _RESET_SIGNALS = tuple(
     s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)
@@ -140,6 +141,8 @@ class Command:
         self.pgid: Optional[int] = None
         self.last_status: Optional[ExitStatus] = None
         self.timed_out = False
+        self.output = ""  # the last run's last output line, or how it ended
+        self._last_line = ""
         self._done: Optional[AsyncResult] = None
         self._group = gevent.pool.Group()  # this command's greenlets: see stop()
 
@@ -154,6 +157,7 @@ class Command:
             raise RuntimeError(f"{self.name}: started while its previous run (pid {self.pid}) is alive")
         self._done = AsyncResult()
         self.timed_out = False
+        self._last_line = ""
         try:
             pid, readers = self._spawn()
         except OSError as exc:
@@ -255,6 +259,7 @@ class Command:
 
     def _finished(self, status: ExitStatus) -> None:
         self.last_status = status
+        self.output = self._last_line or status.reason
         self._done.set(status)
         if self.publish is not None:
             for event in exit_events(self.name, status):
@@ -277,6 +282,8 @@ class Command:
                     break
                 text = line.rstrip(b"\n").rstrip(b"\r").decode("utf-8", "replace")
                 job_log.info(text, extra=extra)
+                if text.strip():
+                    self._last_line = text.strip()[:MAX_OUTPUT]
         except OSError:
             pass
         finally:

@@ -34,6 +34,7 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ENDPOINTS = (
     "/v3/environ", "/v3/env", "/v3/reload", "/v3/maintenance/enable",
     "/v3/maintenance/disable", "/v3/metric", "/v3/ping", "/v3/status", "/v3/jobs",
+    "/v3/health",
 )
 JOB_ACTIONS = ("stop", "start", "restart", "signal")
 JOB_PATH = re.compile(r"/v3/jobs/[^/]+(?:/(stop|start|restart|signal))?\Z")
@@ -164,6 +165,9 @@ class Supervisor(Protocol):
         """None once the new config is being applied, else the error."""
 
     def status(self) -> dict: ...
+
+    def health(self) -> dict:
+        """{"healthy": bool, "jobs": {name: {...}}}: the container's health."""
 
     def job_status(self, name: str) -> dict:
         """One job as in status(); UnknownJob if there is none."""

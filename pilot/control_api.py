@@ -44,6 +44,7 @@ class ControlAPI:
         web.route("/v3/metric", "POST", self._metric)
         web.route("/v3/ping", "ANY", lambda: "\n")  # 3.8 answers ping on any method
         web.route("/v3/status", "GET", self._status)
+        web.route("/v3/health", "GET", self._health)
         web.route("/v3/jobs", "GET", self._jobs)
         web.route("/v3/jobs/<name>", "GET", self._job)
         web.route("/v3/jobs/<name>/signal", "POST", self._signal)
@@ -101,6 +102,13 @@ class ControlAPI:
     def _status(self) -> str:
         bottle.response.content_type = "application/json"
         return json.dumps(self.supervisor.status(), default=str) + "\n"
+
+    def _health(self) -> str:
+        """200 when healthy, 503 otherwise; the same JSON either way."""
+        doc = self.supervisor.health()
+        bottle.response.status = 200 if doc["healthy"] else 503
+        bottle.response.content_type = "application/json"
+        return json.dumps(doc, default=str) + "\n"
 
     # -- one job -------------------------------------------------------------
 

@@ -289,6 +289,25 @@ class ServiceDefinition:
             except ConsulError as e:
                 self._warn("service update TTL failed: %s", e)
 
+    def send_critical(self, output: str) -> None:
+        """Mark the TTL check critical now, with the check's output as its
+        note (3.8 only stopped heartbeating and let the TTL run out)."""
+        if not self.registered and not self._register("critical"):
+            return
+        try:
+            self.consul.update_ttl(self.check_id, "critical", output or "unhealthy")
+            return
+        except ConsulError as e:
+            if not e.unknown_check:
+                self._warn("service update TTL failed: %s", e)
+                return
+        self.registered = False
+        if self._register("critical"):
+            try:
+                self.consul.update_ttl(self.check_id, "critical", output or "unhealthy")
+            except ConsulError as e:
+                self._warn("service update TTL failed: %s", e)
+
     def mark_for_reregistration(self) -> None:
         """Forget we are registered (after maintenance) so the next heartbeat registers."""
         self.registered = False
@@ -335,6 +354,7 @@ class BackgroundService:
         self._lock = gevent.lock.Semaphore()
         self._epoch = 0  # bumped by deregister: calls queued before it are void
         self._busy: Optional[gevent.Greenlet] = None
+        self._next = None  # a call that must run after the one in flight
         self.leaving: Optional[gevent.Greenlet] = None
 
     def __getattr__(self, name):
@@ -343,6 +363,11 @@ class BackgroundService:
     def send_heartbeat(self) -> None:
         """Register if needed and refresh the TTL, in the background."""
         self._soon(self.svc.send_heartbeat)
+
+    def send_critical(self, output: str) -> None:
+        """Mark the check critical, in the background; never skipped: it
+        runs after the call in flight, if any."""
+        self._soon(lambda: self.svc.send_critical(output), must=True)
 
     def register_with_initial_status(self) -> bool:
         """True once registered; else start an attempt (the job asks again)."""
@@ -361,6 +386,7 @@ class BackgroundService:
         call made after it."""
         self._epoch += 1
         self.svc.registered = False
+        self._next = None
         busy, self._busy = self._busy, None
         if busy is not None:
             busy.kill(block=False)
@@ -373,19 +399,26 @@ class BackgroundService:
             except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision
                 self.log.error("consul: unexpected error for %s: %r", self.svc.name, exc)
 
-    def _soon(self, call) -> None:
+    def _soon(self, call, must: bool = False) -> None:
+        """Run `call` in the background; while another call is in flight a
+        heartbeat is dropped (the one in flight refreshes the same TTL) and a
+        call that `must` happen runs next."""
         if self._busy is not None and not self._busy.dead:
+            if must:
+                self._next = call
             return
         self._busy = gevent.spawn(self._run, call, self._epoch)
 
     def _run(self, call, epoch) -> None:
-        with self._lock:
-            if epoch != self._epoch:
-                return
-            try:
-                call()
-            except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision
-                self.log.error("consul: unexpected error for %s: %r", self.svc.name, exc)
+        while call is not None:
+            with self._lock:
+                if epoch != self._epoch:
+                    return
+                try:
+                    call()
+                except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision
+                    self.log.error("consul: unexpected error for %s: %r", self.svc.name, exc)
+            call, self._next = self._next, None
 
 
 # -- python-consul2 set-up ---------------------------------------------------

@@ -23,8 +23,9 @@ from typing import Callable, Dict, FrozenSet, Mapping, Optional, Protocol
 
 from pilot import events as ev
 from pilot.commands import Command, pid_env_name
-from pilot.config.model import UNLIMITED, JobConfig
+from pilot.config.model import UNLIMITED, HealthConfig, JobConfig
 from pilot.events import Event, Timers
+from pilot.health import Probe
 from pilot.triggers import Trigger
 
 log = logging.getLogger("pilot.jobs")
@@ -80,6 +81,8 @@ TRANSITIONS: Mapping[Phase, FrozenSet[Phase]] = {
     P.COMPLETE: frozenset(),
 }
 HALTING = frozenset({P.STOPPING, P.EXITING})
+# How check results count for a job without a `health` block (3.8's rules).
+THREE_EIGHT_HEALTH = HealthConfig(exec=None, interval=1, ttl=1, timeout=None)
 
 
 class Health(str, enum.Enum):
@@ -125,6 +128,9 @@ class Service(Protocol):
     def register_with_initial_status(self) -> bool: ...
 
     def send_heartbeat(self) -> None: ...
+
+    def send_critical(self, output: str) -> None:
+        """Mark the TTL check critical now, with `output` as its note."""
 
     def deregister(self) -> None: ...
 
@@ -183,6 +189,11 @@ class Job:
         self._hold = False  # the halt in progress was ordered (-stop): end held, not complete
         self._began = clock()  # when the periodic schedule started
         self._restart_at: Optional[float] = None
+        self._by_order = True  # the restart in progress was ordered (else a liveness restart)
+        self.failures = 0  # failed checks in a row
+        self.passes = 0  # passed checks in a row
+        self.check_output = ""  # what the last check said
+        self.in_start_period = False
         self._stopped_seen: set = set()
         self.trigger = Trigger(cfg.when)
         self._restarts_left = cfg.restarts
@@ -277,7 +288,7 @@ class Job:
             return False
         if self.health in (Health.IDLE, Health.MAINTENANCE):
             return True
-        if self.cfg.health and self.cfg.health.exec and self.check is not None:
+        if self.cfg.health and self.cfg.health.checked and self.check is not None:
             if self.check.running:
                 log.debug("%s: health check still running, tick skipped", self.name)
             else:
@@ -310,19 +321,57 @@ class Job:
         return True
 
     def _on_check_result(self, e: Event) -> bool:
+        """Rules 4 and 5 (§9.5), with thresholds and a start period beyond 3.8."""
         if e.source != "check." + self.name or e.code not in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
             return False
         if self.health is Health.MAINTENANCE:
             return True
+        self.check_output = getattr(self.check, "output", "") or ""
         if e.code == ev.EXIT_FAILED:
-            self._set_health(Health.UNHEALTHY)
-            self.publish(Event(ev.UNHEALTHY, self.name))
+            self._check_failed()
         else:
+            self._check_passed()
+        return True
+
+    def _check_passed(self) -> None:
+        h = self.cfg.health or THREE_EIGHT_HEALTH
+        self.in_start_period = False  # the first pass ends it (Docker's --start-period)
+        self.failures, self.passes = 0, self.passes + 1
+        turned = self.passes >= h.success_threshold and self.health is not Health.HEALTHY
+        if self.passes >= h.success_threshold:
             self._set_health(Health.HEALTHY)
-            self.publish(Event(ev.HEALTHY, self.name))
+            if turned or h.every_result:
+                self.publish(Event(ev.HEALTHY, self.name))
             if self.service is not None:
                 self.service.send_heartbeat()
-        return True
+
+    def _check_failed(self) -> None:
+        h = self.cfg.health or THREE_EIGHT_HEALTH
+        if self.in_start_period and self.clock() < self._run_started + h.start_period:
+            log.debug("%s: check failed during its start period: %s", self.name, self.check_output)
+            return
+        self.in_start_period = False
+        self.passes, self.failures = 0, self.failures + 1
+        if self.failures < h.failure_threshold:
+            return
+        turned = self.health is not Health.UNHEALTHY
+        self._set_health(Health.UNHEALTHY)
+        if turned or h.every_result:
+            self.publish(Event(ev.UNHEALTHY, self.name))
+        if turned and self.service is not None:
+            self.service.send_critical(self.check_output)  # at once, not when the TTL runs out
+        if turned and h.on_unhealthy == "restart":
+            self._liveness_restart()
+
+    def _liveness_restart(self) -> None:
+        """`onUnhealthy: restart`: stop the exec like an order to restart,
+        and let its exit be handled as any exit (a restart counted, the
+        back-off honoured). Never for a job that is not simply running."""
+        if self.phase not in (Phase.RUNNING, Phase.QUEUED) or not self._process_alive():
+            return
+        log.warning("%s restarted: unhealthy after %d failed check%s (%s)", self.name, self.failures,
+                    "" if self.failures == 1 else "s", self.check_output)
+        self._restart_now(by_order=False)
 
     def _on_shutdown(self, e: Event) -> bool:
         """Rule 6 (and a reload's orders to stop one job): no more restarts,
@@ -401,8 +450,17 @@ class Job:
         if self.phase is not Phase.RESTARTING:
             return False
         if e.source == self.name and e.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):
-            self._fresh_health()
             self._move(Phase.RUNNING)
+            if not self._by_order and not self.cfg.periodic:
+                # A liveness restart: counted and delayed as an exit's restart
+                # is, and done even when the job's restart limit is used up.
+                self._take_restart()
+                self.restarts_done += 1
+                self._restart()
+                return True
+            if not self._by_order:
+                return self._on_own_exit(e)
+            self._fresh_health()
             self._run()
             if self.queued:
                 self._move(Phase.QUEUED)
@@ -485,9 +543,11 @@ class Job:
         self._run()
 
     def _run(self) -> None:
+        self._run_started = self.clock()
+        self.failures = self.passes = 0
+        self.in_start_period = bool(self.cfg.health and self.cfg.health.start_period)
         if self.process is not None:
             self.runs += 1
-            self._run_started = self.clock()
             self.process.start()
 
     def _settle(self) -> None:
@@ -617,10 +677,12 @@ class Job:
         self.trigger.consume_once()
         self._start()
 
-    def _restart_now(self) -> None:
+    def _restart_now(self, by_order: bool = True) -> None:
         """Stop the exec (its stop signal, SIGKILL after the kill timeout)
-        and start it again when it has exited; no restart is used up."""
+        and start it again when it has exited: at once and without using up
+        a restart when ordered; as its exit would be otherwise."""
         self.queued = 0
+        self._by_order = by_order
         self._move(Phase.RESTARTING)
         self.process.signal(self.cfg.stop_signal)
         self.timers.after(TICK_KILL, max(self.kill_timeout, 0.0), self._tick(TICK_KILL))
@@ -653,6 +715,11 @@ class Job:
             return f"waiting for {self.dependent} to stop"
         if self.phase is Phase.HELD:
             return f"stopped by order; pilot -start {self.name} starts it"
+        if self.health is Health.UNHEALTHY and self.check_output:
+            return (f"check failing: {self.check_output.splitlines()[0]}"
+                    f" ({self.failures} in a row)")
+        if self.in_start_period:
+            return "in its health check's start period"
         return ""
 
 
@@ -683,6 +750,10 @@ class JobStatus:
     since_wall: float  # the same moment as a Unix time, for people
     detail: str  # what it waits for or does next, in the user's words
     health_checked: bool  # it has a health check (else -status shows `-`)
+    failures: int  # failed checks in a row
+    check_output: str  # what its last check said
+    in_start_period: bool  # started recently: failures do not count yet
+    failed: bool  # complete after a failed run: it will not run again
     pid: Optional[int]
     restarts: int
     runs: int
@@ -695,12 +766,30 @@ class JobStatus:
     def status(self) -> str:
         return self.health.shown
 
+    def problem(self) -> Optional[str]:
+        """Why this job makes the container unhealthy, or None: a health
+        check that does not pass (in its start period or not yet checked
+        counts as not passing), or a run that failed for good. A job stopped
+        by order is not a problem."""
+        if self.failed:
+            return f"failed for good (last exit: {self.last_exit})"
+        if not self.health_checked or self.phase in (Phase.HELD, Phase.COMPLETE):
+            return None
+        if self.health in (Health.HEALTHY, Health.ALWAYS_HEALTHY):
+            return None
+        if self.in_start_period:
+            return "in its start period"
+        if self.health is Health.UNHEALTHY:
+            return self.check_output or "unhealthy"
+        return f"not healthy yet ({self.health.shown})"
+
     def as_dict(self) -> Dict[str, object]:
         return {"name": self.name, "state": self.phase.value, "status": self.health.shown,
                 "pid": self.pid, "restarts": self.restarts, "runs": self.runs,
                 "last_exit": self.last_exit, "advertised": self.advertised,
                 "detail": self.detail, "since": self.since_wall,
-                "health_checked": self.health_checked}
+                "health_checked": self.health_checked, "failures": self.failures,
+                "check_output": self.check_output}
 
 
 class JobRunner:
@@ -722,7 +811,11 @@ class JobRunner:
         if cfg.exec:
             process = Command(cfg.name, cfg.exec, timeout=cfg.exec_timeout, raw=cfg.raw_logging,
                               environ=environ, publish=bus.publish)
-        if cfg.health and cfg.health.exec:
+        if cfg.health and (cfg.health.http or cfg.health.tcp):
+            h = cfg.health
+            check = Probe(f"check.{cfg.name}", timeout=h.interval if h.timeout is None else h.timeout,
+                          http=h.http, tcp=h.tcp, publish=bus.publish)
+        elif cfg.health and cfg.health.exec:
             h = cfg.health
             timeout = h.interval if h.timeout is None else h.timeout
             check = Command(f"check.{cfg.name}", h.exec, timeout=timeout, raw=h.raw_logging,
@@ -807,4 +900,7 @@ class JobRunner:
             pid=process.pid if process is not None and process.running else None,
             restarts=job.restarts_done, runs=job.runs, last_exit=last_exit,
             advertised=cfg.advertised, address=cfg.ip or "", port=cfg.port,
-            health_checked=bool(cfg.health and cfg.health.exec))
+            health_checked=bool(cfg.health and cfg.health.checked),
+            failures=job.failures, check_output=job.check_output,
+            in_start_period=job.in_start_period,
+            failed=job.complete and last is not None and not last.success)

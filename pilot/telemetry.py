@@ -242,10 +242,12 @@ class Telemetry:
 
     def __init__(self, cfg: TelemetryConfig, *, bus, jobs: Callable[[], Iterable[JobView]],
                  watches: Callable[[], Sequence[str]] = tuple,
+                 health: Callable[[], dict] = lambda: {"healthy": True, "jobs": {}},
                  attempts: int = BIND_ATTEMPTS, delay: float = BIND_DELAY):
         self.bus = bus
         self.jobs = jobs
         self.watches = watches
+        self.health = health
         self.cfg = cfg
         self.user: Dict[str, Tuple[MetricConfig, object]] = {}
         self._legacy: Dict[str, str] = {}
@@ -370,7 +372,16 @@ class Telemetry:
         web.default_error_handler = _go_error
         web.route("/metrics", "ANY", self._metrics)
         web.route("/status", "ANY", self._status)
+        web.route("/health", "GET", self._health)
         return web
+
+    def _health(self) -> str:
+        """The container's health for Kubernetes `httpGet` probes (they cannot
+        reach the control socket): 200 or 503, JSON either way."""
+        doc = self.health()
+        bottle.response.status = 200 if doc["healthy"] else 503
+        bottle.response.content_type = "application/json"
+        return json.dumps(doc, default=str) + "\n"
 
     def _metrics(self) -> bytes:
         bottle.response.content_type = CONTENT_TYPE

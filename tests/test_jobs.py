@@ -21,6 +21,7 @@ class FakeCommand:
         self.starts = 0
         self.signals = []
         self.running = False
+        self.output = ""
 
     def start(self):
         if self.running:  # as the real Command: runs never overlap
@@ -68,6 +69,9 @@ class FakeService:
     def send_heartbeat(self):
         self.calls.append("heartbeat")
 
+    def send_critical(self, output):
+        self.calls.append(f"critical:{output}")
+
     def deregister(self):
         self.calls.append("deregister")
 
@@ -81,7 +85,7 @@ class Harness:
     def __init__(self, cfg, service=None, dependent=None, clock=None, maintenance=False):
         self.published = []
         self.process = FakeCommand() if cfg.exec else None
-        self.check = FakeCommand() if cfg.health and cfg.health.exec else None
+        self.check = FakeCommand() if cfg.health and cfg.health.checked else None
         self.timers = FakeTimers()
         kw = {"clock": clock} if clock else {}
         self.job = Job(cfg, publish=self.published.append, timers=self.timers,
@@ -272,14 +276,16 @@ def test_check_never_overlaps_itself():
 
 
 def test_check_results_publish_health_on_every_result():
-    """healthy/unhealthy published on every result; passing heartbeats Consul."""
+    """healthy/unhealthy published on every result (3.8's health block);
+    passing heartbeats Consul; turning unhealthy marks the check critical at
+    once (3.8 waited for the TTL to run out)."""
     svc = FakeService()
     h = Harness(job(port=80, health=health()), service=svc)
     startup(h)
     h.feed(Event(ev.EXIT_SUCCESS, "check.app"), Event(ev.EXIT_SUCCESS, "check.app"),
            Event(ev.EXIT_FAILED, "check.app"))
     assert h.published == [Event(ev.HEALTHY, "app")] * 2 + [Event(ev.UNHEALTHY, "app")]
-    assert svc.calls == ["heartbeat", "heartbeat"]
+    assert svc.calls == ["heartbeat", "heartbeat", "critical:"]
     assert h.job.status == "unhealthy"
 
 
@@ -971,3 +977,119 @@ def test_detail_says_when_a_periodic_job_runs_next_and_when_a_restart_comes():
     startup(b)
     b.run_to_exit(ev.EXIT_FAILED)
     assert b.job.detail() == "restart in 3s"
+
+
+# -- health checks users can trust ----------------------------------------------------
+
+
+def checks(h, *results, output="HTTP 503"):
+    for ok in results:
+        h.check.output = "HTTP 200" if ok else output
+        h.feed(Event(jobs.TICK_HEARTBEAT, "app"))
+        h.check.exited()
+        h.feed(Event(ev.EXIT_SUCCESS if ok else ev.EXIT_FAILED, "check.app"))
+
+
+def probe_health(**kw):
+    return HealthConfig(exec=None, http="http://127.0.0.1:1/", interval=1, ttl=5, timeout=None, **kw)
+
+
+def test_failure_threshold_counts_failures_in_a_row_and_publishes_once():
+    """failureThreshold 2: a flapping check never turns unhealthy; two
+    failures in a row do, published once; healthy again once as well."""
+    h = Harness(job(health=probe_health(failure_threshold=2)))
+    startup(h)
+    checks(h, True, False, True, False, True, False)
+    assert h.job.health is Health.HEALTHY
+    assert h.published == [Event(ev.HEALTHY, "app")]
+    checks(h, False, False, False)
+    assert h.job.health is Health.UNHEALTHY and h.job.failures == 4  # the flapping run ended failing
+    assert h.published == [Event(ev.HEALTHY, "app"), Event(ev.UNHEALTHY, "app")]
+    checks(h, True)
+    assert h.published[-1] == Event(ev.HEALTHY, "app") and len(h.published) == 3
+
+
+def test_a_flapping_check_with_threshold_one_turns_unhealthy():
+    """The same flapping check with failureThreshold 1 does turn unhealthy."""
+    h = Harness(job(health=probe_health(failure_threshold=1, success_threshold=1)))
+    startup(h)
+    checks(h, True, False)
+    assert h.job.health is Health.UNHEALTHY
+
+
+def test_success_threshold_needs_passes_in_a_row():
+    """successThreshold 3: healthy only after three passes in a row."""
+    svc = FakeService()
+    h = Harness(job(port=80, health=probe_health(success_threshold=3)), service=svc)
+    startup(h)
+    checks(h, True, True, False, True, True)
+    assert h.job.health is not Health.HEALTHY and "heartbeat" not in svc.calls
+    checks(h, True)
+    assert h.job.health is Health.HEALTHY and svc.calls == ["critical:HTTP 503", "heartbeat"]
+
+
+def test_failures_in_the_start_period_change_nothing_and_a_pass_ends_it():
+    """startPeriod: failures soon after a start publish nothing, change
+    nothing; the first pass ends the period; later failures count."""
+    now = [0.0]
+    svc = FakeService()
+    h = Harness(job(port=80, health=probe_health(start_period=30.0)), service=svc,
+                clock=lambda: now[0])
+    startup(h)
+    checks(h, False, False, False)
+    assert h.published == [] and h.job.health is Health.UNKNOWN and svc.calls == []
+    checks(h, True)
+    checks(h, False)
+    assert h.job.health is Health.UNHEALTHY
+    assert h.published == [Event(ev.HEALTHY, "app"), Event(ev.UNHEALTHY, "app")]
+
+
+def test_the_start_period_also_ends_with_time():
+    """Failures after the start period count even without a pass."""
+    now = [0.0]
+    h = Harness(job(health=probe_health(start_period=30.0)), clock=lambda: now[0])
+    startup(h)
+    checks(h, False)
+    now[0] = 31.0
+    checks(h, False)
+    assert h.job.health is Health.UNHEALTHY
+
+
+def test_on_unhealthy_restart_replaces_the_process_as_an_exit_would():
+    """onUnhealthy restart: stop signal, then a new run once it exited,
+    counted in restarts, with the back-off; the start period applies anew;
+    the log line says why."""
+    now = [0.0]
+    h = Harness(job(restarts=UNLIMITED, stop_signal=signal.SIGQUIT, restart_delay=2.0,
+                    health=probe_health(failure_threshold=2, on_unhealthy="restart", start_period=5.0)),
+                clock=lambda: now[0])
+    startup(h)
+    now[0] = 10.0
+    checks(h, False, False)
+    assert h.job.phase is Phase.RESTARTING and h.process.signals == [signal.SIGQUIT]
+    h.run_to_exit(ev.EXIT_FAILED)
+    assert h.job.phase is Phase.BACKING_OFF and h.job.restarts_done == 1
+    h.feed(h.timers.after_[jobs.TICK_RESTART][1])
+    assert h.process.starts == 2 and h.job.phase is Phase.RUNNING
+    assert h.job.in_start_period and h.job.failures == 0
+
+
+def test_on_unhealthy_restart_happens_even_without_restarts_left():
+    """A liveness restart is not an exit the job chose: with `restarts: 0`
+    the job still comes back (counted)."""
+    h = Harness(job(health=probe_health(on_unhealthy="restart")))
+    startup(h)
+    checks(h, False)
+    h.run_to_exit(ev.EXIT_FAILED)
+    assert h.process.starts == 2 and h.job.restarts_done == 1 and not h.job.complete
+
+
+def test_no_liveness_restart_in_maintenance_or_while_stopping():
+    """Checks are suspended in maintenance; a halting job is never restarted."""
+    h = Harness(job(restarts=UNLIMITED, health=probe_health(on_unhealthy="restart")))
+    startup(h)
+    h.feed(ev.GLOBAL_ENTER_MAINTENANCE, Event(ev.EXIT_FAILED, "check.app"))
+    assert h.job.phase is Phase.RUNNING and h.process.signals == []
+    h.feed(ev.GLOBAL_EXIT_MAINTENANCE, ev.GLOBAL_SHUTDOWN)
+    h.feed(Event(ev.EXIT_FAILED, "check.app"))
+    assert h.job.phase is Phase.EXITING and h.process.signals == [signal.SIGTERM]

@@ -145,7 +145,7 @@ def _dangling_sources(
     a config that works; Pilot reports it as a warning instead.
     """
     known = set(GLOBAL_SOURCES) | {job.name for job in jobs} | {watch.source for watch in watches}
-    known |= {"check." + job.name for job in jobs if job.health is not None and job.health.exec}
+    known |= {"check." + job.name for job in jobs if job.health is not None and job.health.checked}
     return tuple(
         f"{item.label}.when.source '{source}' names nothing, so the job will never start"
         " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"

@@ -23,7 +23,9 @@ JOB_KEYS = (
 WHEN_KEYS = ("interval", "source", "once", "each", "timeout", "all", "any")
 WHEN_SCALARS = ("interval", "source", "once", "each", "timeout")
 CONDITION_KEYS = ("source", "once", "each", "atLeast")
-HEALTH_KEYS = ("exec", "timeout", "interval", "ttl", "logging")
+HEALTH_KEYS = ("exec", "timeout", "interval", "ttl", "logging",
+               "http", "tcp", "startPeriod", "failureThreshold", "successThreshold", "onUnhealthy")
+ON_UNHEALTHY = ("none", "restart")
 LOGGING_KEYS = ("raw",)
 JOB_CONSUL_KEYS = ("enableTagOverride", "deregisterCriticalServiceAfter")
 INITIAL_STATUSES = ("passing", "warning", "critical")
@@ -93,7 +95,10 @@ def _decode_job(item: Any, index: int) -> None:
     if health is not None:
         health.integer("interval")
         health.integer("ttl")
-        health.string("timeout")
+        health.integer("failureThreshold")
+        health.integer("successThreshold")
+        for key in ("timeout", "http", "tcp", "startPeriod", "onUnhealthy"):
+            health.string(key)
         _raw_logging(health)
     when = fields.block("when", WHEN_KEYS)
     for key in WHEN_SCALARS if when is not None else ():
@@ -177,7 +182,71 @@ def _health(fields: Fields, label: str, name: str, port: int) -> Optional[Health
         timeout = float(interval)
     check = _exec(block.raw("exec"), label, "health.exec") if "exec" in block else None
     # A negative timeout cannot bound anything: like "0" it means no timeout.
-    return HealthConfig(exec=check, interval=interval, ttl=ttl, timeout=max(timeout, 0.0), raw_logging=raw_logging)
+    return HealthConfig(exec=check, interval=interval, ttl=ttl, timeout=max(timeout, 0.0),
+                        raw_logging=raw_logging, **_probes(block, f"{label}.health"))
+
+
+# --- beyond 3.8: probes, thresholds, start period, liveness ---------------------------
+
+
+def _probes(block: Fields, where: str) -> dict:
+    kinds = [key for key in ("exec", "http", "tcp") if key in block]
+    if len(kinds) > 1:
+        raise fail(f"{where} can have only one of exec, http or tcp (got {' and '.join(kinds)})",
+                   f"{where}.{kinds[1]}")
+    result = {}
+    if "http" in block:
+        result["http"] = _http_url(block.string("http"), f"{where}.http")
+    if "tcp" in block:
+        result["tcp"] = _tcp_address(block.string("tcp"), f"{where}.tcp")
+    for key, attr in (("failureThreshold", "failure_threshold"),
+                      ("successThreshold", "success_threshold")):
+        value = block.integer(key)
+        if value is not None:
+            if value < 1:
+                raise fail(f"{where}.{key} must be at least 1 (got {value})", f"{where}.{key}")
+            result[attr] = value
+    text = block.string("startPeriod", "")
+    if text:
+        try:
+            period = datatypes.flexible_duration(text)
+        except Invalid as error:
+            raise fail(f"unable to parse {where}.startPeriod '{text}': {error}"
+                       " (expected a duration like \"30s\")", f"{where}.startPeriod") from None
+        if period is None or period < 0:
+            raise fail(f"{where}.startPeriod must not be negative (got '{text}')", f"{where}.startPeriod")
+        result["start_period"] = period
+    action = block.string("onUnhealthy")
+    if action is not None:
+        if action not in ON_UNHEALTHY:
+            raise fail(f"{where}.onUnhealthy must be \"none\" or \"restart\" (got {show(action)})",
+                       f"{where}.onUnhealthy")
+        result["on_unhealthy"] = action
+    return result
+
+
+def _http_url(text: str, path: str) -> str:
+    """An http:// or https:// URL with a host (and a valid port, if any)."""
+    from urllib.parse import urlsplit
+    expected = "an http:// or https:// URL with a host, like http://127.0.0.1:8080/healthz"
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError as error:
+        raise fail(f"{path} must be {expected} ({error}; got {show(text)})", path) from None
+    if url.scheme not in ("http", "https") or not url.hostname or port == 0:
+        raise fail(f"{path} must be {expected} (got {show(text)})", path)
+    return text
+
+
+def _tcp_address(text: str, path: str) -> str:
+    """`host:port` (`[::1]:5432` for IPv6), port 1-65535."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise fail(f"{path} must be host:port with a port from 1 to 65535, like 127.0.0.1:5432"
+                   f" (got {show(text)})", path)
+    return text
 
 
 # --- step 2: discovery ------------------------------------------------------------

@@ -110,6 +110,27 @@ class HealthConfig:
     ttl: int  # seconds, >= 1
     timeout: Optional[float]  # seconds; None or 0 = no timeout
     raw_logging: bool = False
+    # Beyond 3.8:
+    http: Optional[str] = None  # a URL to GET: 2xx/3xx pass
+    tcp: Optional[str] = None  # host:port to connect to
+    start_period: float = 0.0  # failures this soon after a start do not count
+    failure_threshold: int = 1  # failures in a row before unhealthy
+    success_threshold: int = 1  # passes in a row before healthy
+    on_unhealthy: str = "none"  # none | restart
+
+    @property
+    def checked(self) -> bool:
+        """Something is run or probed (else a heartbeat only)."""
+        return bool(self.exec or self.http or self.tcp)
+
+    @property
+    def every_result(self) -> bool:
+        """3.8's health block: `healthy`/`unhealthy` published on every
+        result. Using any field beyond 3.8 switches to thresholds, with an
+        event only when the health changes."""
+        return (self.failure_threshold == 1 and self.success_threshold == 1
+                and not self.start_period and self.on_unhealthy == "none"
+                and not self.http and not self.tcp)
 
 
 @dataclass(frozen=True)
