@@ -32,6 +32,7 @@ with warnings.catch_warnings():
     import consul.std
 
 from pilot.config.model import ConsulConfig, JobConfig
+from pilot.log import log_bug
 
 CALL_TIMEOUT = 5.0  # seconds, for every call that is not a blocking query
 BLOCKING_MARGIN = 5.0  # seconds added to a blocking query's wait
@@ -376,7 +377,7 @@ class BackgroundService:
             try:
                 call()
             except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision
-                self.log.error("consul: unexpected error for %s: %r", self.svc.name, exc)
+                log_bug(self.log, f"consul: unexpected error for {self.svc.name}", exc)
 
 
 # -- python-consul2 set-up ---------------------------------------------------

@@ -15,6 +15,8 @@ import gevent
 import gevent.event
 import gevent.queue
 
+from pilot.log import log_bug
+
 log = logging.getLogger("pilot.events")
 
 GLOBAL = "global"
@@ -33,15 +35,7 @@ ENTER_MAINTENANCE = "enterMaintenance"
 EXIT_MAINTENANCE = "exitMaintenance"
 TIMER_EXPIRED = "timerExpired"
 ERROR = "error"
-QUIT = "quit"
 SIGNAL = "signal"
-METRIC = "metric"  # internal: a `/v3/metric` record, never counted
-
-USER_CODES = (
-    STARTUP, SHUTDOWN, EXIT_SUCCESS, EXIT_FAILED, STOPPING, STOPPED, HEALTHY,
-    UNHEALTHY, CHANGED, ENTER_MAINTENANCE, EXIT_MAINTENANCE, TIMER_EXPIRED,
-    ERROR, QUIT,
-)
 
 # 3.8's names in the `containerpilot_events{code=...}` metric.
 METRIC_NAMES = {
@@ -50,7 +44,7 @@ METRIC_NAMES = {
     HEALTHY: "StatusHealthy", UNHEALTHY: "StatusUnhealthy",
     CHANGED: "StatusChanged", ENTER_MAINTENANCE: "EnterMaintenance",
     EXIT_MAINTENANCE: "ExitMaintenance", TIMER_EXPIRED: "TimerExpired",
-    ERROR: "Error", QUIT: "Quit", SIGNAL: "Signal",
+    ERROR: "Error", SIGNAL: "Signal",
 }
 
 
@@ -148,13 +142,12 @@ class Bus:
             self._listeners.remove(fn)
 
     def publish(self, event: Event) -> None:
-        if event.code != METRIC:
-            log.debug("event: %s", event)
+        log.debug("event: %s", event)
         for fn in list(self._listeners):
             try:
                 fn(event)
-            except Exception:  # a broken listener must not stop delivery
-                log.exception("event listener failed on %s", event)
+            except Exception as exc:  # noqa: BLE001 - a broken listener must not stop delivery
+                log_bug(log, f"event listener failed on {event}", exc)
         for box in list(self._mailboxes):
             box.put(event)
 

@@ -23,6 +23,7 @@ from pilot import events as ev
 from pilot.config.model import WatchConfig
 from pilot.discovery import ConsulError, Instance
 from pilot.events import Event
+from pilot.log import log_bug
 
 NOT_ADVANCING_PAUSE = 1.0  # seconds; upper bound of the pause after an early, empty answer
 RETRY_SOON = 0.1  # seconds; the one quick retry after a first failure
@@ -91,8 +92,8 @@ class Watch:
             # The agent may have restarted with a lower index; start afresh.
             self.index = 0
             return self._failed(err)
-        except Exception as err:  # a bug must not end the watch nor show a traceback
-            self.log.error("watch %s: unexpected error: %s", self.cfg.name, err)
+        except Exception as err:  # noqa: BLE001 - a bug must not end the watch
+            log_bug(self.log, f"watch {self.cfg.name}: unexpected error", err)
             self.index = 0
             return self.cfg.interval
         self._failures, self._failure = 0, ""

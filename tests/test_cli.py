@@ -136,3 +136,39 @@ def test_version_names_the_checkouts_commit(capsys):
                           capture_output=True, text=True, check=True).stdout.strip()
     assert cli.main(["-version"]) == 0
     assert capsys.readouterr().out == f"Version: {cli.__version__}\nGitHash: {head}\n"
+
+
+def broken_dispatch(opts):
+    raise ValueError("boom")
+
+
+def test_a_bug_in_a_one_shot_action_is_one_line_on_stderr(monkeypatch, capsys):
+    """With no log configured (a one-shot action), a bug reaching main is one
+    `pilot: internal error: ...` line on stderr and exit status 1."""
+    monkeypatch.setattr(cli, "_dispatch", broken_dispatch)
+    monkeypatch.setattr("pilot.log.configured", lambda: False)
+    monkeypatch.delenv("PILOT_DEBUG", raising=False)
+    assert cli.main(["-ping"]) == 1
+    err = capsys.readouterr().err
+    assert err == "pilot: internal error: ValueError: boom (set PILOT_DEBUG=1 for a traceback)\n"
+
+
+def test_a_bug_in_the_supervisor_goes_to_its_log_with_the_traceback_at_debug(
+        monkeypatch, capsys, tmp_path):
+    """Once the supervisor configured its log, a bug reaching main is logged
+    there (one ERROR line, then the traceback at DEBUG), not on stderr."""
+    from pilot import log as pilot_log
+    from pilot.config.model import LoggingConfig
+    monkeypatch.setattr(cli, "_dispatch", broken_dispatch)
+    monkeypatch.delenv("PILOT_DEBUG", raising=False)
+    path = tmp_path / "pilot.log"
+    pilot_log.configure(LoggingConfig(level="DEBUG", output=str(path)))
+    try:
+        assert cli.main(["-config", "x.json5"]) == 1
+    finally:
+        pilot_log.configure()
+    lines = path.read_text().splitlines()
+    assert lines[0].endswith(" internal error: ValueError: boom")
+    assert "Traceback (most recent call last):" in lines
+    assert lines[-1] == "ValueError: boom"
+    assert capsys.readouterr().err == ""

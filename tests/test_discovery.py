@@ -9,6 +9,7 @@ import requests
 import pilot.discovery as discovery
 from pilot.config.model import ConsulConfig, HealthConfig, JobConfig, TLSConfig
 from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition
+from tests.test_log import assert_bug_logged
 
 TOKEN = "s3cr3t-token"
 
@@ -437,3 +438,21 @@ def test_a_deregistration_met_by_an_outage_is_retried_when_consul_answers(agent,
     back.send_heartbeat()
     gevent.sleep(0.05)
     assert len(agent.requests) == before + 1  # nothing more to retry
+
+
+def test_a_bug_in_a_background_heartbeat_is_logged_and_the_next_one_runs(agent, log, caplog):
+    """A bug in a heartbeat is one ERROR line (and its traceback at DEBUG);
+    it does not end heartbeats for the job."""
+    import gevent
+    caplog.set_level(logging.DEBUG, log.name)
+    svc = service(agent, log)
+    bg = discovery.BackgroundService(svc)
+    real = svc.send_heartbeat
+    svc.send_heartbeat = lambda: (_ for _ in ()).throw(KeyError("lost"))
+    bg.send_heartbeat()
+    gevent.wait([bg._busy], timeout=5)
+    assert_bug_logged(caplog, "consul: unexpected error for app: KeyError: 'lost'", KeyError)
+    svc.send_heartbeat = real
+    bg.send_heartbeat()
+    gevent.wait([bg._busy], timeout=5)
+    assert puts(agent, "/v1/agent/service/register")

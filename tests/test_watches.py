@@ -12,6 +12,7 @@ from pilot.discovery import ConsulError, Instance
 from pilot.events import Bus, Event
 from pilot.watches import RETRY_SOON, Watch, changed, next_index
 from tests.test_discovery import agent  # noqa: F401 - fixture: a fake Consul agent behind the real client
+from tests.test_log import assert_bug_logged
 
 pytestmark = pytest.mark.timeout(10)
 LOGGER = "pilot.watches.test"
@@ -345,6 +346,21 @@ def test_stop_ends_the_greenlet_and_is_idempotent(consul, bus):
     consul.put("db", inst("db-1"))
     gevent.sleep(0.05)
     assert len(consul.calls) == calls
+
+
+def test_a_bug_while_polling_is_logged_and_the_watch_goes_on(consul, bus, caplog):
+    """An unexpected exception is a bug: one ERROR line and the traceback at
+    DEBUG; the watch waits `interval` and asks again from a fresh index."""
+    caplog.set_level(logging.DEBUG, LOGGER)
+    watch = make_watch(consul, bus, interval=3)
+    consul.fail = ValueError("boom")
+    assert watch.poll() == 3
+    assert watch.index == 0
+    assert_bug_logged(caplog, "watch db: unexpected error: ValueError: boom", ValueError)
+    consul.fail = None
+    consul.put("db", inst("db-1"))
+    watch.poll()
+    assert [i.id for i in watch.instances] == ["db-1"]
 
 
 def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
