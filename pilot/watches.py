@@ -30,13 +30,7 @@ RETRY_SOON = 0.1  # seconds; the one quick retry after a first failure
 
 
 class Watch:
-    """One `watches` entry: a greenlet asking Consul, publishing on the bus.
-
-    `blocking` is False only for comparisons with 3.8 (bench/): then the
-    watch polls every `interval` seconds, as 3.8 does.
-    """
-
-    blocking = True
+    """One `watches` entry: a greenlet asking Consul, publishing on the bus."""
 
     def __init__(self, cfg: WatchConfig, consul, bus, app=None,
                  log: Optional[logging.Logger] = None):
@@ -73,8 +67,6 @@ class Watch:
         return {"name": self.cfg.name, "tag": self.cfg.tag, "instances": len(self.instances)}
 
     def _run(self) -> None:
-        if not self.blocking:
-            gevent.sleep(self.cfg.interval)  # 3.8: first poll one interval after start
         while True:
             gevent.sleep(self.poll())
 
@@ -82,7 +74,7 @@ class Watch:
 
     def poll(self) -> float:
         """Ask Consul once and publish what changed; seconds to wait before the next query."""
-        asked = self.index if self.blocking else 0
+        asked = self.index
         began = time.monotonic()
         try:
             index, instances = self.consul.health_service(
@@ -99,8 +91,6 @@ class Watch:
         self._failures, self._failure = 0, ""
         self.index = next_index(asked, index)
         self.update(instances)
-        if not self.blocking:
-            return self.cfg.interval
         return self._pause_after(asked, index, time.monotonic() - began)
 
     def _pause_after(self, asked: int, index: int, elapsed: float) -> float:

@@ -364,11 +364,11 @@ def test_a_bug_while_polling_is_logged_and_the_watch_goes_on(consul, bus, caplog
 
 
 def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
-    """`blocking = False` (the bench's 3.8 comparison) sends plain queries only."""
-    class Polling(Watch):
-        blocking = False
+    """The bench's 3.8 comparison (a Watch made to poll, bench/watch_latency.py)
+    sends plain queries only, `interval` apart."""
+    from bench.watch_latency import polling_watch_class
 
-    watch = Polling(WatchConfig(name="db", interval=5), consul, bus, FakeApp())
+    watch = polling_watch_class()(WatchConfig(name="db", interval=5), consul, bus, FakeApp())
     consul.put("db", inst("db-1"))
     assert watch.poll() == 5
     assert watch.poll() == 5
