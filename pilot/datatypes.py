@@ -67,7 +67,7 @@ def kind(value: Any) -> str:
 
 def show(value: Any, limit: int = 80) -> str:
     """A value as the user would have written it, on one line, bounded."""
-    import json  # imported late: only error messages need it
+    import json  # only error messages need it: a one-shot `-ping` loads no json
 
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)

@@ -19,7 +19,7 @@ import logging
 import re
 import sys
 import traceback
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Union
 
 from pilot.strconv import quote
 
@@ -57,9 +57,15 @@ class StartUp:
 # --- bugs ---------------------------------------------------------------------------
 
 
-def log_bug(logger: logging.Logger, what: str, exc: BaseException) -> None:
+def log_bug(logger: Union[logging.Logger, str], what: str, exc: BaseException) -> None:
     """Report a bug that a catch-everything barrier stopped, so Pilot goes on:
-    `WHAT: Type: message` on one line at ERROR, then the traceback at DEBUG."""
+    `WHAT: Type: message` on one line at ERROR, then the traceback at DEBUG.
+
+    `logger` may be a logger's name, for the modules on the one-shot
+    actions' path (cli, config), which keep `logging` (and the threading it
+    imports, ~3 ms) off that path."""
+    if isinstance(logger, str):
+        logger = logging.getLogger(logger)
     logger.error("%s: %s", what, describe(exc))
     logger.debug("%s: traceback", what, exc_info=(type(exc), exc, exc.__traceback__))
 

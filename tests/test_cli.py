@@ -172,3 +172,43 @@ def test_a_bug_in_the_supervisor_goes_to_its_log_with_the_traceback_at_debug(
     assert "Traceback (most recent call last):" in lines
     assert lines[-1] == "ValueError: boom"
     assert capsys.readouterr().err == ""
+
+
+ONE_SHOT_SCRIPT = """
+import json, sys
+from pilot import cli
+code = cli.main(["-config", sys.argv[1], "-ping"])
+heavy = ("gevent", "socket", "ssl", "http.client", "email", "bottle", "consul", "requests",
+         "prometheus_client", "threading", "subprocess", "pilot.run", "pilot.app")
+print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def test_a_one_shot_action_loads_nothing_heavy(tmp_path):
+    """`pilot -ping` (jobs run such actions every few seconds) loads the
+    config and the client only: no gevent, no socket module, no HTTP stack,
+    none of the supervisor's modules."""
+    import json
+    import subprocess
+    import sys
+    config = tmp_path / "c.json5"
+    config.write_text('{control: {socket: "%s"}, jobs: [{name: "a", exec: "true"}]}'
+                      % (tmp_path / "none.sock"))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", ONE_SHOT_SCRIPT, str(config)], cwd=repo,
+                          capture_output=True, text=True, timeout=30)
+    assert json.loads(done.stdout) == {"code": 1, "loaded": []}, done.stderr
+    assert "pilot is not running" in done.stderr
+
+
+def test_the_supervisor_module_leaves_ssl_unimported():
+    """pilot.run decides whether ssl needs gevent's patch (an https Consul)
+    before the App's components import it: importing pilot.run must not."""
+    import subprocess
+    import sys
+    script = ("import sys; from gevent import monkey; monkey.patch_all(ssl=False, subprocess=False); "
+              "import pilot.run; print('ssl' in sys.modules)")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo,
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "False", done.stderr

@@ -6,7 +6,6 @@ one-line `ConfigError` naming the file and the field as the user wrote it.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from typing import List, Mapping, Optional, Sequence, Tuple
 
@@ -24,8 +23,6 @@ __all__ = ["ConfigError", "Config", "load", "parse_text", "read_and_render", "re
 
 TOP_LEVEL_KEYS = ("consul", "logging", "jobs", "watches", "telemetry", "control", "stopTimeout")
 GLOBAL_SOURCES = ("global", "SIGHUP", "SIGUSR2")
-
-log = logging.getLogger("pilot.config")
 
 
 def resolve_path(flag_value: Optional[str], env: Mapping[str, str]) -> str:
@@ -85,11 +82,11 @@ def parse_text(text: str, path: str, env: Mapping[str, str]) -> Config:
     except RecursionError:
         raise ConfigError("could not parse configuration: nested too deeply", file=path) from None
     except Exception as error:  # noqa: BLE001 - last guard: users never see a traceback
-        # Imported on a bug's path only: a client call (`pilot -putmetric`,
-        # run by jobs every few seconds) loads the config but not the log's
-        # formats (datetime, json: ~2 ms).
+        # Imported on a bug's path only: a one-shot action (`pilot -putmetric`,
+        # run by jobs every few seconds) loads the config, but neither logging
+        # (it imports threading) nor the log's formats (~8 ms together).
         from pilot.log import log_bug
-        log_bug(log, f"config: internal error while loading {path}", error)
+        log_bug("pilot.config", f"config: internal error while loading {path}", error)
         raise ConfigError(
             f"internal error while loading the config: {type(error).__name__}: {fail(str(error)).message}",
             file=path,
