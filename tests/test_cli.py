@@ -5,6 +5,7 @@ import pytest
 
 from pilot import cli
 from pilot.errors import UsageError
+from tests.test_log import pilot_logger  # noqa: F401 - fixture: Pilot's logger restored after the test
 
 
 def test_flag_forms():
@@ -154,7 +155,7 @@ def test_a_bug_in_a_one_shot_action_is_one_line_on_stderr(monkeypatch, capsys):
 
 
 def test_a_bug_in_the_supervisor_goes_to_its_log_with_the_traceback_at_debug(
-        monkeypatch, capsys, tmp_path):
+        monkeypatch, capsys, tmp_path, pilot_logger):
     """Once the supervisor configured its log, a bug reaching main is logged
     there (one ERROR line, then the traceback at DEBUG), not on stderr."""
     from pilot import log as pilot_log
@@ -162,11 +163,9 @@ def test_a_bug_in_the_supervisor_goes_to_its_log_with_the_traceback_at_debug(
     monkeypatch.setattr(cli, "_dispatch", broken_dispatch)
     monkeypatch.delenv("PILOT_DEBUG", raising=False)
     path = tmp_path / "pilot.log"
-    pilot_log.configure(LoggingConfig(level="DEBUG", output=str(path)))
-    try:
-        assert cli.main(["-config", "x.json5"]) == 1
-    finally:
-        pilot_log.configure()
+    handler = pilot_log.configure(LoggingConfig(level="DEBUG", output=str(path)))
+    assert cli.main(["-config", "x.json5"]) == 1
+    handler.flush()
     lines = path.read_text().splitlines()
     assert lines[0].endswith(" internal error: ValueError: boom")
     assert "Traceback (most recent call last):" in lines

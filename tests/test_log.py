@@ -118,6 +118,23 @@ def caught():
         return exc
 
 
+@pytest.fixture
+def pilot_logger():
+    """Pilot's root logger, given back as it was (handlers, level,
+    propagation): configure() changes all three, and tests that run later
+    must not inherit a level or a handler from this one."""
+    root = logging.getLogger(pilot_log.ROOT)
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield root
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        if handler not in saved[0]:
+            handler.close()
+    handlers, root.level, root.propagate = saved
+    for handler in handlers:
+        root.addHandler(handler)
+
+
 def assert_bug_logged(caplog, message, exc_type):
     """A barrier reported one bug the log_bug way: `message` as the only
     ERROR record, and one DEBUG record carrying the exception's traceback.
@@ -132,15 +149,13 @@ def assert_bug_logged(caplog, message, exc_type):
 def logged_bug(tmp_path, fmt, level="DEBUG"):
     """The lines `log_bug` writes through the real handler in format `fmt`."""
     path = tmp_path / f"{fmt}.log"
-    pilot_log.configure(LoggingConfig(level=level, format=fmt, output=str(path)))
-    try:
-        pilot_log.log_bug(logging.getLogger("pilot.test"), "watch db: unexpected error", caught())
-    finally:
-        pilot_log.configure()
+    handler = pilot_log.configure(LoggingConfig(level=level, format=fmt, output=str(path)))
+    pilot_log.log_bug(logging.getLogger("pilot.test"), "watch db: unexpected error", caught())
+    handler.flush()
     return path.read_text().splitlines()
 
 
-def test_a_bug_is_one_error_line_then_its_traceback_in_the_default_format(tmp_path):
+def test_a_bug_is_one_error_line_then_its_traceback_in_the_default_format(pilot_logger, tmp_path):
     """The ERROR line names what failed and the exception, on one line; the
     DEBUG record below it carries the traceback, frames included."""
     lines = logged_bug(tmp_path, "default")
@@ -151,7 +166,7 @@ def test_a_bug_is_one_error_line_then_its_traceback_in_the_default_format(tmp_pa
     assert lines[-2:] == ["ValueError: boom", "second line"]
 
 
-def test_a_bug_in_the_text_format_is_two_lines_with_a_traceback_field(tmp_path):
+def test_a_bug_in_the_text_format_is_two_lines_with_a_traceback_field(pilot_logger, tmp_path):
     """logrus style: the traceback is one quoted `traceback=` field."""
     lines = logged_bug(tmp_path, "text")
     assert len(lines) == 2
@@ -162,7 +177,7 @@ def test_a_bug_in_the_text_format_is_two_lines_with_a_traceback_field(tmp_path):
     assert "in failing" in lines[1] and lines[1].endswith('ValueError: boom\\nsecond line"')
 
 
-def test_a_bug_in_the_json_format_is_two_objects_with_a_traceback_field(tmp_path):
+def test_a_bug_in_the_json_format_is_two_objects_with_a_traceback_field(pilot_logger, tmp_path):
     """json: a `traceback` field, not extra lines; each line parses alone."""
     lines = logged_bug(tmp_path, "json")
     assert len(lines) == 2
@@ -175,7 +190,7 @@ def test_a_bug_in_the_json_format_is_two_objects_with_a_traceback_field(tmp_path
 
 
 @pytest.mark.parametrize("fmt", ["default", "text", "json"])
-def test_above_debug_a_bug_is_the_one_error_line(tmp_path, fmt):
+def test_above_debug_a_bug_is_the_one_error_line(pilot_logger, tmp_path, fmt):
     """At the usual levels users see one line per bug, never a traceback."""
     lines = logged_bug(tmp_path, fmt, level="INFO")
     assert len(lines) == 1
@@ -207,18 +222,10 @@ def test_start_up_log_is_the_default_logging_section():
         defaults.level, defaults.format, defaults.output)
 
 
-def test_configured_tells_whether_pilot_installed_its_handler():
+def test_configured_tells_whether_pilot_installed_its_handler(pilot_logger):
     """The CLI's last barrier logs a bug only where the supervisor set up a log."""
-    root = logging.getLogger(pilot_log.ROOT)
-    saved = list(root.handlers)
-    try:
-        for handler in saved:
-            root.removeHandler(handler)
-        assert pilot_log.configured() is False
-        pilot_log.configure()
-        assert pilot_log.configured() is True
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved:
-            root.addHandler(handler)
+    for handler in list(pilot_logger.handlers):
+        pilot_logger.removeHandler(handler)
+    assert pilot_log.configured() is False
+    pilot_log.configure()
+    assert pilot_log.configured() is True
