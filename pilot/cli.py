@@ -1,5 +1,13 @@
 """Command-line flags (Go `flag` syntax, ContainerPilot's names) and the
-one place that prints usage or picks an exit status."""
+one place that prints usage or picks an exit status.
+
+pilot.py imports this module before gevent's monkey-patching, and jobs run
+the one-shot actions (`-putmetric`, `-ping`...) every few seconds, so what
+it imports at the top is what a one-shot action needs: the config loader and
+the control-socket client, neither of which loads gevent or socket. The
+supervisor (pilot.run: gevent, the App and every component) is imported
+only when it is the one to run.
+"""
 from __future__ import annotations
 
 import os
@@ -7,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from pilot import __version__, GIT_HASH
+from pilot import GIT_HASH, __version__, client, config
 from pilot.errors import ControlError, PilotError, UsageError
 
 STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "signal"}
@@ -184,17 +192,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - a bug: one line, not a traceback
+    except Exception as exc:  # noqa: BLE001 - the last bug barrier: one line, not a traceback
         if os.environ.get("PILOT_DEBUG"):
             raise
-        _fail(f"internal error: {exc!r} (set PILOT_DEBUG=1 for a traceback)")
+        _report_bug(exc)
         return 1
+
+
+def _report_bug(exc: Exception) -> None:
+    """A bug reached main. Once the supervisor has configured its log, the
+    bug goes there (one ERROR line, the traceback at DEBUG); a one-shot
+    action has no log, so it is one line on stderr."""
+    # Imported on a bug's path only: one-shot actions load neither logging
+    # (it imports threading) nor the log's formats (~8 ms together); the
+    # supervisor has loaded both already.
+    from pilot import log as pilot_log
+    if pilot_log.configured():
+        pilot_log.log_bug(pilot_log.ROOT, "internal error", exc)
+    else:
+        _fail(f"internal error: {pilot_log.describe(exc)} (set PILOT_DEBUG=1 for a traceback)")
 
 
 def _checkout_hash() -> str:
     """The commit of the checkout Pilot runs from (the executable has its
     hash built in); empty when there is no git or no repository."""
-    import subprocess
+    import subprocess  # -version only; it imports threading, before gevent's patching
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.exists(os.path.join(root, ".git")):  # a directory, or a file in a worktree
         return ""
@@ -212,7 +234,6 @@ def _fail(message: str) -> None:
 
 
 def _dispatch(opts: Options) -> int:
-    from pilot import config
     os.environ["CONTAINERPILOT_PID"] = str(os.getpid())
     path = config.resolve_path(opts.config or None, os.environ)
     if opts.template:
@@ -225,7 +246,7 @@ def _dispatch(opts: Options) -> int:
     if _client_action(opts):
         cfg = config.load(path, os.environ)
         return _client(opts, cfg.control.socket)
-    from pilot.run import run
+    from pilot.run import run  # the supervisor: gevent and every component (see above)
     return run(path)
 
 
@@ -262,7 +283,6 @@ def _go_os_error(operation: str, path: str, exc: OSError) -> str:
 
 
 def _client(opts: Options, socket_path: str) -> int:
-    from pilot import client
     try:
         if opts.reload:
             client.reload(socket_path)
@@ -305,14 +325,3 @@ def _flag_name(opts: Options) -> str:
         if getattr(opts, name):
             return "-" + name
     return "pilot"
-
-
-def dump_config(cfg) -> str:
-    """`loaded config: ...` for the DEBUG log; tokens are never included."""
-    import json
-    from dataclasses import asdict
-    doc = asdict(cfg)
-    if doc.get("consul"):
-        doc["consul"].pop("token", None)
-        doc["consul"].pop("auth", None)
-    return json.dumps(doc, default=str, sort_keys=True)

@@ -7,30 +7,27 @@ every answer a client can provoke is a 4xx with a JSON `{"error": ...}` body:
 bad input never costs the server its life.
 
 This module holds the socket's life (bind 0600, replace a stale file, remove
-our own file on stop), the validation of request bodies, and the two small
-interfaces the endpoints use: `Supervisor` (what the socket may ask of the
-running Pilot) and `MetricSink` (telemetry, when configured). The endpoints
-are in `pilot.control_api`, imported with bottle on the first request. It
+our own file on stop) and the two small interfaces the endpoints use:
+`Supervisor` (what the socket may ask of the running Pilot) and `MetricSink`
+(telemetry, when configured). The endpoints and the validation of request
+bodies are in `pilot.control_api`, imported with bottle on the first request. It
 never imports prometheus_client: request counts go to the MetricSink when
 there is one (docs/behaviour.md §14.2), otherwise they are not kept.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import socket
-from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple
+from typing import Callable, Mapping, Optional, Protocol, Tuple
 
 import gevent.lock
 
-from pilot.httpserver import BIND_ATTEMPTS, BIND_DELAY, HTTPServer, bind_unix, guarded, short
+from pilot.httpserver import BIND_ATTEMPTS, BIND_DELAY, HTTPServer, bind_unix, guarded
 
 log = logging.getLogger("pilot")
 
-MAX_BODY = 1 << 20  # bytes; larger bodies get 413
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ENDPOINTS = (
     "/v3/environ", "/v3/env", "/v3/reload", "/v3/maintenance/enable",
     "/v3/maintenance/disable", "/v3/metric", "/v3/ping", "/v3/status", "/v3/jobs",
@@ -39,81 +36,6 @@ ENDPOINTS = (
 JOB_ACTIONS = ("stop", "start", "restart", "signal")
 JOB_PATH = re.compile(r"/v3/jobs/[^/]+(?:/(stop|start|restart|signal))?\Z")
 OTHER_PATH = "other"  # request-counter label for unknown paths (bounded cardinality)
-
-
-class RequestError(Exception):
-    """A request the server refuses: `status` (4xx) and a one-line reason."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-# --- request bodies ---------------------------------------------------------------
-
-
-def json_type(value) -> str:
-    """The JSON name of a decoded value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-def read_body(environ: dict, limit: int = MAX_BODY) -> bytes:
-    """The request body, refused (413) past `limit` whatever the headers claim."""
-    declared = environ.get("CONTENT_LENGTH") or ""
-    if declared.strip().isdigit() and int(declared) > limit:
-        raise RequestError(413, f"request body is larger than {limit} bytes")
-    stream = environ.get("wsgi.input")
-    data = stream.read(limit + 1) if stream is not None else b""
-    if len(data) > limit:
-        raise RequestError(413, f"request body is larger than {limit} bytes")
-    return data
-
-
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_object(raw: bytes) -> dict:
-    """A body that must be a JSON object; anything else is 422 (as 3.8)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestError(422, "request body is not UTF-8 text") from None
-    try:
-        doc = json.loads(text, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
-        raise RequestError(422, f"request body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise RequestError(422, f"request body must be a JSON object (got {json_type(doc)})")
-    return doc
-
-
-def env_values(doc: dict) -> Dict[str, str]:
-    """Validate a `/v3/environ` body: names as the shell has them, values
-    strings or null (null → "", as 3.8). Raises RequestError(400)."""
-    out = {}
-    for name, value in doc.items():
-        if not ENV_NAME.match(name):
-            raise RequestError(400, f"invalid environment variable name {short(name)}: "
-                                    "names are letters, digits and _, not starting with a digit")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise RequestError(400, f"value of {name} must be a string or null (got {json_type(value)})")
-        if "\0" in value or not _encodable(value):
-            raise RequestError(400, f"value of {name} cannot be stored in the environment "
-                                    "(NUL byte or unpaired surrogate)")
-        out[name] = value
-    return out
 
 
 def endpoint_label(path: str) -> str:
@@ -126,29 +48,6 @@ def endpoint_label(path: str) -> str:
         return "/v3/jobs/{name}" + (f"/{m.group(1)}" if m.group(1) else "")
     return OTHER_PATH
 
-
-def signal_of(doc: dict) -> int:
-    """The signal of a `/v3/jobs/NAME/signal` body `{"signal": "SIGHUP"}`
-    (a name, with or without SIG, or a number). Raises RequestError(400)."""
-    from pilot.datatypes import Invalid, signal_number
-    if set(doc) != {"signal"}:
-        raise RequestError(400, 'body must be {"signal": NAME} (e.g. {"signal": "SIGHUP"}), '
-                                f"got keys {sorted(doc)}")
-    value = doc["signal"]
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RequestError(400, f"signal must be a name or a number (got {json_type(value)})")
-    try:
-        return signal_number(value)
-    except Invalid as exc:
-        raise RequestError(400, f"bad signal: {exc}") from None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # --- what the endpoints work with ----------------------------------------------------
@@ -214,7 +113,7 @@ class ControlServer:
         """The API as a WSGI app; bottle is imported on first use (see
         pilot.httpserver: a socket nobody calls costs no HTTP stack)."""
         if self._wsgi is None:
-            from pilot.control_api import ControlAPI
+            from pilot.control_api import ControlAPI  # bottle: ~2 MB, for a socket somebody calls
             api = ControlAPI(self.supervisor, self.metrics, self._reloading)
             self._wsgi = guarded("control", api.web, self._count)
         return self._wsgi

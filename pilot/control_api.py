@@ -1,24 +1,29 @@
-"""The control socket's endpoints (SPEC §14.3) as a bottle app.
+"""The control socket's endpoints (docs/behaviour.md §14.3) as a bottle app,
+and the validation of their request bodies.
 
 Imported by `pilot.control` on the first request, so bottle loads only for a
-socket somebody calls. Request bodies are validated by pilot.control's
-helpers before anything is applied; every refusal is a JSON 4xx.
+socket somebody calls. Every request body is validated completely before
+anything is applied; every refusal is a JSON 4xx.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
+from typing import Dict
 
 import bottle
 import gevent.lock
 
-from pilot.control import RequestError, env_values, parse_object, read_body, signal_of
 from pilot.errors import PilotError, UnknownJob
 from pilot.httpserver import short
 
 # 3.8's whole error bodies; Pilot's JSON errors start with them, so scripts
 # that look for 3.8's text still find it.
 log = logging.getLogger("pilot")
+
+MAX_BODY = 1 << 20  # bytes; larger bodies get 413
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 GO_ERROR_TEXT = {404: "404 page not found", 405: "Method Not Allowed", 422: "Unprocessable Entity"}
 
@@ -187,3 +192,102 @@ def json_errors(web: bottle.Bottle) -> None:
 def _plain_text() -> None:
     """Success bodies such as `\n` are text, as 3.8 sent them."""
     bottle.response.content_type = "text/plain; charset=utf-8"
+
+
+# --- request bodies ---------------------------------------------------------------
+
+
+class RequestError(Exception):
+    """A request the server refuses: `status` (4xx) and a one-line reason."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_type(value) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def read_body(environ: dict, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused (413) past `limit` whatever the headers claim."""
+    declared = environ.get("CONTENT_LENGTH") or ""
+    if declared.strip().isdigit() and int(declared) > limit:
+        raise RequestError(413, f"request body is larger than {limit} bytes")
+    stream = environ.get("wsgi.input")
+    data = stream.read(limit + 1) if stream is not None else b""
+    if len(data) > limit:
+        raise RequestError(413, f"request body is larger than {limit} bytes")
+    return data
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_object(raw: bytes) -> dict:
+    """A body that must be a JSON object; anything else is 422 (as 3.8)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(422, "request body is not UTF-8 text") from None
+    try:
+        doc = json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise RequestError(422, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RequestError(422, f"request body must be a JSON object (got {json_type(doc)})")
+    return doc
+
+
+def env_values(doc: dict) -> Dict[str, str]:
+    """Validate a `/v3/environ` body: names as the shell has them, values
+    strings or null (null → "", as 3.8). Raises RequestError(400)."""
+    out = {}
+    for name, value in doc.items():
+        if not ENV_NAME.match(name):
+            raise RequestError(400, f"invalid environment variable name {short(name)}: "
+                                    "names are letters, digits and _, not starting with a digit")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise RequestError(400, f"value of {name} must be a string or null (got {json_type(value)})")
+        if "\0" in value or not _encodable(value):
+            raise RequestError(400, f"value of {name} cannot be stored in the environment "
+                                    "(NUL byte or unpaired surrogate)")
+        out[name] = value
+    return out
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def signal_of(doc: dict) -> int:
+    """The signal of a `/v3/jobs/NAME/signal` body `{"signal": "SIGHUP"}`
+    (a name, with or without SIG, or a number). Raises RequestError(400)."""
+    from pilot.datatypes import Invalid, signal_number
+    if set(doc) != {"signal"}:
+        raise RequestError(400, 'body must be {"signal": NAME} (e.g. {"signal": "SIGHUP"}), '
+                                f"got keys {sorted(doc)}")
+    value = doc["signal"]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RequestError(400, f"signal must be a name or a number (got {json_type(value)})")
+    try:
+        return signal_number(value)
+    except Invalid as exc:
+        raise RequestError(400, f"bad signal: {exc}") from None

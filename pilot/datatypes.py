@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import re
 import signal
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Tuple
+from decimal import Decimal
+from typing import Any, Optional, Tuple
 
-if TYPE_CHECKING:  # decimal is imported where used: a client call may need none of it
-    from decimal import Decimal
+from pilot.strconv import format_float
 
 
 UNLIMITED = -1  # the same value as pilot.config.model.UNLIMITED
@@ -67,7 +67,7 @@ def kind(value: Any) -> str:
 
 def show(value: Any, limit: int = 80) -> str:
     """A value as the user would have written it, on one line, bounded."""
-    import json  # imported late: only error messages need it
+    import json  # only error messages need it: a one-shot `-ping` loads no json
 
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)
@@ -76,35 +76,6 @@ def show(value: Any, limit: int = 80) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
-
-
-def go_float(number: float) -> str:
-    """A float as Go's FormatFloat(f, 'f', -1, 64): shortest, no exponent."""
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "+Inf" if number > 0 else "-Inf"
-    if number == int(number) and abs(number) < 1e21:
-        return str(int(number))
-    from decimal import Decimal
-
-    return format(Decimal(repr(number)), "f")
-
-
-def go_g(number: float) -> str:
-    """A float as Go's `%v`: shortest digits, exponent form outside [1e-4, 1e6)."""
-    if math.isnan(number) or math.isinf(number):
-        return go_float(number)
-    if number == 0:
-        return "-0" if math.copysign(1.0, number) < 0 else "0"
-    from decimal import Decimal
-
-    digits = Decimal(repr(number))
-    exponent = digits.adjusted()
-    if exponent < -4 or exponent >= 6:
-        mantissa = _trim(digits.scaleb(-exponent))
-        return f"{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    return _trim(digits)
 
 
 def go_value(value: Any) -> str:
@@ -116,7 +87,7 @@ def go_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return go_g(value)
+        return format_float(value, "g")
     if isinstance(value, (list, tuple)):
         return "[" + " ".join(go_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -137,7 +108,7 @@ def to_string(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return go_float(value)
+        return format_float(value, "f")  # 3.8's weak decoding: FormatFloat(f, 'f', -1, 64)
     raise Invalid(f"expected a string, got unconvertible type '{kind(value)}'")
 
 
@@ -149,8 +120,8 @@ def to_int(value: Any) -> int:
         return _int64(value, str(value))
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
-            raise Invalid(f"expected an integer, got {go_float(value)}")
-        return _int64(int(value), go_float(value))
+            raise Invalid(f"expected an integer, got {format_float(value, 'f')}")
+        return _int64(int(value), format_float(value, "f"))
     if isinstance(value, str):
         return parse_go_int(value)
     raise Invalid(f"expected an integer, got unconvertible type '{kind(value)}'")
@@ -207,8 +178,6 @@ def go_duration(text: str) -> float:
         return 0.0
     if rest == "":
         raise Invalid(f"time: invalid duration {text}")
-    from decimal import Decimal
-
     total = Decimal(0)
     while rest:
         number, rest = _leading_number(rest, text)
@@ -233,12 +202,7 @@ def _leading_number(rest: str, text: str) -> Tuple[Decimal, str]:
     whole, fraction = match.group(1), match.group(2) or ""
     if not whole and not fraction:
         raise Invalid(f"time: invalid duration {text}")
-    from decimal import Decimal, InvalidOperation
-
-    try:
-        number = Decimal(f"{whole or '0'}.{fraction or '0'}")
-    except InvalidOperation:  # pragma: no cover - the regex admits digits only
-        raise Invalid(f"time: invalid duration {text}") from None
+    number = Decimal(f"{whole or '0'}.{fraction or '0'}")  # digits only: always valid
     return number, rest[match.end():]
 
 
@@ -264,8 +228,6 @@ def format_go_duration(seconds: float) -> str:
     nanos = int(round(seconds * 1e9))
     if nanos == 0:
         return "0s"
-    from decimal import Decimal
-
     sign = "-" if nanos < 0 else ""
     nanos = abs(nanos)
     if nanos < 1_000_000_000:
@@ -372,11 +334,3 @@ def signal_number(value: Any) -> int:
             return int(member)
         raise Invalid(f"{show(value)} is not a signal name (expected e.g. \"SIGTERM\" or \"QUIT\")")
     raise Invalid(f"expected a signal name or number (got {show(value)})")
-
-
-def one_of(value: str, choices: Iterable[str]) -> str:
-    """`value` if it is one of `choices`, else Invalid listing them."""
-    choices = tuple(choices)
-    if value in choices:
-        return value
-    raise Invalid(f"must be one of {', '.join(choices)} (got {show(value)})")

@@ -26,6 +26,8 @@ from typing import Callable, Deque, Dict, FrozenSet, List, Optional, Tuple
 
 import gevent
 
+from pilot.log import log_bug
+
 log = logging.getLogger("pilot.events")
 
 GLOBAL = "global"
@@ -44,9 +46,7 @@ ENTER_MAINTENANCE = "enterMaintenance"
 EXIT_MAINTENANCE = "exitMaintenance"
 TIMER_EXPIRED = "timerExpired"
 ERROR = "error"
-QUIT = "quit"
 SIGNAL = "signal"
-METRIC = "metric"  # internal: a `/v3/metric` record, never counted
 
 # 3.8's names in the `containerpilot_events{code=...}` metric.
 METRIC_NAMES = {
@@ -55,7 +55,7 @@ METRIC_NAMES = {
     HEALTHY: "StatusHealthy", UNHEALTHY: "StatusUnhealthy",
     CHANGED: "StatusChanged", ENTER_MAINTENANCE: "EnterMaintenance",
     EXIT_MAINTENANCE: "ExitMaintenance", TIMER_EXPIRED: "TimerExpired",
-    ERROR: "Error", QUIT: "Quit", SIGNAL: "Signal",
+    ERROR: "Error", SIGNAL: "Signal",
 }
 
 
@@ -143,13 +143,12 @@ class Bus:
     # -- delivery ------------------------------------------------------------------
 
     def publish(self, event: Event) -> None:
-        if event.code != METRIC:
-            log.debug("event: %s", event)
+        log.debug("event: %s", event)
         for fn in list(self._listeners):
             try:
                 fn(event)
-            except Exception:  # a broken listener must not stop delivery
-                log.exception("event listener failed on %s", event)
+            except Exception as exc:  # noqa: BLE001 - a broken listener must not stop delivery
+                log_bug(log, f"event listener failed on {event}", exc)
         self._queue.append((None, event))
         self._drain()
 
@@ -195,9 +194,8 @@ class Bus:
             return
         try:
             sub.handler(event)
-        except Exception:  # noqa: BLE001 - a handler's bug must not stop the others
-            log.error("internal error handling %s", event)
-            log.debug("internal error handling %s", event, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - a handler's bug must not stop the others
+            log_bug(log, f"internal error handling {event}", exc)
 
 
 class Timers:

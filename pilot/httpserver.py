@@ -22,6 +22,7 @@ import gevent.pool
 from gevent.server import StreamServer
 
 from pilot.errors import PilotError
+from pilot.log import log_bug
 
 log = logging.getLogger("pilot")
 
@@ -183,10 +184,8 @@ def guarded(name: str, wsgi, on_response: Callable[[int, str], None]):
         start_response_ = _close_connections(start)
         try:
             body = wsgi(environ, start_response_)
-        except Exception as exc:
-            log.error("%s: internal error on %s %s: %s", name, environ.get("REQUEST_METHOD"),
-                      short(path), exc or type(exc).__name__)
-            log.debug("internal error", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - a bug costs one request, not the server
+            log_bug(log, f"{name}: internal error on {environ.get('REQUEST_METHOD')} {short(path)}", exc)
             body = [error_body("internal error")]
             seen.clear()
             start_response_("500 Internal Server Error", json_headers(body[0]))

@@ -26,6 +26,7 @@ from pilot.commands import Command, pid_env_name
 from pilot.config.model import UNLIMITED, HealthConfig, JobConfig
 from pilot.events import Event, Timers
 from pilot.health import Probe
+from pilot.log import log_bug
 from pilot.triggers import Trigger
 
 log = logging.getLogger("pilot.jobs")
@@ -845,8 +846,7 @@ class JobRunner:
         try:
             alive = self.job.handle(event)
         except Exception as exc:  # noqa: BLE001 - keep supervising
-            log.error("job %s: internal error on %s: %r", self.name, event, exc)
-            log.debug("job %s: internal error on %s", self.name, event, exc_info=True)
+            log_bug(log, f"job {self.name}: internal error on {event}", exc)
             alive = not self.job.complete
         if not alive:
             self._close()
@@ -867,8 +867,7 @@ class JobRunner:
         try:
             refusal = self.job.order(action)
         except Exception as exc:  # noqa: BLE001 - keep supervising
-            log.error("job %s: internal error on order %s: %r", self.name, action, exc)
-            log.debug("job %s: internal error on order %s", self.name, action, exc_info=True)
+            log_bug(log, f"job {self.name}: internal error on order {action}", exc)
             return f"internal error: {exc!r}"
         if self.job.complete:
             self._close()

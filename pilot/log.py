@@ -3,6 +3,13 @@ reopening a log file on SIGUSR1 (for logrotate).
 
 Job output arrives as records of the `pilot.job` logger carrying `job` (or
 `check`) and `pid` fields, so it follows the configured format and output.
+
+A bug caught where Pilot must keep running is reported by `log_bug`: one
+line at ERROR, and its traceback at DEBUG. Every format shows a record's
+traceback at DEBUG only (the default format on the lines below the record,
+text and json in a `traceback` field); at any other level an exception
+is one `error` text, so users never meet a traceback unless they ask for
+DEBUG.
 """
 from __future__ import annotations
 
@@ -11,9 +18,10 @@ import json
 import logging
 import re
 import sys
-from typing import Optional
+import traceback
+from typing import Optional, Protocol, Union
 
-from pilot.config.model import LoggingConfig
+from pilot.strconv import quote
 
 ROOT = "pilot"
 LEVELS = {
@@ -27,8 +35,59 @@ LEVEL_WORDS = {
 }
 FIELDS = ("job", "check", "pid")
 _NEEDS_QUOTES = re.compile(r"[^A-Za-z0-9\-._/@^+]")
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-               "\t": "\\t", "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+
+
+class Settings(Protocol):
+    """What `configure` reads: pilot.config.model.LoggingConfig."""
+
+    level: str
+    format: str
+    output: str
+
+
+class StartUp:
+    """The log before the config is read: 3.8's defaults (the same as an
+    empty `logging` section)."""
+
+    level = "INFO"
+    format = "default"
+    output = "stdout"
+
+
+# --- bugs ---------------------------------------------------------------------------
+
+
+def log_bug(logger: Union[logging.Logger, str], what: str, exc: BaseException) -> None:
+    """Report a bug that a catch-everything barrier stopped, so Pilot goes on:
+    `WHAT: Type: message` on one line at ERROR, then the traceback at DEBUG.
+
+    `logger` may be a logger's name, for the modules on the one-shot
+    actions' path (cli, config), which keep `logging` (and the threading it
+    imports, ~3 ms) off that path."""
+    if isinstance(logger, str):
+        logger = logging.getLogger(logger)
+    logger.error("%s: %s", what, describe(exc))
+    logger.debug("%s: traceback", what, exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def describe(exc: BaseException) -> str:
+    """An exception on one line: `ValueError: bad thing`."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _exception(record) -> Optional[tuple]:
+    """(field, text) for a record's exception: the traceback at DEBUG, one
+    line otherwise; None without one."""
+    if not record.exc_info or record.exc_info[1] is None:
+        return None
+    if record.levelno <= logging.DEBUG:
+        text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        return "traceback", text
+    return "error", describe(record.exc_info[1])
+
+
+# --- formats ------------------------------------------------------------------------
 
 
 def timestamp(created: float) -> str:
@@ -46,6 +105,15 @@ def _fields(record) -> dict:
     return {k: getattr(record, k) for k in FIELDS if getattr(record, k, None) is not None}
 
 
+def _all_fields(record) -> dict:
+    """The record's fields, and its exception as a field (one line per record)."""
+    fields = _fields(record)
+    exception = _exception(record)
+    if exception is not None:
+        fields[exception[0]] = exception[1]
+    return fields
+
+
 class DefaultFormatter(logging.Formatter):
     """`<time>[ <job>][ <pid>] <message>`: no level, as 3.8's default."""
 
@@ -57,10 +125,12 @@ class DefaultFormatter(logging.Formatter):
             parts.append(str(job))
         if pid is not None:
             parts.append(str(pid))
-        msg = record.getMessage()
-        if record.exc_info and record.levelno >= logging.ERROR:
-            msg += " " + repr(record.exc_info[1])
-        return " ".join(parts) + " " + msg
+        line = " ".join(parts) + " " + record.getMessage()
+        exception = _exception(record)
+        if exception is None:
+            return line
+        field, text = exception
+        return f"{line}\n{text}" if field == "traceback" else f"{line} {text}"
 
 
 def _quote(value) -> str:
@@ -69,27 +139,7 @@ def _quote(value) -> str:
     s = str(value)
     if not _NEEDS_QUOTES.search(s):
         return s
-    return go_quote(s)
-
-
-def go_quote(s: str) -> str:
-    """Go's strconv.Quote: printable characters kept, `\\x01` for ASCII
-    controls, `\\u00a0` / `\\U0001f600`-style escapes for other unprintables."""
-    out = []
-    for ch in s:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that was not UTF-8, as Go shows it
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
+    return quote(s)
 
 
 class TextFormatter(logging.Formatter):
@@ -101,13 +151,13 @@ class TextFormatter(logging.Formatter):
             f"level={LEVEL_WORDS.get(record.levelno, 'info')}",
             f"msg={_quote(record.getMessage())}",
         ]
-        tail = [f"{k}={_quote(v)}" for k, v in sorted(_fields(record).items())]
+        tail = [f"{k}={_quote(v)}" for k, v in sorted(_all_fields(record).items())]
         return " ".join(head + tail)
 
 
 class JSONFormatter(logging.Formatter):
     def format(self, record):
-        entry = dict(_fields(record))
+        entry = _all_fields(record)
         entry.update(
             level=LEVEL_WORDS.get(record.levelno, "info"),
             msg=record.getMessage(),
@@ -178,12 +228,13 @@ class StdHandler(_SafeText, logging.StreamHandler):
         super().emit(record)
 
 
-def configure(cfg: Optional[LoggingConfig] = None) -> logging.Handler:
-    """Install the handler for `cfg` on Pilot's root logger; return it.
+def configure(cfg: Optional[Settings] = None) -> logging.Handler:
+    """Install the handler for `cfg` (the start-up log without one) on
+    Pilot's root logger; return it.
 
     Raises OSError (with the path) when a log file cannot be opened.
     """
-    cfg = cfg or LoggingConfig()
+    cfg = cfg or StartUp()
     output = cfg.output
     if output.lower() in ("stdout", "stderr"):
         handler = StdHandler(output.lower())
@@ -199,6 +250,13 @@ def configure(cfg: Optional[LoggingConfig] = None) -> logging.Handler:
     root.setLevel(LEVELS[cfg.level.lower()])
     root.propagate = False
     return handler
+
+
+def configured() -> bool:
+    """True once `configure` installed Pilot's handler (the supervisor did;
+    a one-shot action such as `-putmetric` never does)."""
+    return any(isinstance(h, (StdHandler, ReopenableFileHandler))
+               for h in logging.getLogger(ROOT).handlers)
 
 
 def reopen() -> bool:

@@ -13,7 +13,6 @@ Imported only when a config has `telemetry`.
 from __future__ import annotations
 
 import collections
-import decimal
 import functools
 import json
 import logging
@@ -29,6 +28,7 @@ from pilot import __version__
 from pilot import events as ev
 from pilot.config.model import MetricConfig, TelemetryConfig
 from pilot.httpserver import BIND_ATTEMPTS, BIND_DELAY, HTTPServer, bind_tcp, guarded, short
+from pilot.strconv import format_float
 
 log = logging.getLogger("pilot")
 
@@ -78,21 +78,12 @@ def metric_number(value) -> float:
         raise ValueError("number out of range") from None
 
 
-def go_float(x: float) -> str:
-    """A float as Go's strconv.FormatFloat(x, 'g', -1, 64) writes it, which
-    is how 3.8 exposed values and bucket bounds (`1`, `2.5`, `1e+06`)."""
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    if x == 0:
-        return "0"
-    digits = decimal.Decimal(repr(float(x))).normalize().as_tuple()
-    nd = len(digits.digits)
-    dp = digits.exponent + nd  # decimal point position after the first digit run
-    if not -4 <= dp - 1 < 6:
-        return format(x, f".{nd - 1}e")
-    return format(x, f".{max(nd - dp, 0)}f")
+def prom_float(x: float) -> str:
+    """A number as the Prometheus text format writes it, which is how 3.8
+    exposed values and bucket bounds (`1`, `2.5`, `1e+06`): Go's
+    FormatFloat 'g', except that either zero is `0` (client_golang's
+    writeFloat)."""
+    return "0" if x == 0 else format_float(x, "g")
 
 
 def finite(x: float) -> bool:
@@ -111,7 +102,7 @@ class UserCounter:
     def check(self, x: float) -> None:
         if not finite(x) or x < 0:
             raise ValueError(f"a counter only goes up: increment must be a finite number >= 0 "
-                             f"(got {go_float(x)})")
+                             f"(got {prom_float(x)})")
 
     def apply(self, x: float) -> None:
         self.value += x
@@ -141,7 +132,7 @@ class UserHistogram:
 
     def check(self, x: float) -> None:
         if not finite(x):
-            raise ValueError(f"an observation must be a finite number (got {go_float(x)})")
+            raise ValueError(f"an observation must be a finite number (got {prom_float(x)})")
 
     def apply(self, x: float) -> None:
         self.sum += x
@@ -155,7 +146,7 @@ class UserHistogram:
         out, running = [], 0
         for bound, n in zip(self.bounds, self.counts):
             running += n
-            out.append(("_bucket", {"le": go_float(bound)}, float(running)))
+            out.append(("_bucket", {"le": prom_float(bound)}, float(running)))
         return out + [("_sum", {}, self.sum), ("_count", {}, float(self.count))]
 
 
@@ -189,7 +180,7 @@ class UserSummary:
         return {q: values[min(last, max(0, math.ceil(q * len(values)) - 1))] for q in SUMMARY_QUANTILES}
 
     def samples(self) -> List[Sample]:
-        out = [("", {"quantile": go_float(q)}, v) for q, v in self.quantiles().items()]
+        out = [("", {"quantile": prom_float(q)}, v) for q, v in self.quantiles().items()]
         return out + [("_sum", {}, self.sum), ("_count", {}, float(self.count))]
 
 
@@ -211,7 +202,7 @@ def family_text(name: str, help_text: str, kind: str, samples: List[Sample]) -> 
     for suffix, labels, value in samples:
         label_text = ",".join(f'{k}="{_escape(str(v), True)}"' for k, v in labels.items())
         label_text = "{" + label_text + "}" if label_text else ""
-        lines.append(f"{name}{suffix}{label_text} {go_float(value)}")
+        lines.append(f"{name}{suffix}{label_text} {prom_float(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -314,8 +305,6 @@ class Telemetry:
         self.prepare(name, value)()
 
     def count_event(self, event: ev.Event) -> None:
-        if event.code == ev.METRIC:
-            return
         key = (ev.METRIC_NAMES.get(event.code, event.code), event.source)
         self.events[key] = self.events.get(key, 0) + 1
 

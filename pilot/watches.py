@@ -23,19 +23,14 @@ from pilot import events as ev
 from pilot.config.model import WatchConfig
 from pilot.discovery import ConsulError, Instance
 from pilot.events import Event
+from pilot.log import log_bug
 
 NOT_ADVANCING_PAUSE = 1.0  # seconds; upper bound of the pause after an early, empty answer
 RETRY_SOON = 0.1  # seconds; the one quick retry after a first failure
 
 
 class Watch:
-    """One `watches` entry: a greenlet asking Consul, publishing on the bus.
-
-    `blocking` is False only for comparisons with 3.8 (bench/): then the
-    watch polls every `interval` seconds, as 3.8 does.
-    """
-
-    blocking = True
+    """One `watches` entry: a greenlet asking Consul, publishing on the bus."""
 
     def __init__(self, cfg: WatchConfig, consul, bus,
                  report: Optional[Callable[[str, int], None]] = None,
@@ -73,8 +68,6 @@ class Watch:
         return {"name": self.cfg.name, "tag": self.cfg.tag, "instances": len(self.instances)}
 
     def _run(self) -> None:
-        if not self.blocking:
-            gevent.sleep(self.cfg.interval)  # 3.8: first poll one interval after start
         while True:
             gevent.sleep(self.poll())
 
@@ -82,7 +75,7 @@ class Watch:
 
     def poll(self) -> float:
         """Ask Consul once and publish what changed; seconds to wait before the next query."""
-        asked = self.index if self.blocking else 0
+        asked = self.index
         began = time.monotonic()
         try:
             index, instances = self.consul.health_service(
@@ -92,15 +85,13 @@ class Watch:
             # The agent may have restarted with a lower index; start afresh.
             self.index = 0
             return self._failed(err)
-        except Exception as err:  # a bug must not end the watch nor show a traceback
-            self.log.error("watch %s: unexpected error: %s", self.cfg.name, err)
+        except Exception as err:  # noqa: BLE001 - a bug must not end the watch
+            log_bug(self.log, f"watch {self.cfg.name}: unexpected error", err)
             self.index = 0
             return self.cfg.interval
         self._failures, self._failure = 0, ""
         self.index = next_index(asked, index)
         self.update(instances)
-        if not self.blocking:
-            return self.cfg.interval
         return self._pause_after(asked, index, time.monotonic() - began)
 
     def _pause_after(self, asked: int, index: int, elapsed: float) -> float:

@@ -5,6 +5,7 @@ import pytest
 
 from pilot import cli
 from pilot.errors import UsageError
+from tests.test_log import pilot_logger  # noqa: F401 - fixture: Pilot's logger restored after the test
 
 
 def test_flag_forms():
@@ -136,3 +137,77 @@ def test_version_names_the_checkouts_commit(capsys):
                           capture_output=True, text=True, check=True).stdout.strip()
     assert cli.main(["-version"]) == 0
     assert capsys.readouterr().out == f"Version: {cli.__version__}\nGitHash: {head}\n"
+
+
+def broken_dispatch(opts):
+    raise ValueError("boom")
+
+
+def test_a_bug_in_a_one_shot_action_is_one_line_on_stderr(monkeypatch, capsys):
+    """With no log configured (a one-shot action), a bug reaching main is one
+    `pilot: internal error: ...` line on stderr and exit status 1."""
+    monkeypatch.setattr(cli, "_dispatch", broken_dispatch)
+    monkeypatch.setattr("pilot.log.configured", lambda: False)
+    monkeypatch.delenv("PILOT_DEBUG", raising=False)
+    assert cli.main(["-ping"]) == 1
+    err = capsys.readouterr().err
+    assert err == "pilot: internal error: ValueError: boom (set PILOT_DEBUG=1 for a traceback)\n"
+
+
+def test_a_bug_in_the_supervisor_goes_to_its_log_with_the_traceback_at_debug(
+        monkeypatch, capsys, tmp_path, pilot_logger):
+    """Once the supervisor configured its log, a bug reaching main is logged
+    there (one ERROR line, then the traceback at DEBUG), not on stderr."""
+    from pilot import log as pilot_log
+    from pilot.config.model import LoggingConfig
+    monkeypatch.setattr(cli, "_dispatch", broken_dispatch)
+    monkeypatch.delenv("PILOT_DEBUG", raising=False)
+    path = tmp_path / "pilot.log"
+    handler = pilot_log.configure(LoggingConfig(level="DEBUG", output=str(path)))
+    assert cli.main(["-config", "x.json5"]) == 1
+    handler.flush()
+    lines = path.read_text().splitlines()
+    assert lines[0].endswith(" internal error: ValueError: boom")
+    assert "Traceback (most recent call last):" in lines
+    assert lines[-1] == "ValueError: boom"
+    assert capsys.readouterr().err == ""
+
+
+ONE_SHOT_SCRIPT = """
+import json, sys
+from pilot import cli
+code = cli.main(["-config", sys.argv[1], "-ping"])
+heavy = ("gevent", "socket", "ssl", "http.client", "email", "bottle", "consul", "requests",
+         "prometheus_client", "threading", "subprocess", "pilot.run", "pilot.app")
+print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def test_a_one_shot_action_loads_nothing_heavy(tmp_path):
+    """`pilot -ping` (jobs run such actions every few seconds) loads the
+    config and the client only: no gevent, no socket module, no HTTP stack,
+    none of the supervisor's modules."""
+    import json
+    import subprocess
+    import sys
+    config = tmp_path / "c.json5"
+    config.write_text('{control: {socket: "%s"}, jobs: [{name: "a", exec: "true"}]}'
+                      % (tmp_path / "none.sock"))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", ONE_SHOT_SCRIPT, str(config)], cwd=repo,
+                          capture_output=True, text=True, timeout=30)
+    assert json.loads(done.stdout) == {"code": 1, "loaded": []}, done.stderr
+    assert "pilot is not running" in done.stderr
+
+
+def test_the_supervisor_module_leaves_ssl_unimported():
+    """pilot.run decides whether ssl needs gevent's patch (an https Consul)
+    before the App's components import it: importing pilot.run must not."""
+    import subprocess
+    import sys
+    script = ("import sys; from gevent import monkey; monkey.patch_all(ssl=False, subprocess=False); "
+              "import pilot.run; print('ssl' in sys.modules)")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo,
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "False", done.stderr

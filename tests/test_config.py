@@ -583,6 +583,24 @@ def test_broken_yaml(text, expected):
     assert expected in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_bug_while_building_is_one_line_and_logged_with_its_traceback(monkeypatch, caplog):
+    """The loader's last guard: a bug is a one-line ConfigError for the user,
+    and logged as a bug (one ERROR line, the traceback at DEBUG)."""
+    import logging
+
+    import pilot.config
+    from tests.test_log import assert_bug_logged
+
+    def broken(data, path, env):
+        raise TypeError("unhashable")
+    monkeypatch.setattr(pilot.config, "_build", broken)
+    caplog.set_level(logging.DEBUG, "pilot.config")
+    error = error_of("{jobs: []}")
+    assert str(error).endswith("internal error while loading the config: TypeError: unhashable")
+    assert_bug_logged(caplog, "config: internal error while loading broken.json5: TypeError: unhashable",
+                      TypeError)
+
+
 def test_parse_errors_carry_the_line():
     """A syntax error's ConfigError.line is the 1-based line of the problem."""
     assert error_of("{\n\n  a: <\n}").line == 3

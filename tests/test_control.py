@@ -2,6 +2,7 @@
 tiny fake App (no socket), plus binding and retry rules."""
 import io
 import json
+import logging
 import os
 import socket
 import stat
@@ -9,9 +10,11 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from pilot import control, httpserver
-from pilot.control import ControlServer, RequestError
+from pilot import control_api, httpserver
+from pilot.control import ControlServer
+from pilot.control_api import RequestError
 from pilot.errors import PilotError
+from tests.test_log import assert_bug_logged
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -95,13 +98,13 @@ def error_of(body):
 def test_bodies_that_are_not_json_objects_are_422(raw):
     """Malformed JSON, non-objects, non-UTF-8 bytes, NaN and absurd nesting → 422."""
     with pytest.raises(RequestError) as info:
-        control.parse_object(raw)
+        control_api.parse_object(raw)
     assert info.value.status == 422
 
 
 def test_env_values_map_null_to_empty_and_keep_strings():
     """null → "" (3.8), the string "null" is stored literally."""
-    assert control.env_values({"A": None, "B": "null", "_c1": ""}) == {"A": "", "B": "null", "_c1": ""}
+    assert control_api.env_values({"A": None, "B": "null", "_c1": ""}) == {"A": "", "B": "null", "_c1": ""}
 
 
 @pytest.mark.parametrize("doc", [{"1A": "x"}, {"A B": "x"}, {"": "x"}, {"A=B": "x"},
@@ -110,15 +113,15 @@ def test_env_values_map_null_to_empty_and_keep_strings():
 def test_env_values_refuse_bad_names_and_values_with_400(doc):
     """Names as the shell has them; values strings or null that fit in environ."""
     with pytest.raises(RequestError) as info:
-        control.env_values(doc)
+        control_api.env_values(doc)
     assert info.value.status == 400
 
 
 def test_read_body_refuses_a_declared_length_over_the_cap():
     """A Content-Length over the cap is refused before reading anything."""
-    environ = {"CONTENT_LENGTH": str(control.MAX_BODY + 1), "wsgi.input": io.BytesIO(b"")}
+    environ = {"CONTENT_LENGTH": str(control_api.MAX_BODY + 1), "wsgi.input": io.BytesIO(b"")}
     with pytest.raises(RequestError) as info:
-        control.read_body(environ)
+        control_api.read_body(environ)
     assert info.value.status == 413
 
 
@@ -126,9 +129,9 @@ def test_read_body_caps_what_it_reads_whatever_the_headers_say():
     """A body longer than the cap is refused even without a Content-Length."""
     environ = {"CONTENT_LENGTH": "", "wsgi.input": io.BytesIO(b"x" * 101)}
     with pytest.raises(RequestError) as info:
-        control.read_body(environ, limit=100)
+        control_api.read_body(environ, limit=100)
     assert info.value.status == 413
-    assert control.read_body({"wsgi.input": io.BytesIO(b"x" * 100)}, limit=100) == b"x" * 100
+    assert control_api.read_body({"wsgi.input": io.BytesIO(b"x" * 100)}, limit=100) == b"x" * 100
 
 
 # --- endpoints ----------------------------------------------------------------------
@@ -242,6 +245,19 @@ def test_an_internal_failure_is_a_500_json_and_not_raised(server, app):
     app.status = broken
     status, headers, body = call(server, "GET", "/v3/status")
     assert status == 500 and error_of(body) == "internal error"
+
+
+def test_an_internal_failure_is_logged_as_a_bug(server, app, caplog):
+    """The bug behind a 500 is one ERROR line naming the request, and its
+    traceback at DEBUG (pilot.log.log_bug), so it can be found and fixed."""
+    def broken():
+        raise RuntimeError("boom")
+    app.status = broken
+    caplog.set_level(logging.DEBUG, "pilot")
+    status, _, _ = call(server, "GET", "/v3/status")
+    assert status == 500
+    assert_bug_logged(caplog, "control: internal error on GET '/v3/status': RuntimeError: boom",
+                      RuntimeError)
     assert call(server, "GET", "/v3/ping")[0] == 200
 
 

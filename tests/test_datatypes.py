@@ -225,10 +225,3 @@ def test_signal_number_rejects(value):
 def test_go_value_formats_like_go(value, text):
     """Values inside 3.8's quoted messages print as Go's %v would."""
     assert datatypes.go_value(value) == text
-
-
-def test_one_of():
-    """one_of returns an allowed value and lists the choices otherwise."""
-    assert datatypes.one_of("a", ("a", "b")) == "a"
-    with pytest.raises(Invalid, match='must be one of a, b \\(got "c"\\)'):
-        datatypes.one_of("c", ("a", "b"))

@@ -8,7 +8,8 @@ import requests
 
 import pilot.discovery as discovery
 from pilot.config.model import ConsulConfig, HealthConfig, JobConfig, TLSConfig
-from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition
+from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition, agent as consul_agent, transport
+from tests.test_log import assert_bug_logged
 
 TOKEN = "s3cr3t-token"
 
@@ -62,7 +63,7 @@ class FakeHTTP:
         if self.agent.down:
             raise requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
         code, body = self.agent.answer(method, path, params, data)
-        response = discovery.consul.base.Response(
+        response = transport.consul.base.Response(
             code, {"X-Consul-Index": str(self.agent.index)}, body, body.encode())
         return callback(response)
 
@@ -76,7 +77,7 @@ class FakeHTTP:
 @pytest.fixture
 def agent(monkeypatch):
     fake = FakeAgent()
-    monkeypatch.setattr(discovery, "_http_client",
+    monkeypatch.setattr(transport, "http_client",
                         lambda cfg, address, timeout: FakeHTTP(fake, timeout))
     return fake
 
@@ -278,7 +279,7 @@ def test_health_service_query_and_instances(agent, log):
     method, path, params, _, _, timeout = agent.requests[-1]
     assert (method, path) == ("GET", "/v1/health/service/web")
     assert sorted(params) == [("dc", "dc2"), ("passing", "1"), ("tag", "x")]
-    assert timeout == discovery.CALL_TIMEOUT
+    assert timeout == consul_agent.CALL_TIMEOUT
     consul.health_service("web")
     assert agent.requests[-1][2] == [("passing", "1")]
 
@@ -305,7 +306,7 @@ def test_health_service_errors_are_consul_errors(agent, log):
 def test_address_forms():
     """host:port, a bare host (scheme's port) and https are turned into base URIs."""
     def uri(address, scheme="http"):
-        return discovery._http_client(ConsulConfig(address=address, scheme=scheme),
+        return transport.http_client(ConsulConfig(address=address, scheme=scheme),
                                       address, 5).base_uri
     assert uri("consul:8500") == "http://consul:8500"
     assert uri("consul", "https") == "https://consul:443"
@@ -367,7 +368,7 @@ def test_unreachable_consul_message_is_one_line():
 def test_address_prefix_sets_the_scheme_as_consuls_go_client(address, scheme, expected):
     """A scheme written into the address (object form, CONSUL_HTTP_ADDR,
     `https://https://…`) wins, as in Consul's Go client used by 3.8."""
-    assert discovery.endpoint(address, scheme) == expected
+    assert transport.endpoint(address, scheme) == expected
 
 
 class HangingHTTP(FakeHTTP):
@@ -389,7 +390,7 @@ def test_background_heartbeat_returns_while_the_agent_hangs(agent, log, monkeypa
     import gevent.event
     release = gevent.event.Event()
     monkeypatch.setattr(HangingHTTP, "release", release)
-    monkeypatch.setattr(discovery, "_http_client",
+    monkeypatch.setattr(transport, "http_client",
                         lambda cfg, address, timeout: HangingHTTP(agent, timeout))
     bg = discovery.BackgroundService(service(agent, log))
     with gevent.Timeout(5):
@@ -438,3 +439,21 @@ def test_a_deregistration_met_by_an_outage_is_retried_when_consul_answers(agent,
     back.send_heartbeat()
     gevent.sleep(0.05)
     assert len(agent.requests) == before + 1  # nothing more to retry
+
+
+def test_a_bug_in_a_background_heartbeat_is_logged_and_the_next_one_runs(agent, log, caplog):
+    """A bug in a heartbeat is one ERROR line (and its traceback at DEBUG);
+    it does not end heartbeats for the job."""
+    import gevent
+    caplog.set_level(logging.DEBUG, log.name)
+    svc = service(agent, log)
+    bg = discovery.BackgroundService(svc)
+    real = svc.send_heartbeat
+    svc.send_heartbeat = lambda: (_ for _ in ()).throw(KeyError("lost"))
+    bg.send_heartbeat()
+    gevent.wait([bg._busy], timeout=5)
+    assert_bug_logged(caplog, "consul: unexpected error for app: KeyError: 'lost'", KeyError)
+    svc.send_heartbeat = real
+    bg.send_heartbeat()
+    gevent.wait([bg._busy], timeout=5)
+    assert puts(agent, "/v1/agent/service/register")

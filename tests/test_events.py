@@ -65,3 +65,24 @@ def test_timers_tick_to_their_owner_only():
             gevent.sleep(0.01)
     assert mine == [Event("tick", "job")] and others == []
     assert "once" not in timers
+
+
+def test_a_broken_listener_is_logged_as_a_bug_and_delivery_goes_on(caplog):
+    """A listener that raises is a bug: one ERROR line naming the event, its
+    traceback at DEBUG; later listeners and every subscriber still get the event."""
+    import logging
+    from tests.test_log import assert_bug_logged
+    bus, delivered = Bus(), []
+    bus.subscribe(delivered.append, {"web"})
+    heard = []
+
+    def broken(event):
+        raise ZeroDivisionError("division by zero")
+    bus.listen(broken)
+    bus.listen(heard.append)
+    caplog.set_level(logging.DEBUG, "pilot.events")
+    event = Event("healthy", "web")
+    bus.publish(event)
+    assert heard == [event] and delivered == [event]
+    assert_bug_logged(caplog, "event listener failed on healthy{web}: ZeroDivisionError: division by zero",
+                      ZeroDivisionError)

@@ -3,6 +3,8 @@ import json
 import logging
 import re
 
+import pytest
+
 from pilot import log as pilot_log
 from pilot.config.model import LoggingConfig
 
@@ -99,3 +101,131 @@ def test_text_format_quotes_undecodable_bytes_as_go_does():
     """logrus quotes with Go's %q, which shows a byte that is not UTF-8 as `\\xff`."""
     line = pilot_log.TextFormatter().format(record("v\udcff x", job="app"))
     assert line.endswith(r'msg="v\xff x" job=app')
+
+
+# --- bugs: one line at ERROR, the traceback at DEBUG ---------------------------------
+
+
+def failing():
+    """A function that fails, so the traceback has a frame to show."""
+    raise ValueError("boom\nsecond line")
+
+
+def caught():
+    try:
+        failing()
+    except ValueError as exc:
+        return exc
+
+
+@pytest.fixture
+def pilot_logger():
+    """Pilot's root logger, given back as it was (handlers, level,
+    propagation): configure() changes all three, and tests that run later
+    must not inherit a level or a handler from this one."""
+    root = logging.getLogger(pilot_log.ROOT)
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield root
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        if handler not in saved[0]:
+            handler.close()
+    handlers, root.level, root.propagate = saved
+    for handler in handlers:
+        root.addHandler(handler)
+
+
+def assert_bug_logged(caplog, message, exc_type):
+    """A barrier reported one bug the log_bug way: `message` as the only
+    ERROR record, and one DEBUG record carrying the exception's traceback.
+    (Used by the tests of every barrier.)"""
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [message]
+    tracebacks = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert [type(r.exc_info[1]) for r in tracebacks] == [exc_type]
+    assert tracebacks[0].exc_info[2] is not None
+
+
+def logged_bug(tmp_path, fmt, level="DEBUG"):
+    """The lines `log_bug` writes through the real handler in format `fmt`."""
+    path = tmp_path / f"{fmt}.log"
+    handler = pilot_log.configure(LoggingConfig(level=level, format=fmt, output=str(path)))
+    pilot_log.log_bug(logging.getLogger("pilot.test"), "watch db: unexpected error", caught())
+    handler.flush()
+    return path.read_text().splitlines()
+
+
+def test_a_bug_is_one_error_line_then_its_traceback_in_the_default_format(pilot_logger, tmp_path):
+    """The ERROR line names what failed and the exception, on one line; the
+    DEBUG record below it carries the traceback, frames included."""
+    lines = logged_bug(tmp_path, "default")
+    assert re.fullmatch(r"\S+ watch db: unexpected error: ValueError: boom second line", lines[0])
+    assert re.fullmatch(r"\S+ watch db: unexpected error: traceback", lines[1])
+    assert lines[2] == "Traceback (most recent call last):"
+    assert any("in failing" in line for line in lines)
+    assert lines[-2:] == ["ValueError: boom", "second line"]
+
+
+def test_a_bug_in_the_text_format_is_two_lines_with_a_traceback_field(pilot_logger, tmp_path):
+    """logrus style: the traceback is one quoted `traceback=` field."""
+    lines = logged_bug(tmp_path, "text")
+    assert len(lines) == 2
+    assert re.fullmatch(r'time="[^"]+" level=error msg="watch db: unexpected error: '
+                        r'ValueError: boom second line"', lines[0])
+    assert re.match(r'time="[^"]+" level=debug msg="watch db: unexpected error: traceback" '
+                    r'traceback="Traceback \(most recent call last\):\\n', lines[1])
+    assert "in failing" in lines[1] and lines[1].endswith('ValueError: boom\\nsecond line"')
+
+
+def test_a_bug_in_the_json_format_is_two_objects_with_a_traceback_field(pilot_logger, tmp_path):
+    """json: a `traceback` field, not extra lines; each line parses alone."""
+    lines = logged_bug(tmp_path, "json")
+    assert len(lines) == 2
+    error, debug = (json.loads(line) for line in lines)
+    assert (error["level"], error["msg"]) == ("error", "watch db: unexpected error: ValueError: boom second line")
+    assert "traceback" not in error
+    assert (debug["level"], debug["msg"]) == ("debug", "watch db: unexpected error: traceback")
+    assert debug["traceback"].startswith("Traceback (most recent call last):\n")
+    assert "in failing" in debug["traceback"]
+
+
+@pytest.mark.parametrize("fmt", ["default", "text", "json"])
+def test_above_debug_a_bug_is_the_one_error_line(pilot_logger, tmp_path, fmt):
+    """At the usual levels users see one line per bug, never a traceback."""
+    lines = logged_bug(tmp_path, fmt, level="INFO")
+    assert len(lines) == 1
+    assert "unexpected error: ValueError: boom second line" in lines[0]
+    assert "Traceback" not in lines[0]
+
+
+@pytest.mark.parametrize("fmt, shown", [
+    ("default", " failed ValueError: boom second line"),
+    ("text", ' error="ValueError: boom second line"'),
+    ("json", '"error":"ValueError: boom second line"'),
+])
+def test_an_exception_logged_above_debug_is_one_error_text(fmt, shown):
+    """A record carrying an exception at INFO and above (`log.exception`)
+    shows the exception on its line: every format keeps it, none prints a
+    traceback there."""
+    exc = caught()
+    r = record("failed", level=logging.ERROR)
+    r.exc_info = (type(exc), exc, exc.__traceback__)
+    line = pilot_log.FORMATTERS[fmt]().format(r)
+    assert "\n" not in line and "Traceback" not in line
+    assert shown in line
+
+
+def test_start_up_log_is_the_default_logging_section():
+    """Before the config is read the log is what an empty `logging` section gives."""
+    defaults = LoggingConfig()
+    assert (pilot_log.StartUp.level, pilot_log.StartUp.format, pilot_log.StartUp.output) == (
+        defaults.level, defaults.format, defaults.output)
+
+
+def test_configured_tells_whether_pilot_installed_its_handler(pilot_logger):
+    """The CLI's last barrier logs a bug only where the supervisor set up a log."""
+    for handler in list(pilot_logger.handlers):
+        pilot_logger.removeHandler(handler)
+    assert pilot_log.configured() is False
+    pilot_log.configure()
+    assert pilot_log.configured() is True

@@ -13,6 +13,7 @@ from pilot.discovery import ConsulError, Instance
 from pilot.events import Bus, Event
 from pilot.watches import RETRY_SOON, Watch, changed, next_index
 from tests.test_discovery import agent  # noqa: F401 - fixture: a fake Consul agent behind the real client
+from tests.test_log import assert_bug_logged
 
 pytestmark = pytest.mark.timeout(10)
 LOGGER = "pilot.watches.test"
@@ -344,12 +345,27 @@ def test_stop_ends_the_greenlet_and_is_idempotent(consul, bus):
     assert len(consul.calls) == calls
 
 
-def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
-    """`blocking = False` (the bench's 3.8 comparison) sends plain queries only."""
-    class Polling(Watch):
-        blocking = False
+def test_a_bug_while_polling_is_logged_and_the_watch_goes_on(consul, bus, caplog):
+    """An unexpected exception is a bug: one ERROR line and the traceback at
+    DEBUG; the watch waits `interval` and asks again from a fresh index."""
+    caplog.set_level(logging.DEBUG, LOGGER)
+    watch = make_watch(consul, bus, interval=3)
+    consul.fail = ValueError("boom")
+    assert watch.poll() == 3
+    assert watch.index == 0
+    assert_bug_logged(caplog, "watch db: unexpected error: ValueError: boom", ValueError)
+    consul.fail = None
+    consul.put("db", inst("db-1"))
+    watch.poll()
+    assert [i.id for i in watch.instances] == ["db-1"]
 
-    watch = Polling(WatchConfig(name="db", interval=5), consul, bus)
+
+def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
+    """The bench's 3.8 comparison (a Watch made to poll, bench/watch_latency.py)
+    sends plain queries only, `interval` apart."""
+    from bench.watch_latency import polling_watch_class
+
+    watch = polling_watch_class()(WatchConfig(name="db", interval=5), consul, bus)
     consul.put("db", inst("db-1"))
     assert watch.poll() == 5
     assert watch.poll() == 5

@@ -9,6 +9,7 @@ import errno
 import os
 from typing import List, Mapping, Optional, Sequence, Tuple
 
+from pilot import __version__, template
 from pilot.config import syntax
 from pilot.config.decode import fail
 from pilot.config.jobs import Built, build_jobs
@@ -48,23 +49,13 @@ def read_and_render(path: str, env: Mapping[str, str]) -> str:
     # the file back byte for byte (SPEC §2.3), as Go's template does.
     text = data.decode("utf-8", "surrogateescape")
     try:
-        return _render(text, env)
+        return template.render(text, env)
     except TemplateError as error:
         raise ConfigError(
             f"could not apply template to config: {_template_detail(error)}", file=path, line=error.line
         ) from None
     except RecursionError:
         raise ConfigError("could not apply template to config: template nested too deeply", file=path) from None
-
-
-def _render(text: str, env: Mapping[str, str]) -> str:
-    try:
-        from pilot import template  # written alongside; imported late so config loads without it
-    except ImportError:
-        if "{{" not in text:
-            return text
-        raise TemplateError("template support is not available in this build") from None
-    return template.render(text, env)
 
 
 def _template_detail(error: TemplateError) -> str:
@@ -91,6 +82,11 @@ def parse_text(text: str, path: str, env: Mapping[str, str]) -> Config:
     except RecursionError:
         raise ConfigError("could not parse configuration: nested too deeply", file=path) from None
     except Exception as error:  # noqa: BLE001 - last guard: users never see a traceback
+        # Imported on a bug's path only: a one-shot action (`pilot -putmetric`,
+        # run by jobs every few seconds) loads the config, but neither logging
+        # (it imports threading) nor the log's formats (~8 ms together).
+        from pilot.log import log_bug
+        log_bug("pilot.config", f"config: internal error while loading {path}", error)
         raise ConfigError(
             f"internal error while loading the config: {type(error).__name__}: {fail(str(error)).message}",
             file=path,
@@ -106,8 +102,6 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     control = build_control(data.get("control"))
     built, job_warnings = build_jobs(data.get("jobs"), consul is not None)
     watches = build_watches(data.get("watches"), consul is not None)
-    from pilot import __version__
-
     telemetry = build_telemetry(data.get("telemetry"), consul is not None, __version__)
     jobs = [item.job for item in built]
     if telemetry is not None:

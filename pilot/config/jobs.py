@@ -308,7 +308,9 @@ def resolve_ip(specs: Tuple[str, ...], path: str) -> str:
 
 
 def _resolve(specs: Tuple[str, ...], path: str) -> str:
-    from pilot import interfaces  # imported late: it reads the machine's addresses
+    # Imported for an advertised job only: it loads socket (~2 ms), which a
+    # one-shot action (`pilot -putmetric`) on a config without one never needs.
+    from pilot import interfaces
 
     try:
         return interfaces.resolve(list(specs))

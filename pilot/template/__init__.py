@@ -19,13 +19,9 @@ imported only when a text has an action to render.
 from collections.abc import Mapping
 
 from pilot.errors import TemplateError
+from pilot.template.limits import MAX_DEPTH, MAX_LOOP, MAX_OUTPUT, MAX_STEPS
 
 __all__ = ["MAX_DEPTH", "MAX_LOOP", "MAX_OUTPUT", "MAX_STEPS", "TemplateError", "render"]
-
-MAX_LOOP = 100_000             # elements one `loop` call may produce
-MAX_DEPTH = 50                 # nesting while parsing; nested {{template}} calls
-MAX_STEPS = 2_000_000          # nodes walked plus functions called in one render
-MAX_OUTPUT = 64 * 1024 * 1024  # characters one render may produce
 
 
 def render(text: str, env: Mapping[str, str]) -> str:
@@ -44,6 +40,7 @@ def render(text: str, env: Mapping[str, str]) -> str:
 
 
 def _render(text: str, env: dict) -> str:
+    # The engine loads for a text with an action only (see above).
     from pilot.template.exec import Exec
     from pilot.template.funcs import functions
     from pilot.template.lexer import Lexer

@@ -1,7 +1,7 @@
 """The evaluator: walks the parsed trees with Go's execution rules
 (text/template/exec.go), bounded in steps, depth and output size."""
 from pilot.errors import TemplateError
-from pilot.template import MAX_DEPTH, MAX_OUTPUT, MAX_STEPS
+from pilot.template.limits import MAX_DEPTH, MAX_OUTPUT, MAX_STEPS
 from pilot.template.funcs import FuncError
 from pilot.template.gofmt import StrList, format_value, go_quote, go_type, print_value, truth
 from pilot.template.nodes import Action, Chain, Const, Control, Field, Ident, Nil, Pipe, Text, Var

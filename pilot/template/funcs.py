@@ -5,7 +5,7 @@ import warnings
 from types import MappingProxyType
 from typing import NamedTuple
 
-from pilot.template import MAX_LOOP
+from pilot.template.limits import MAX_LOOP
 from pilot.template.gofmt import (
     IntList, Printf, StrList, format_value, go_quote, go_type, sprint, sprintln, truth,
 )

@@ -1,6 +1,9 @@
 """Go's value printing and `fmt.Sprintf`: how Go shows a value (`[a b c]`,
-`1e+06`, `<nil>`) and the printf verbs configs use."""
+`1e+06`, `<nil>`) and the printf verbs configs use. Quoting and float
+digits are pilot.strconv's, shared with the rest of Pilot."""
 import math
+
+from pilot.strconv import can_backquote, format_float, quote as go_quote, quote_rune, rune_text
 
 
 _MAX_FMT_NUM = 1_000_000       # Go's fmt ignores widths/precisions above this
@@ -28,54 +31,6 @@ def go_type(v):
 def truth(v):
     """Go's isTrue: false, 0, nil and empty string/list/map are false."""
     return v is not None and bool(v)
-
-
-def go_quote(s, ascii_only=False):
-    """strconv.Quote."""
-    out = ['"']
-    for ch in s:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch.isprintable() and (code < 0x80 or not ascii_only):
-            out.append(ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
-        elif code < 0x20:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def _shortest_float(f, upper=False):
-    """Go's %v / %g of a float64: shortest digits, exponent below 1e-4 or from 1e+06."""
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    sign = "-" if math.copysign(1.0, f) < 0 else ""
-    mantissa, _, exp = repr(abs(f)).partition("e")
-    whole, _, frac = mantissa.partition(".")
-    digits = whole + frac
-    point = len(whole) + (int(exp) if exp else 0)
-    stripped = digits.lstrip("0")
-    point -= len(digits) - len(stripped)
-    digits = stripped.rstrip("0")
-    if not digits:
-        return sign + "0"
-    x = point - 1
-    if x < -4 or x >= 6:
-        head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{head}{'E' if upper else 'e'}{'-' if x < 0 else '+'}{abs(x):02d}"
-    if point <= 0:
-        return f"{sign}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return sign + digits + "0" * (point - len(digits))
-    return f"{sign}{digits[:point]}.{digits[point:]}"
 
 
 class _Spec:
@@ -135,9 +90,9 @@ _INT_BASES = {"v": 10, "d": 10, "b": 2, "o": 8, "x": 16, "X": 16}
 
 def _format_int(n, verb, spec):
     if verb == "c":
-        return spec.pad(chr(n) if 0 <= n <= 0x10FFFF else "\ufffd")
+        return spec.pad(rune_text(n))
     if verb == "q":
-        return spec.pad("'" + go_quote(chr(n) if 0 <= n <= 0x10FFFF else "\ufffd")[1:-1] + "'")
+        return spec.pad(quote_rune(n, ascii_only=spec.plus))
     if verb == "U":
         return spec.pad(f"U+{n:04X}")
     base = _INT_BASES.get(verb)
@@ -160,7 +115,7 @@ def _format_int(n, verb, spec):
 
 def _format_float(f, verb, spec):
     if verb in "vgG" and spec.prec is None:
-        body = _shortest_float(abs(f), upper=verb == "G")
+        body = format_float(abs(f), "G" if verb == "G" else "g")
     elif verb in "vgGeEfF":
         py_verb = {"v": "g"}.get(verb, verb)
         body = format(abs(f), f".{6 if spec.prec is None else spec.prec}{py_verb}")
@@ -180,7 +135,8 @@ def _format_str(s, verb, spec):
     if verb in "sv":
         return spec.pad(s if spec.prec is None else s[:spec.prec])
     if verb == "q":
-        if spec.sharp and "`" not in s and all(c.isprintable() or c == "\t" for c in s):
+        s = s if spec.prec is None else s[:spec.prec]
+        if spec.sharp and can_backquote(s):
             return spec.pad(f"`{s}`")
         return spec.pad(go_quote(s, ascii_only=spec.plus))
     if verb in "xX":

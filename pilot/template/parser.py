@@ -4,7 +4,7 @@ import math
 import re
 
 from pilot.errors import TemplateError
-from pilot.template import MAX_DEPTH
+from pilot.template.limits import MAX_DEPTH
 from pilot.template.gofmt import go_quote
 from pilot.template.nodes import (
     Action, Chain, Command, Const, Control, Dot, Else, End, Field, Ident, Nil, Pipe, TemplateCall,
