@@ -118,7 +118,9 @@ def test_registration_as_3_8_sends_it_and_deregistration_at_shutdown(pilot, cons
         interfaces: ["static:127.0.0.1"], health: {{exec: "true", interval: 1, ttl: 5}},
         consul: {{enableTagOverride: true, deregisterCriticalServiceAfter: "10m"}}}},
       {{name: "slow", exec: "sleep 1000", port: 8001, initial_status: "warning",
-        interfaces: ["static:127.0.0.1"], health: {{exec: "false", interval: 1, ttl: 30}}}}]}}""")
+        interfaces: ["static:127.0.0.1"], health: {{exec: "false", interval: 60, ttl: 60}}}}]}}""")
+    # (slow's first check is a minute away: a failing check now sets the TTL
+    # check critical at once, which would race with reading `warning`)
     web = wait_for(lambda: registered(consul_agent, f"web-{HOSTNAME}"), 15, "web registered")
     assert (web["Service"], web["Tags"], web["Port"], web["Address"], web["EnableTagOverride"]) == \
         ("web", ["a", "b"], 8000, "127.0.0.1", True)
