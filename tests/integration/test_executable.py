@@ -728,3 +728,19 @@ def test_a_copy_is_removed_only_once_no_call_runs_from_it(executable, tmp_path):
                 process.kill()
                 process.wait(10)
     assert glob.glob(str(tmp_path / "pilot-*")) == []
+
+
+def test_a_non_root_user_with_a_private_var_run_keeps_the_default_socket(container):
+    """The README's advice for a non-root user: `--tmpfs /var/run:uid=1000,gid=1000,mode=0700`
+    makes a socket directory only that user can write (nobody can take the name first),
+    and the default control.socket works unchanged, for jobs and for `docker exec`."""
+    box = container("""{jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}}]}""",
+                    read_only=True, user="1000:1000",
+                    tmpfs={"/tmp": "exec", "/var/run": "uid=1000,gid=1000,mode=0700"})
+    box.wait_for_output(r"control: serving at /var/run/containerpilot.socket")
+    box.wait_for_output(PING_LINE.format(job="tick"), count=2)
+    run_dir = os.stat(box.path("/var/run"))
+    assert (run_dir.st_uid, run_dir.st_mode & 0o777) == (1000, 0o700)
+    assert os.stat(box.path("/var/run/containerpilot.socket")).st_uid == 1000
+    result = box.run("/pilot", "-ping")
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
