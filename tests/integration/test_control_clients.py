@@ -159,7 +159,11 @@ def test_a_squatted_socket_path_stops_pilot_at_once_and_gets_no_secret(tmp_path,
         putenv = run_cli("-config", str(p.config), "-putenv", "DB_PASSWORD=hunter2")
     finally:
         open(stop, "w").close()
-        received, _ = squatter.communicate(timeout=30)
+        try:
+            received, _ = squatter.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            squatter.kill()
+            raise
     assert (status, p.log.strip()) == (1, (
         f"pilot: error listening to socket at {path}: a socket owned by uid 65534 is there "
         "and in use; Pilot (uid 0) does not take over another user's socket"))
