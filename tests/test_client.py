@@ -271,6 +271,26 @@ def test_a_call_waits_for_a_free_slot_instead_of_failing(tmp_path):
     assert (call.returncode, out.splitlines()[-1]) == (0, "ok"), err
 
 
+def test_a_call_that_finds_no_slot_within_its_timeout_fails_in_one_line(tmp_path):
+    """The wait for a slot is bounded by the client's timeout, then one line says so."""
+    path = str(tmp_path / "busy.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler.connect(path)
+    script = "import sys; from pilot import client; client.TIMEOUT = 0.3; client.ping(sys.argv[1])"
+    try:
+        done = subprocess.run([sys.executable, "-c", script, path], cwd=REPO,
+                              capture_output=True, text=True, timeout=20)
+    finally:
+        filler.close()
+        listener.close()
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (f"pilot.errors.ControlError: control socket {path}: "
+                                            "no free connection slot within 0.3 s (Pilot is busy)")
+
+
 # --- sockets of other users ---------------------------------------------------------------
 
 SQUATTER = """

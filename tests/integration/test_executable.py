@@ -739,8 +739,9 @@ def test_a_non_root_user_with_a_private_var_run_keeps_the_default_socket(contain
     """The README's advice for a non-root user: `--tmpfs /var/run:uid=1000,gid=1000,mode=0700`
     makes a socket directory only that user can write (nobody can take the name first),
     and the default control.socket works unchanged, for jobs and for `docker exec`."""
-    box = container("""{jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}}]}""",
-                    read_only=True, user="1000:1000",
+    box = container("""{
+      jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}}],
+    }""", read_only=True, user="1000:1000",
                     tmpfs={"/tmp": "exec", "/var/run": "uid=1000,gid=1000,mode=0700"})
     box.wait_for_output(r"control: serving at /var/run/containerpilot.socket")
     box.wait_for_output(PING_LINE.format(job="tick"), count=2)
