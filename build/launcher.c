@@ -11,6 +11,10 @@
  *    running Pilot and its children) and executes the already-unpacked program
  *    directly: nothing is unpacked or written per call. Processes that did not
  *    inherit it (docker exec, HEALTHCHECK) find it through $TMPDIR/.pilot-<build id>.
+ *    TMPDIR may be shared with other users (a host /tmp mounted into containers), so
+ *    a copy is reused only through directories nobody else can change, it is
+ *    executed from the descriptor that was checked, and it is locked against its
+ *    removal for as long as the call runs (see open_trusted and reuse).
  *
  * File layout: [this static ELF][frames][64-byte trailer]
  *   trailer: "PILOTBUNDLE3" (12) | u32 frame count | u64 payload offset |
@@ -36,9 +40,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,6 +58,8 @@
 #define ID_FILE ".pilot-bundle-id"
 #define APP "bin/pilot"  /* python3.11, named for ps */
 #define LOADER "lib/ld-linux-x86-64.so.2"
+#define UNLOCK_WAIT_MS 5000  /* how long an exiting Pilot waits for calls still
+                                 running from its copy before removing it */
 
 struct trailer {
     char magic[12];
@@ -89,41 +97,106 @@ static int read_trailer(int fd, struct trailer *t)
     return memcmp(t->magic, MAGIC, sizeof t->magic) == 0 ? 0 : -1;
 }
 
-/* A bundle directory is reused only if it holds this very build and belongs to us. */
-static int bundle_matches(const char *dir, const struct trailer *t)
+/* A directory a path may pass through: owned by us or root, and writable by nobody
+ * else, unless it is sticky (a shared /tmp): there, others cannot rename or remove
+ * what we own, and the next component is checked in turn. */
+static int trusted_dir(const struct stat *st, uid_t owner)
 {
-    char path[PATH_MAX], id[ID_SIZE];
+    return S_ISDIR(st->st_mode) && (st->st_uid == owner || st->st_uid == 0)
+           && (!(st->st_mode & 022) || (st->st_mode & S_ISVTX));
+}
+
+/* Open the directory at `path` one component at a time, never following a symbolic
+ * link, each component trusted_dir() for `owner`. The path is absolute, without
+ * "..". Returns an O_PATH descriptor, or -1. Checking the path with stat() and then
+ * using it by name let another user swap a link in between (time of check is not
+ * time of use); here every step uses the descriptor the previous step checked. */
+static int open_trusted(const char *path, uid_t owner)
+{
+    char copy[PATH_MAX], *save = NULL;
     struct stat st;
-    if (dir[0] != '/' || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()
-        || (st.st_mode & 022))
+    if (path[0] != '/' || strlen(path) >= sizeof copy)
+        return -1;
+    strcpy(copy, path);
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0 || !trusted_dir(&st, owner)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    for (char *name = strtok_r(copy, "/", &save); name; name = strtok_r(NULL, "/", &save)) {
+        if (strcmp(name, ".") == 0)
+            continue;
+        int next = strcmp(name, "..") == 0 ? -1
+                   : openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(fd);
+        if (next < 0)
+            return -1;
+        fd = next;
+        if (fstat(fd, &st) < 0 || !trusted_dir(&st, owner)) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+/* True when the directory open at `fd` holds this very build. */
+static int holds_build(int fd, const struct trailer *t)
+{
+    char id[ID_SIZE];
+    int idfd = openat(fd, ID_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (idfd < 0)
         return 0;
-    if (snprintf(path, sizeof path, "%s/%s", dir, ID_FILE) >= (int)sizeof path)
-        return 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, id, sizeof id);
-    close(fd);
+    ssize_t n = read(idfd, id, sizeof id);
+    close(idfd);
     return n == ID_SIZE && memcmp(id, t->id, ID_SIZE) == 0;
+}
+
+/* A readable descriptor of the unpacked copy at `dir` when it is this build's, ours
+ * (not writable by others) and reached only through trusted directories; else -1. */
+static int open_bundle(const char *dir, const struct trailer *t)
+{
+    struct stat st;
+    int path_fd = open_trusted(dir, geteuid()), fd = -1;
+    if (path_fd >= 0) {
+        fd = openat(path_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        close(path_fd);
+    }
+    if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 022)
+                    || !holds_build(fd, t))) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
 }
 
 /* Run `DIR/bin/pilot -I -c RUN_MAIN ARGS...`: the interpreter's path must be argv[0]
  * (Python finds bin/pilot._pth from it), and -I keeps the user's PYTHON* variables
  * (meant for their own programs) away from Pilot. RUN_MAIN runs pilot.py, compiled as
  * __main__.pyc into lib/pilot.zip, the first entry of sys.path: running the zip itself
- * would import runpy and importlib.util first (~4 ms of every client call). */
+ * would import runpy and importlib.util first (~4 ms of every client call). The program
+ * is executed from a descriptor opened under `dirfd` (the directory that was checked),
+ * not by its name. */
 #define RUN_MAIN "import sys, zipimport; " \
     "exec(zipimport.zipimporter(sys.path[0]).get_code('__main__'))"
 
-static void exec_app(const char *dir, char **argv)
+static void exec_app(int dirfd, const char *dir, char **argv)
 {
     char app[PATH_MAX];
+    struct stat st;
     int argc = 0;
     while (argv[argc])
         argc++;
     char **args = calloc(argc + 4, sizeof *args);
-    if (!args)
+    int fd = openat(dirfd, APP, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (!args || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)
+        || st.st_uid != geteuid() || (st.st_mode & 022)) {
+        free(args);
+        if (fd >= 0)
+            close(fd);
         return;
+    }
     snprintf(app, sizeof app, "%s/%s", dir, APP);
     args[0] = app;
     args[1] = "-I";
@@ -131,8 +204,28 @@ static void exec_app(const char *dir, char **argv)
     args[3] = RUN_MAIN;
     for (int i = 1; i < argc; i++)
         args[i + 3] = argv[i];
-    execv(app, args);
+    syscall(SYS_execveat, fd, "", args, environ, AT_EMPTY_PATH);
+    close(fd);
     free(args);
+}
+
+/* Run a copy someone else unpacked (the running Pilot's) if open_bundle() accepts it;
+ * return (the caller unpacks its own) otherwise. The interpreter, its loader (the ELF
+ * interpreter path written in by set_interpreter) and Python's imports still find
+ * their files by name under `dir`: names that stay ours only while the directory
+ * exists, since in a shared /tmp another user may create the same name once it is
+ * gone. So the call holds a shared lock on the directory for its whole life (the
+ * descriptor survives exec), and a Pilot removes its copy only under an exclusive
+ * lock (remove_copy); a copy already being removed is not used. */
+static void reuse(const char *dir, const struct trailer *t, char **argv)
+{
+    int fd = open_bundle(dir, t);
+    if (fd < 0)
+        return;
+    /* Locked, the copy is complete only if its removal had not begun: check again. */
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0 && holds_build(fd, t) && fcntl(fd, F_SETFD, 0) == 0)
+        exec_app(fd, dir, argv);
+    close(fd);
 }
 
 static const char *tmpdir(void)
@@ -142,53 +235,103 @@ static const char *tmpdir(void)
 }
 
 /* $TMPDIR/.pilot-<build id>: lets processes that did not inherit PILOT_BUNDLE
- * (docker exec, a HEALTHCHECK) reuse the running Pilot's unpacked files too. */
-static int shared_link(char *link, size_t size, const struct trailer *t)
+ * (docker exec, a HEALTHCHECK) reuse the running Pilot's unpacked files too. TMPDIR
+ * may be shared with other users: the link is used only when it is ours, in a TMPDIR
+ * reached through trusted directories; `*tmpfd` is TMPDIR's descriptor. */
+static int shared_link(char *name, size_t size, const struct trailer *t, int *tmpfd)
 {
-    return snprintf(link, size, "%s/.pilot-%.*s", tmpdir(), ID_SIZE, t->id) < (int)size ? 0 : -1;
+    if (snprintf(name, size, ".pilot-%.*s", ID_SIZE, t->id) >= (int)size)
+        return -1;
+    *tmpfd = open_trusted(tmpdir(), geteuid());
+    return *tmpfd < 0 ? -1 : 0;
+}
+
+/* The target of the symbolic link `name` in `tmpfd`, and its owner; -1 when it is not
+ * a symbolic link. Read from the link's own descriptor: what is checked is what is read. */
+static int read_link(int tmpfd, const char *name, char *target, size_t size, uid_t *owner)
+{
+    struct stat st;
+    int fd = openat(tmpfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    ssize_t n = -1;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+        *owner = st.st_uid;
+        n = readlinkat(fd, "", target, size - 1);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return -1;
+    target[n] = 0;
+    return 0;
 }
 
 static void reuse_shared(const struct trailer *t, char **argv)
 {
-    char link[PATH_MAX], dir[PATH_MAX];
-    ssize_t n;
-    if (shared_link(link, sizeof link, t) < 0 || (n = readlink(link, dir, sizeof dir - 1)) <= 0)
+    char name[64], dir[PATH_MAX];
+    uid_t owner;
+    int tmpfd;
+    if (shared_link(name, sizeof name, t, &tmpfd) < 0)
         return;
-    dir[n] = 0;
-    if (bundle_matches(dir, t))
-        exec_app(dir, argv);
+    int found = read_link(tmpfd, name, dir, sizeof dir, &owner);
+    close(tmpfd);
+    if (found == 0 && owner == geteuid())  /* never follow a link someone else owns */
+        reuse(dir, t, argv);
 }
 
+/* True when a link owned by another user leads to a copy of that user's (through
+ * directories trusted for that user), which serves that user's calls. */
+static int others_copy(const char *target, uid_t owner)
+{
+    struct stat st;
+    int fd = open_trusted(target, owner);
+    int theirs = fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == owner;
+    if (fd >= 0)
+        close(fd);
+    return theirs;
+}
+
+/* Offer our copy as $TMPDIR/.pilot-<id>. A link that is ours and leads to a live copy
+ * of ours is kept; one leading to another user's copy is left to that user; anything
+ * else (a dead link, or one another user planted to lead elsewhere) is replaced if we
+ * may remove it. */
 static void publish_shared(const struct trailer *t, const char *dir)
 {
-    char link[PATH_MAX], old[PATH_MAX];
-    ssize_t n;
-    if (shared_link(link, sizeof link, t) < 0)
+    char name[64], old[PATH_MAX];
+    uid_t owner;
+    int tmpfd;
+    if (shared_link(name, sizeof name, t, &tmpfd) < 0)
         return;
-    if (symlink(dir, link) == 0 || errno != EEXIST)
-        return;
-    n = readlink(link, old, sizeof old - 1);
-    if (n > 0) {
-        struct stat st;
-        old[n] = 0;
-        if (bundle_matches(old, t))
-            return;  /* another live copy already serves */
-        if (stat(old, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid != geteuid())
-            return;  /* another user's copy, which serves that user's calls */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (symlinkat(dir, tmpfd, name) == 0 || errno != EEXIST)
+            break;
+        if (read_link(tmpfd, name, old, sizeof old, &owner) == 0) {
+            if (owner == geteuid()) {
+                int fd = open_bundle(old, t);
+                if (fd >= 0) {
+                    close(fd);
+                    break;  /* another live copy of ours already serves */
+                }
+            } else if (others_copy(old, owner)) {
+                break;
+            }
+        }
+        if (unlinkat(tmpfd, name, 0) < 0)
+            break;  /* another user's, in a sticky TMPDIR: calls will not follow it */
     }
-    unlink(link);
-    symlink(dir, link);
+    close(tmpfd);
 }
 
 static void withdraw_shared(const struct trailer *t, const char *dir)
 {
-    char link[PATH_MAX], old[PATH_MAX];
-    ssize_t n;
-    if (shared_link(link, sizeof link, t) < 0 || (n = readlink(link, old, sizeof old - 1)) <= 0)
+    char name[64], old[PATH_MAX];
+    uid_t owner;
+    int tmpfd;
+    if (shared_link(name, sizeof name, t, &tmpfd) < 0)
         return;
-    old[n] = 0;
-    if (strcmp(old, dir) == 0)
-        unlink(link);
+    if (read_link(tmpfd, name, old, sizeof old, &owner) == 0 && owner == geteuid()
+        && strcmp(old, dir) == 0)
+        unlinkat(tmpfd, name, 0);
+    close(tmpfd);
 }
 
 /* True when argv asks for a one-shot action (a client flag such as -putmetric or -ping,
@@ -481,6 +624,11 @@ static void make_bundle_dir(char *dir, size_t size, const struct trailer *t)
         no_room(tmp, "the path is too long");
     if (!mkdtemp(dir))
         no_room(tmp, strerror(errno));
+    /* Offered to others by name (PILOT_BUNDLE, the shared link), which open_trusted()
+     * walks without following links: name it without any. */
+    char canonical[PATH_MAX];
+    if (realpath(dir, canonical) && strlen(canonical) < size)
+        strcpy(dir, canonical);
     if (statvfs(dir, &fs) < 0)
         return;
     if (fs.f_flag & ST_NOEXEC) {
@@ -592,6 +740,27 @@ static int reap(pid_t app, int *status)
     return done;
 }
 
+/* Remove our unpacked copy once no call runs from it any more (see reuse): such calls
+ * hold a shared lock, and end quickly once Pilot is gone (its socket is). Rather than
+ * pull the files from under a call that is still running after UNLOCK_WAIT_MS, and
+ * free the name for anyone to take, the copy is left in place. */
+static void remove_copy(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int waited = 0; fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+         waited += 10) {
+        if (waited >= UNLOCK_WAIT_MS) {
+            dprintf(2, "pilot: left %s in place: a client call still runs from it\n", dir);
+            close(fd);
+            return;
+        }
+        usleep(10000);
+    }
+    remove_tree(dir);
+    if (fd >= 0)
+        close(fd);
+}
+
 static int supervise(const char *dir, char **argv, const sigset_t *waited, const sigset_t *old,
                      const struct trailer *t)
 {
@@ -602,7 +771,9 @@ static int supervise(const char *dir, char **argv, const sigset_t *waited, const
     }
     if (app == 0) {
         sigprocmask(SIG_SETMASK, old, NULL);
-        exec_app(dir, argv);
+        int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd >= 0)
+            exec_app(dirfd, dir, argv);
         dprintf(2, "pilot: cannot start the unpacked program: %s\n", strerror(errno));
         _exit(127);
     }
@@ -617,7 +788,7 @@ static int supervise(const char *dir, char **argv, const sigset_t *waited, const
             break;
     }
     withdraw_shared(t, dir);
-    remove_tree(dir);
+    remove_copy(dir);
     return exit_code(status);
 }
 
@@ -640,8 +811,8 @@ int main(int argc, char **argv)
     const char *bundle = getenv(BUNDLE_ENV);
     int one_shot = is_one_shot(argv);
     if (one_shot) {
-        if (bundle && bundle_matches(bundle, &t))
-            exec_app(bundle, argv);  /* on failure, fall back to unpacking a fresh copy */
+        if (bundle)
+            reuse(bundle, &t, argv);  /* on failure, fall back to unpacking a fresh copy */
         reuse_shared(&t, argv);
     }
 

@@ -12,17 +12,25 @@ and enum wrappers (~2 ms) that one blocking request does not need. Where
 `socket` is already loaded (a gevent process patched it) the call goes through
 it, so an in-process request yields to the hub instead of blocking it. `json`
 is imported only where a body is sent or read (`-ping` needs none).
+
+Whoever bound the socket path first receives what the client sends (a
+`-putenv DB_PASSWORD=...`): a socket is used only when it belongs to the
+caller or to root, checked on the file before connecting (for a clear
+message) and on the listening process itself after connecting (SO_PEERCRED:
+the file may have been swapped in between), before anything is sent.
 """
 from __future__ import annotations
 
 import _socket
 import os
 import sys
+import time
 from typing import Dict, Optional, Tuple
 
 from pilot.errors import ControlError
 
-TIMEOUT = 10.0  # seconds for each socket operation
+TIMEOUT = 10.0  # seconds for each socket operation, and to wait for a free slot
+MAX_BACKOFF = 0.05  # seconds between connection attempts while the server is full
 MAX_ANSWER = 16 << 20  # bytes; a larger answer is not from Pilot's control server
 
 
@@ -32,13 +40,13 @@ class BadAnswer(Exception):
 
 def request(path: str, method: str, url: str, body: Optional[dict] = None) -> Tuple[int, bytes]:
     """One request over the socket; ControlError on any transport failure."""
-    if not os.path.exists(path):
-        raise ControlError(f"pilot is not running: no socket at {path}")
+    _check_owner(path, _socket_owner(path))
     data = None if body is None else _json().dumps(body).encode()
     sock = _new_socket()
     try:
         sock.settimeout(TIMEOUT)
-        sock.connect(path)
+        _connect(sock, path)
+        _check_owner(path, _peer_uid(sock), "served")
         sock.sendall(_request_bytes(method, url, data))
         return _parse_answer(_read_all(sock))
     except ConnectionRefusedError:
@@ -47,6 +55,49 @@ def request(path: str, method: str, url: str, body: Optional[dict] = None) -> Tu
         raise ControlError(f"control socket {path}: {exc}") from None
     finally:
         sock.close()
+
+
+def _socket_owner(path: str) -> Optional[int]:
+    """uid owning the file at `path` (the one connect() reaches, links followed);
+    None when it cannot be seen, for connect() to report why."""
+    try:
+        return os.stat(path).st_uid
+    except FileNotFoundError:
+        raise ControlError(f"pilot is not running: no socket at {path}") from None
+    except OSError:
+        return None
+
+
+def _peer_uid(sock) -> int:
+    """uid of the process listening at the other end (struct ucred: pid, uid, gid)."""
+    cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    return int.from_bytes(cred[4:8], sys.byteorder)
+
+
+def _check_owner(path: str, uid: Optional[int], how: str = "owned") -> None:
+    me = os.geteuid()
+    if uid is not None and uid not in (me, 0):
+        raise ControlError(f"control socket {path} is {how} by uid {uid}, not by you ({me}) "
+                           "or root; refusing to send")
+
+
+def _connect(sock, path: str) -> None:
+    """connect(), waiting for a free slot until TIMEOUT. A unix socket whose
+    listen backlog is full does not queue a non-blocking connect (a socket
+    with a timeout is one): it fails with EAGAIN at once, which under load
+    made calls fail in 0.1 s. So retry, backing off up to MAX_BACKOFF."""
+    deadline, pause = time.monotonic() + TIMEOUT, 0.001
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ControlError(f"control socket {path}: no free connection slot "
+                                   f"within {TIMEOUT:g} s (Pilot is busy)") from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, MAX_BACKOFF)
 
 
 def _new_socket():

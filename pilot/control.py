@@ -129,7 +129,7 @@ class ControlServer:
 
     def _bind(self) -> socket.socket:
         sock = bind_unix(self.path)
-        st = os.stat(self.path)
+        st = os.lstat(self.path)
         self._inode = (st.st_dev, st.st_ino)
         return sock
 

@@ -10,6 +10,7 @@ the first one waits in the backlog while the stack loads.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -38,17 +39,67 @@ def short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "...'"
 
 
+class PathRefused(Exception):
+    """What is at a socket path must not be removed or taken over: binding
+    stops at once (retrying cannot help), with this one-line reason."""
+
+
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+          (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+def _connect_error(path: str) -> int:
+    """errno of connecting to the socket at `path` (0: someone listens). A
+    non-blocking connect() on a unix socket never waits, so the C socket is
+    used directly, in a gevent process too."""
+    import _socket
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        probe.setblocking(False)
+        return probe.connect_ex(path)
+    finally:
+        probe.close()
+
+
 def remove_stale(path: str) -> None:
-    """Delete whatever is at the socket path (SPEC §14.2); an empty directory
-    too. Failures are left for bind() to report."""
+    """Make room for a socket at `path`. Only a stale socket (one nobody
+    listens on) is removed: 3.8 deleted whatever was there, so a typo
+    (`socket: "/etc/containerpilot.json5"`) destroyed the file it named.
+    Anything else raises PathRefused, and so does another user's live socket
+    (whoever bound the path first must not receive what clients send). A live
+    socket of our own raises EADDRINUSE, which is retried: it may be a Pilot
+    that is stopping."""
     try:
         st = os.lstat(path)
-        if stat.S_ISDIR(st.st_mode):
-            os.rmdir(path)
-        else:
-            os.unlink(path)
     except OSError:
-        pass
+        return  # nothing there, or nothing we may see: bind() says which
+    if not stat.S_ISSOCK(st.st_mode):
+        raise PathRefused(f"{_kind(st.st_mode)} is there, not a socket (only a stale "
+                          "socket is replaced; nothing was deleted)")
+    me, err = os.geteuid(), _connect_error(path)
+    if err in (errno.ECONNREFUSED, errno.ENOENT):  # stale, or just gone
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise PathRefused(f"a stale socket owned by uid {st.st_uid} is there and "
+                              f"cannot be removed: {exc.strerror}") from None
+        return
+    live = err in (0, errno.EAGAIN)  # EAGAIN: listening, its backlog full
+    if st.st_uid != me:
+        raise PathRefused(f"a socket owned by uid {st.st_uid} is there"
+                          f"{' and in use' if live else ''}; Pilot (uid {me}) does not "
+                          "take over another user's socket")
+    if live:
+        raise OSError(errno.EADDRINUSE, "another process is listening on it")
+    raise PathRefused(f"a socket Pilot cannot connect to is there ({os.strerror(err)}); "
+                      "it was left untouched")
 
 
 def bind_unix(path: str) -> socket.socket:
@@ -88,13 +139,16 @@ def bind_tcp(ip: str, port: int) -> socket.socket:
 
 def listen_retrying(bind: Callable[[], socket.socket], where: str,
                     attempts: int = BIND_ATTEMPTS, delay: float = BIND_DELAY) -> socket.socket:
-    """Bind, retrying `attempts` times `delay` seconds apart (SPEC §13.2, §14.2)."""
+    """Bind, retrying `attempts` times `delay` seconds apart (3.8's 10 x 1 s by
+    default); a PathRefused is final at once."""
     error: Optional[OSError] = None
     for attempt in range(max(1, attempts)):
         if attempt:
             gevent.sleep(delay)
         try:
             return bind()
+        except PathRefused as exc:
+            raise PilotError(f"error listening to socket at {where}: {exc}") from None
         except OSError as exc:
             error = exc
             log.debug("listening at %s failed (attempt %d): %s", where, attempt + 1, exc)

@@ -212,6 +212,150 @@ def test_a_server_that_never_answers_times_out(tmp_path, monkeypatch):
         silent.close()
 
 
+BUSY_SCRIPT = """
+import sys
+from pilot import client
+real = client._new_socket
+
+
+class Spy:
+    \"\"\"The client's socket, saying on stdout each time connect() finds no slot.\"\"\"
+    def __init__(self, sock):
+        self.sock = sock
+
+    def connect(self, path):
+        try:
+            return self.sock.connect(path)
+        except BlockingIOError:
+            print("full", flush=True)
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+client._new_socket = lambda: Spy(real())
+client.ping(sys.argv[1])
+print("ok", flush=True)
+"""
+
+
+def test_a_call_waits_for_a_free_slot_instead_of_failing(tmp_path):
+    """With the server's listen backlog full, connect() on a unix socket fails
+    with EAGAIN at once (it does not queue); a fresh client process (no gevent,
+    as the CLI runs) keeps trying within its timeout and gets its answer once
+    the server accepts again."""
+    path = str(tmp_path / "busy.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)  # room for one waiting connection
+    listener.settimeout(20)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler.connect(path)
+    call = subprocess.Popen([sys.executable, "-c", BUSY_SCRIPT, path], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert call.stdout.readline() == "full\n", call.stderr.read()
+        listener.accept()[0].close()  # the filler's turn: a slot is free
+        conn, _ = listener.accept()
+        with conn:
+            assert FakeControl._read_request(conn)[0] == "GET /v3/ping HTTP/1.0"
+            conn.sendall(http_answer(200, b"\n"))
+        out, err = call.communicate(timeout=20)
+    finally:
+        filler.close()
+        listener.close()
+        if call.poll() is None:
+            call.kill()
+            call.wait()
+    assert (call.returncode, out.splitlines()[-1]) == (0, "ok"), err
+
+
+def test_a_call_that_finds_no_slot_within_its_timeout_fails_in_one_line(tmp_path):
+    """The wait for a slot is bounded by the client's timeout, then one line says so."""
+    path = str(tmp_path / "busy.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler.connect(path)
+    script = "import sys; from pilot import client; client.TIMEOUT = 0.3; client.ping(sys.argv[1])"
+    try:
+        done = subprocess.run([sys.executable, "-c", script, path], cwd=REPO,
+                              capture_output=True, text=True, timeout=20)
+    finally:
+        filler.close()
+        listener.close()
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (f"pilot.errors.ControlError: control socket {path}: "
+                                            "no free connection slot within 0.3 s (Pilot is busy)")
+
+
+# --- sockets of other users ---------------------------------------------------------------
+
+SQUATTER = """
+import socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(1)
+print("listening", flush=True)
+conn, _ = listener.accept()
+conn.settimeout(30)
+received = b""
+while True:
+    chunk = conn.recv(65536)
+    if not chunk:
+        break
+    received += chunk
+print(repr(received), flush=True)
+"""
+
+
+def _needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("playing another user needs root")
+
+
+def test_a_socket_file_of_another_user_gets_nothing(fake):
+    """A socket owned by neither the caller nor root (someone bound the path
+    first) is refused before connecting, in one line saying whose it is."""
+    _needs_root()
+    os.chown(fake.path, 65534, 65534)
+    with pytest.raises(ControlError) as info:
+        client.putenv(fake.path, {"DB_PASSWORD": "hunter2"})
+    assert str(info.value) == (f"control socket {fake.path} is owned by uid 65534, not by you "
+                               "(0) or root; refusing to send")
+    assert fake.requests == []
+
+
+def test_a_listener_of_another_user_gets_nothing_even_behind_a_file_of_ours(tmp_path):
+    """The file can change between the check and connect(): after connecting,
+    the listening process's own uid (SO_PEERCRED) is checked before a byte is
+    sent. Here the file is root's but user 65534 listens on it."""
+    import shutil
+    import tempfile
+    _needs_root()
+    shared = tempfile.mkdtemp(dir="/tmp")  # user 65534 cannot reach tmp_path
+    os.chmod(shared, 0o1777)
+    path = os.path.join(shared, "pilot.socket")
+    squatter = subprocess.Popen(["/usr/bin/python3", "-c", SQUATTER, path], user=65534,
+                                group=65534, extra_groups=[], stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline() == "listening\n"
+        os.chown(path, 0, 0)
+        with pytest.raises(ControlError) as info:
+            client.putenv(path, {"DB_PASSWORD": "hunter2"})
+        received, _ = squatter.communicate(timeout=20)
+    finally:
+        if squatter.poll() is None:
+            squatter.kill()
+            squatter.wait()
+        shutil.rmtree(shared)
+    assert str(info.value) == (f"control socket {path} is served by uid 65534, not by you (0) "
+                               "or root; refusing to send")
+    assert received == "b''\n"
+
+
 # --- against the real server, from a fresh interpreter --------------------------------------
 
 

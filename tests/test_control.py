@@ -297,26 +297,104 @@ def test_listen_retrying_succeeds_on_a_later_attempt():
     assert httpserver.listen_retrying(bind, "x", attempts=3, delay=0) == "sock"
 
 
-@pytest.mark.parametrize("stale", ["file", "dir", "socket", "symlink"])
-def test_bind_unix_replaces_a_stale_path_and_creates_mode_0600(tmp_path, stale):
-    """Whatever is at the path is replaced; the socket is private to the owner."""
+def test_bind_unix_replaces_a_stale_socket_with_one_of_mode_0600(tmp_path):
+    """A socket file nobody listens on (left by a killed Pilot) is replaced;
+    the new socket is private to its owner."""
     path = tmp_path / "pilot.socket"
-    if stale == "file":
-        path.write_text("old")
-    elif stale == "dir":
-        path.mkdir()
-    elif stale == "socket":
-        old = socket.socket(socket.AF_UNIX)
-        old.bind(str(path))
-        old.close()
-    else:
-        path.symlink_to(tmp_path / "elsewhere")
+    old = socket.socket(socket.AF_UNIX)
+    old.bind(str(path))
+    old.close()
     sock = httpserver.bind_unix(str(path))
     try:
         st = os.lstat(path)
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+        probe = socket.socket(socket.AF_UNIX)
+        probe.connect(str(path))  # ours listens there now
+        probe.close()
     finally:
         sock.close()
+
+
+def _no_retries(monkeypatch):
+    """The delays listen_retrying waited (each one a retry)."""
+    waited = []
+    monkeypatch.setattr(httpserver.gevent, "sleep", waited.append)
+    return waited
+
+
+def _occupy(path, what):
+    """Put `what` at path; return a check that it is still there, unchanged."""
+    if what == "file":
+        path.write_text("{jobs: []}")
+        return lambda: path.read_text() == "{jobs: []}"
+    if what == "dir":
+        path.mkdir()
+        return path.is_dir
+    if what == "symlink":
+        path.symlink_to(path.parent / "elsewhere")
+        return path.is_symlink
+    os.mkfifo(path)
+    return lambda: stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+@pytest.mark.parametrize("what, kind", [("file", "a regular file"), ("dir", "a directory"),
+                                        ("symlink", "a symbolic link"), ("fifo", "a named pipe")])
+def test_anything_but_a_socket_at_the_path_is_kept_and_refused_at_once(tmp_path, monkeypatch,
+                                                                       what, kind):
+    """`socket: "/etc/containerpilot.json5"` (a typo) used to delete that file.
+    Now what is there stays untouched and starting fails at once (retrying
+    cannot help) with one line naming the path and what is there."""
+    path = tmp_path / "pilot.socket"
+    unchanged = _occupy(path, what)
+    waited = _no_retries(monkeypatch)
+    server = ControlServer(FakeApp(), str(path), attempts=10, delay=1)
+    with pytest.raises(PilotError) as info:
+        server.start()
+    assert str(info.value) == (f"error listening to socket at {path}: {kind} is there, not a "
+                               "socket (only a stale socket is replaced; nothing was deleted)")
+    assert unchanged() and waited == []
+
+
+def test_a_live_socket_of_another_user_is_refused_at_once_and_kept(tmp_path, monkeypatch):
+    """Someone else bound the path first (a squatter in a shared /tmp): Pilot
+    does not retry for 10 s and then fail, nor take the path over; it stops
+    at once with one line saying whose socket it is."""
+    if os.geteuid() != 0:
+        pytest.skip("giving the socket to another user needs root")
+    path = tmp_path / "pilot.socket"
+    squatter = socket.socket(socket.AF_UNIX)
+    squatter.bind(str(path))
+    squatter.listen(1)
+    os.chown(path, 65534, 65534)
+    waited = _no_retries(monkeypatch)
+    try:
+        with pytest.raises(PilotError) as info:
+            ControlServer(FakeApp(), str(path), attempts=10, delay=1).start()
+        assert str(info.value) == (f"error listening to socket at {path}: a socket owned by uid "
+                                   "65534 is there and in use; Pilot (uid 0) does not take "
+                                   "over another user's socket")
+        assert waited == [] and os.lstat(path).st_uid == 65534
+    finally:
+        squatter.close()
+
+
+def test_a_live_socket_of_our_own_is_not_deleted(tmp_path, monkeypatch):
+    """Another Pilot of ours serves at the path: it is not cut off (3.8
+    deleted its socket); the bind is retried, as 3.8 retries, then fails."""
+    path = tmp_path / "pilot.socket"
+    running = socket.socket(socket.AF_UNIX)
+    running.bind(str(path))
+    running.listen(1)
+    inode = os.lstat(path).st_ino
+    waited = _no_retries(monkeypatch)
+    try:
+        with pytest.raises(PilotError) as info:
+            ControlServer(FakeApp(), str(path), attempts=3, delay=1).start()
+        assert str(info.value) == (f"error listening to socket at {path}: another process is "
+                                   "listening on it")
+        assert waited == [1, 1] and os.lstat(path).st_ino == inode
+    finally:
+        running.close()
 
 
 LAZY_SCRIPT = """

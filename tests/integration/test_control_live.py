@@ -155,9 +155,10 @@ def sample(text, line_start):
 
 
 def test_socket_is_private_replaces_a_stale_file_and_is_removed_on_stop(app, socket_path):
-    """A stale file is replaced, the socket is mode 0600, stop removes it (twice is fine)."""
-    with open(socket_path, "w") as f:
-        f.write("stale")
+    """A stale socket is replaced, the socket is mode 0600, stop removes it (twice is fine)."""
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(socket_path)
+    stale.close()
     srv = ControlServer(app, socket_path, metrics=lambda: app.telemetry, attempts=2, delay=0.05)
     srv.start()
     st_ = os.lstat(socket_path)

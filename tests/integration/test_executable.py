@@ -506,13 +506,16 @@ def test_a_tmpfs_too_small_is_one_line_naming_tmpdir(container):
 def test_docker_exec_as_another_user_leaves_the_shared_link_alone(container):
     """Pilot runs as 1000; `docker exec --user 0 /pilot -ping` cannot use that copy and
     unpacks its own for the call, but does not take over $TMPDIR/.pilot-<id>: later
-    calls as 1000 still reuse the running copy (nothing unpacked)."""
+    calls as 1000 still reuse the running copy (nothing unpacked). The root call
+    itself refuses the socket: it is neither root's nor the caller's."""
     box = container(TMP_SOCKET_JOBS, tmpfs={"/tmp": "exec"}, user="1000:1000")
     box.wait_for_output(PING_LINE.format(job="tick"))
     (copy,) = box.unpacked_copies()
     (link,) = [name for name in box.leftovers() if name.startswith(".pilot-")]
     as_root = box.run("/pilot", "-ping", user="0:0")
-    assert (as_root.returncode, as_root.stdout) == (0, "ok\n"), as_root.stderr
+    assert (as_root.returncode, as_root.stderr) == (1, (
+        "pilot: -ping: failed: control socket /tmp/containerpilot.socket is owned by uid "
+        "1000, not by you (0) or root; refusing to send\n"))
     assert os.readlink(box.path("/tmp/" + link)) == "/tmp/" + copy
     assert box.unpacked_copies() == [copy]
     as_user = box.run("/pilot", "-ping")
@@ -579,3 +582,186 @@ def test_containerpilot_pid_is_pilots_own_pid_under_the_launcher(container):
         nspid = next(line.split()[-1] for line in f if line.startswith("NSpid:"))
     assert seen == nspid
     assert seen != "1"
+
+
+# --- another user sharing TMPDIR -----------------------------------------------------
+
+ATTACKER = r"""
+import os, sys
+shared, elsewhere, build_id, stop = sys.argv[1:5]
+own = os.path.join(shared, "attacker")  # 0755, not sticky: fs.protected_symlinks does not apply
+evil = os.path.join(own, "evil")
+for sub in ("bin", "lib"):
+    os.makedirs(os.path.join(evil, sub))
+with open(os.path.join(evil, ".pilot-bundle-id"), "w") as f:
+    f.write(build_id)
+ran = os.path.join(own, "ran")
+open(ran, "w").close()
+os.chmod(ran, 0o666)
+fake = os.path.join(evil, "bin", "pilot")
+with open(fake, "w") as f:
+    f.write("#!/bin/sh\nid -u >> %s\necho ok\n" % ran)
+os.chmod(fake, 0o755)
+flip = os.path.join(own, "current")
+os.symlink(evil, flip)
+links = [os.path.join(d, ".pilot-" + build_id) for d in (shared, elsewhere)]
+for link in links:
+    os.symlink(flip, link)  # planted before the root Pilot starts
+open(os.path.join(own, "ready"), "w").close()
+
+def roots_copy():
+    for name in os.listdir(shared):
+        path = os.path.join(shared, name)
+        if name.startswith("pilot-") and os.lstat(path).st_uid == 0:
+            return path
+    return evil
+
+n, target = 0, evil
+while not os.path.exists(stop):
+    n += 1
+    if n % 200 == 1:
+        target = roots_copy()
+    try:
+        os.symlink(evil if n % 2 else target, flip + ".new")
+        os.rename(flip + ".new", flip)
+    except OSError:
+        pass
+    if n % 50 == 0:
+        for link in links:
+            try:
+                os.symlink(flip, link)  # plant again wherever it is missing
+            except OSError:
+                pass
+"""
+
+
+def _build_id(executable):
+    with open(executable, "rb") as f:
+        f.seek(-24, os.SEEK_END)
+        return f.read().decode()
+
+
+def test_root_never_runs_another_users_program_through_a_shared_tmpdir(executable, tmp_path):
+    """TMPDIR shared and sticky (a host /tmp mounted into containers): user 65534
+    plants `.pilot-<id>` before root's Pilot starts and flips a link of its own
+    between root's unpacked copy and a fake one, while root runs `pilot -ping` 400
+    times (through the shared link, through PILOT_BUNDLE naming the other user's
+    link, with root's own PILOT_BUNDLE, and in a TMPDIR where only the planted link
+    exists). Not one call runs the other user's program, and every call answers."""
+    import shutil
+    import tempfile
+    build_id = _build_id(executable)
+    dirs = [tempfile.mkdtemp(prefix="shared-tmp-", dir="/tmp") for _ in range(2)]
+    for d in dirs:
+        os.chmod(d, 0o1777)
+    shared, elsewhere = dirs
+    own, stop = os.path.join(shared, "attacker"), os.path.join(shared, "stop")
+    attacker = subprocess.Popen(["/usr/bin/python3", "-c", ATTACKER, shared, elsewhere,
+                                 build_id, stop], user=65534, group=65534, extra_groups=[],
+                                stderr=subprocess.PIPE)
+    config = tmp_path / "pilot.json5"
+    config.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "cp.sock"))
+    pilot = None
+    try:
+        _wait_for(lambda: os.path.exists(os.path.join(own, "ready")) or attacker.poll(),
+                  what="the other user's set-up")
+        assert attacker.poll() is None, attacker.stderr.read()
+        pilot = subprocess.Popen([executable, "-config", str(config)],
+                                 env={"PATH": "/usr/bin:/bin", "TMPDIR": shared},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
+        (roots,) = [p for p in glob.glob(os.path.join(shared, "pilot-*"))
+                    if os.lstat(p).st_uid == 0]
+        by_link, by_own_bundle = {"TMPDIR": shared}, {"TMPDIR": shared, "PILOT_BUNDLE": roots}
+        # The last two ways unpack a copy per call (31 MB written): 1 call in 10 each.
+        ways = [by_link, by_own_bundle] * 4 + [
+            {"TMPDIR": elsewhere}, {"TMPDIR": shared, "PILOT_BUNDLE": os.path.join(own, "current")}]
+        failures = []
+        for call in range(400):
+            env = dict(ways[call % len(ways)], PATH="/usr/bin:/bin")
+            done = subprocess.run([executable, "-config", str(config), "-ping"], env=env,
+                                  capture_output=True, text=True, timeout=60, check=False)
+            if (done.returncode, done.stdout) != (0, "ok\n"):
+                failures.append((env, done.returncode, done.stdout, done.stderr))
+        with open(os.path.join(own, "ran")) as f:
+            foreign = f.read().split()
+        link = os.path.join(shared, ".pilot-" + build_id)
+        link_owner, link_target = os.lstat(link).st_uid, os.readlink(link)
+    finally:
+        open(stop, "w").close()
+        if pilot is not None:
+            pilot.send_signal(signal.SIGTERM)
+            pilot.wait(30)
+        try:
+            attacker.wait(30)
+        except subprocess.TimeoutExpired:
+            attacker.kill()
+            attacker.wait()
+        roots_left = [p for d in dirs for p in glob.glob(os.path.join(d, "pilot-*"))]
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    assert (len(foreign), len(failures)) == (0, 0), (
+        f"of 400 calls {len(foreign)} ran the other user's program (as uid "
+        f"{set(foreign)}), {len(failures)} failed, e.g. {failures[:3]}")
+    # Root replaced the planted link with its own (its calls reuse its copy) ...
+    assert (link_owner, link_target) == (0, roots)
+    assert roots_left == []  # ... and left no copy behind in either TMPDIR.
+
+
+def test_a_copy_is_removed_only_once_no_call_runs_from_it(executable, tmp_path):
+    """A call running from Pilot's unpacked copy holds it: when Pilot exits meanwhile,
+    its launcher removes the copy only after that call ended. The call still finds its
+    files by name (its loader, its imports), and in a shared TMPDIR a removed copy's
+    name is free for another user to take."""
+    import socket
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(tmp_path / "silent.sock"))
+    silent.listen(1)
+    silent.settimeout(20)
+    other = tmp_path / "other.json5"
+    other.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "silent.sock"))
+    config = tmp_path / "pilot.json5"
+    config.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "cp.sock"))
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}
+    pilot = subprocess.Popen([executable, "-config", str(config)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    call = None
+    try:
+        _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
+        (bundle,) = glob.glob(str(tmp_path / "pilot-*"))
+        call = subprocess.Popen([executable, "-config", str(other), "-ping"],
+                                env=dict(env, PILOT_BUNDLE=bundle), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        connection, _ = silent.accept()  # the call is running, from Pilot's copy
+        assert glob.glob(str(tmp_path / "pilot-*")) == [bundle]
+        pilot.send_signal(signal.SIGTERM)
+        # Pilot has exited once its launcher withdraws the shared link.
+        _wait_for(lambda: not glob.glob(str(tmp_path / ".pilot-*")), what="Pilot's exit")
+        assert os.path.isdir(bundle) and pilot.poll() is None
+        connection.close()  # the call ends (no answer), and with it the hold
+        call.wait(20)
+        assert pilot.wait(20) == 0
+    finally:
+        silent.close()
+        for process in (call, pilot):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+    assert glob.glob(str(tmp_path / "pilot-*")) == []
+
+
+def test_a_non_root_user_with_a_private_var_run_keeps_the_default_socket(container):
+    """The README's advice for a non-root user: `--tmpfs /var/run:uid=1000,gid=1000,mode=0700`
+    makes a socket directory only that user can write (nobody can take the name first),
+    and the default control.socket works unchanged, for jobs and for `docker exec`."""
+    box = container("""{
+      jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}}],
+    }""", read_only=True, user="1000:1000",
+                    tmpfs={"/tmp": "exec", "/var/run": "uid=1000,gid=1000,mode=0700"})
+    box.wait_for_output(r"control: serving at /var/run/containerpilot.socket")
+    box.wait_for_output(PING_LINE.format(job="tick"), count=2)
+    run_dir = os.stat(box.path("/var/run"))
+    assert (run_dir.st_uid, run_dir.st_mode & 0o777) == (1000, 0o700)
+    assert os.stat(box.path("/var/run/containerpilot.socket")).st_uid == 1000
+    result = box.run("/pilot", "-ping")
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
