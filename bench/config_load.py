@@ -61,15 +61,23 @@ def job_data(i: int) -> dict:
 
 
 def configs(kib: int):
-    """(JSON5 text, JSON text) of about `kib` KB each."""
-    per_job = len(job_json5(0))
-    n = max(1, kib * 1000 // per_job)
+    """(JSON5 text, JSON text) of about `kib` KB (1000 bytes) each."""
+    def sized(render):
+        n = 1
+        while len(render(n * 2)) <= kib * 1000:
+            n *= 2
+        step = n // 2
+        while step:  # the most jobs that still fit
+            if len(render(n + step)) <= kib * 1000:
+                n += step
+            step //= 2
+        return render(n)
+
     setup = '    {name: "setup", exec: "true"},\n'
-    json5_text = "{\n  // generated for the benchmark\n  jobs: [\n" + setup + "".join(
-        job_json5(i) for i in range(n)) + "  ],\n}\n"
-    data = {"jobs": [{"name": "setup", "exec": "true"}] + [job_data(i) for i in range(n)]}
-    json_text = json.dumps(data, indent=2)
-    return json5_text, json_text
+    return (sized(lambda n: "{\n  // generated for the benchmark\n  jobs: [\n" + setup
+                  + "".join(job_json5(i) for i in range(n)) + "  ],\n}\n"),
+            sized(lambda n: json.dumps({"jobs": [{"name": "setup", "exec": "true"}]
+                                        + [job_data(i) for i in range(n)]}, indent=2)))
 
 
 def stall_during(fn):

@@ -202,8 +202,9 @@ class Handler(pywsgi.WSGIHandler):
     def handle_error(self, t, v, tb):
         """An error while answering (the app's own errors are caught by
         `guarded`): one line, then a 500 if nothing was sent yet."""
-        if isinstance(v, OSError):
-            log.debug("%s: connection failed while answering: %s", self.name, one_line(v))
+        if isinstance(v, (OSError, gevent.GreenletExit)):  # a client gone; the server stopping
+            log.debug("%s: connection ended while answering: %s", self.name,
+                      one_line(v) or type(v).__name__)
             self.close_connection = True
             return
         log.error("%s: internal error while answering %s: %s: %s", self.name,
