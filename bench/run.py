@@ -27,6 +27,7 @@ BENCHES = {
     "control": ["1"],
     "watch_latency": ["--changes", "10", "--interval", "1"],
     "executable": [],
+    "config_load": ["--repeat", "1"],
 }
 
 

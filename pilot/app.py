@@ -279,10 +279,12 @@ class App:
         if self._shutdown_started:
             return "pilot is shutting down"
         try:
-            new = config.load(self.cfg.path, self.environ)
+            new = config.load_in_child(self.cfg.path, self.environ)  # supervision goes on meanwhile
         except PilotError as exc:
             log.error("error initializing config: %s", exc)
             return str(exc)
+        if self._shutdown_started:  # SIGTERM came while the config loaded
+            return "pilot is shutting down"
         log_warnings(new)
         self._reloading.wait()
         self._reloading.clear()

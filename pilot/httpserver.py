@@ -7,27 +7,44 @@ gevent.pywsgi brings http.client, ssl and email (~5 MB of memory, ~20 ms) and
 bottle ~2 MB more, which a container that never calls its socket need not
 pay. The socket listens from `start()`, so no request is refused meanwhile:
 the first one waits in the backlog while the stack loads.
+
+Limits, so that a hung helper or a hostile client cannot lock others out
+(the telemetry port needs no credentials): at most MAX_CONNECTIONS are
+served at once and the rest wait in a backlog as long as the system allows;
+a request must arrive whole within REQUEST_TIMEOUT; when every slot is taken,
+the oldest connection that has sent nothing for IDLE_GRACE is closed to make
+room. How one connection is read, answered and logged is in
+`pilot.httphandler`.
 """
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import json
 import logging
 import os
 import socket
 import stat
-from typing import Callable, Optional
+import termios
+import time
+from typing import Callable, Dict, Optional, Tuple
 
 import gevent
 import gevent.pool
 from gevent.server import StreamServer
 
 from pilot.errors import PilotError
+from pilot.httpcommon import MAX_BODY, error_body, json_headers, one_line  # noqa: F401 - re-exported
 from pilot.log import log_bug
 
 log = logging.getLogger("pilot")
 
-MAX_CONNECTIONS = 64  # concurrent requests per server; more wait to be accepted
+MAX_CONNECTIONS = 64  # connections served at once per server; more wait in the backlog
+REQUEST_TIMEOUT = 5.0  # seconds for a request (line, headers and body) to arrive whole
+IDLE_GRACE = 1.0  # seconds a connection may send nothing before it can be closed for room
+SEND_TIMEOUT = 10.0  # seconds an answer may wait for a client that does not read it
+ACCEPT_RETRY = 0.5  # seconds before accepting again after accept() failed (no fds left)
 BIND_ATTEMPTS = 10
 BIND_DELAY = 1.0  # seconds between bind attempts
 STOP_TIMEOUT = 1.0  # seconds a stopping server waits for running requests
@@ -156,6 +173,108 @@ def listen_retrying(bind: Callable[[], socket.socket], where: str,
     raise PilotError(f"error listening to socket at {where}: {reason}")
 
 
+def listen_backlog() -> int:
+    """The longest accept queue the system allows (net.core.somaxconn): a
+    burst of clients waits there for a free slot instead of being refused."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(int(f.read()), 1)
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+def _nothing_to_read(sock) -> bool:
+    """No bytes wait on the socket: its client sent nothing more (or hung up)."""
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    except OSError:
+        return True
+    return count[0] == 0
+
+
+class Connections(gevent.pool.Pool):
+    """The connections a server is serving, at most `size`.
+
+    A connection is *waiting* from its accept until its request has arrived
+    whole. When all slots are taken, `full()` (asked by the server before each
+    accept) closes the oldest waiting connection that has been quiet for
+    IDLE_GRACE, so idle clients cannot keep working ones out. The grace spares
+    a client that connected and is about to send: on a busy machine a burst of
+    clients can be descheduled between connect() and send().
+    """
+
+    def __init__(self, size: int, name: str):
+        super().__init__(size)
+        self.name = name
+        self.waiting: Dict[gevent.Greenlet, Tuple[object, float]] = {}  # oldest first
+        self.wake: Callable[[], None] = lambda: None  # the server: try accepting again
+        self._wake_pending = False
+
+    def full(self) -> bool:
+        if super().full():
+            self._make_room()
+        return super().full()
+
+    def begin(self, conn) -> None:
+        self.waiting[gevent.getcurrent()] = (conn, time.monotonic())
+
+    def arrived(self) -> None:
+        """The current connection's request is in: it is no longer idle."""
+        self.waiting.pop(gevent.getcurrent(), None)
+
+    def _make_room(self) -> None:
+        now = time.monotonic()
+        wait = IDLE_GRACE  # for connections accepted but not started yet
+        for glet, (conn, since) in list(self.waiting.items()):
+            if now - since < IDLE_GRACE:
+                wait = since + IDLE_GRACE - now
+                break  # the rest are younger
+            if _nothing_to_read(conn):
+                del self.waiting[glet]
+                glet.kill(block=False)  # its handler closes the socket as it unwinds
+                log.debug("%s: all %d connections in use: closed one that sent no request "
+                          "for %.1fs", self.name, self.size, now - since)
+                return
+        self._wake_in(wait)
+
+    def _wake_in(self, delay: float) -> None:
+        """Accept again once the oldest waiting connection's grace is over."""
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+
+        def wake():
+            self._wake_pending = False
+            self.wake()
+        gevent.spawn_later(delay + 0.01, wake)
+
+
+class Listener(StreamServer):
+    """gevent's StreamServer, but a failing accept() (no file descriptors
+    left) is one log line and a short pause, never a traceback on stderr."""
+
+    def __init__(self, sock, handle, pool: Connections):
+        super().__init__(sock, handle, spawn=pool)
+        self._last_complaint = 0.0
+        pool.wake = lambda: self.started and self.start_accepting()
+
+    def do_read(self):
+        try:
+            return super().do_read()
+        except OSError as exc:
+            if exc.errno == errno.EBADF or not self.started:
+                return None
+            now = time.monotonic()
+            if now - self._last_complaint > 60:
+                self._last_complaint = now
+                log.warning("%s: cannot accept connections: %s", self.pool.name,
+                            (exc.strerror or str(exc)).lower())
+            self.stop_accepting()
+            gevent.spawn_later(ACCEPT_RETRY, self.pool.wake)
+            return None
+
+
 def _close_connections(start_response):
     """Keep-alive disabled (SPEC §14.2): one request per connection."""
     def start(status, headers, exc_info=None):
@@ -183,6 +302,7 @@ class HTTPServer:
         self._attempts = attempts
         self._delay = delay
         self._server: Optional[StreamServer] = None
+        self._pool: Optional[Connections] = None
         self._http = None  # gevent.pywsgi.WSGIServer, once a request came
         self._listener: Optional[socket.socket] = None
         self.address = None  # what the socket is bound to, once started
@@ -195,24 +315,35 @@ class HTTPServer:
         if self._server is not None:
             return
         sock = listen_retrying(self._bind, self.where, self._attempts, self._delay)
+        sock.listen(listen_backlog())  # Linux lets listen() raise the backlog of a bound socket
         self.address = sock.getsockname()
-        server = StreamServer(sock, self._handle, spawn=gevent.pool.Pool(MAX_CONNECTIONS))
+        self._pool = Connections(MAX_CONNECTIONS, self.name)
+        server = Listener(sock, self._handle, self._pool)
         server.start()
         self._server, self._listener, self._http = server, sock, None
         log.info("%s: serving at %s", self.name, self.where)
 
     def _handle(self, client: socket.socket, address) -> None:
-        """One connection, handed to pywsgi's handler (built on first use)."""
-        server = self._server
+        """One connection, handed to Pilot's pywsgi handler (built on first
+        use). Nothing escapes as a traceback: the hub would print it."""
+        server, pool = self._server, self._pool
         if server is None:
             return
-        if self._http is None:
-            from gevent.pywsgi import LoggingLogAdapter, WSGIServer
-            http = WSGIServer(self._listener, self._wsgi(), log=None,
-                              error_log=LoggingLogAdapter(log, logging.DEBUG))
-            http.update_environ()
-            self._http = http
-        self._http.handle(client, address)
+        pool.begin(client)
+        try:
+            client.settimeout(SEND_TIMEOUT)
+            from pilot import httphandler
+            if self._http is None:
+                self._http = httphandler.wsgi_server(self._listener, self._wsgi(), self.name)
+            httphandler.Handler(client, address, self._http, self.name, pool.arrived,
+                                REQUEST_TIMEOUT).handle()
+        except OSError as exc:
+            log.debug("%s: connection dropped: %s", self.name, one_line(exc))
+        except Exception as exc:  # noqa: BLE001 - one line instead of the hub's traceback
+            log.error("%s: internal error on a connection: %s: %s", self.name,
+                      type(exc).__name__, one_line(exc))
+        finally:
+            pool.waiting.pop(gevent.getcurrent(), None)
 
     def stop(self) -> None:
         server, self._server = self._server, None
@@ -249,12 +380,3 @@ def guarded(name: str, wsgi, on_response: Callable[[int, str], None]):
             log.debug("counting a response failed", exc_info=True)
         return body
     return app
-
-
-def error_body(message: str) -> bytes:
-    """A JSON error document, one line."""
-    return (json.dumps({"error": message}) + "\n").encode()
-
-
-def json_headers(body: bytes) -> list:
-    return [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]

@@ -34,6 +34,8 @@ LAYERS = [
     "plan",         # the reload plan (pure)
     "commands",     # one exec in its own process group
     "health",       # HTTP and TCP health probes
+    "httpcommon",   # HTTP's body limit and one-line JSON errors
+    "httphandler",  # pywsgi handler: malformed requests as one-line JSON 4xx
     "httpserver",   # HTTP serving for the control socket and telemetry
     "discovery",    # Consul: the calls, registrations, heartbeats
     "jobs",         # Job: the life of one `jobs` entry

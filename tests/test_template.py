@@ -404,6 +404,55 @@ def test_invalid_regex_is_a_template_error(pattern):
     assert "error calling regexReplaceAll: error parsing regexp" in err.message
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("count", [40, 100_000])
+def test_regex_matching_is_linear_time(count):
+    """`(a+)+$` over a's and a `!`: Python's backtracking `re` took 9 s for 26
+    a's and never ended for 40 (freezing the supervisor); RE2, like Go, is
+    linear in the text."""
+    subject = "a" * count + "!"
+    text = '{{ regexReplaceAll "(a+)+$" "x" .S }}|{{ regexReplaceAll "(a|aa)+b" "x" .S }}'
+    assert render(text, {"S": subject}) == subject + "|" + subject
+
+
+@pytest.mark.parametrize("pattern, replacement, subject, expected", [
+    ("x*", "-", "aé", "-a-é-"),  # an empty match advances by a whole character
+    ("\\pL+", "L", "héllo, wörld 1", "L, L 1"),  # Unicode classes, as Go
+    ("(?U)a+", "x", "aaa", "xxx"),  # ungreedy flag, as Go
+    ("^a", "x", "aaa", "xaa"),  # ^ is the start of the text, not of each search
+    ("(?m)^a", "x", "a\na", "x\nx"),
+    ("\\x{e9}", "e", "é", "e"),
+    ("[[:^alpha:]]", "_", "a1b", "a_b"),
+])
+def test_regex_replace_all_more_go_semantics(pattern, replacement, subject, expected):
+    env = {"P": pattern, "R": replacement, "S": subject}
+    assert render("{{ regexReplaceAll .P .R .S }}", env) == expected
+
+
+def test_regex_keeps_text_that_is_not_utf8_byte_for_byte():
+    """Go strings are bytes: an invalid byte (carried as a surrogate) passes through."""
+    subject = b"a\xffb".decode("utf-8", "surrogateescape")
+    out = render('{{ regexReplaceAll "b" "c" .S }}', {"S": subject})
+    assert out.encode("utf-8", "surrogateescape") == b"a\xffc"
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("(", "missing closing ): `(`"),
+    ("a)", "unexpected ): `a)`"),
+    ("[a", "missing closing ]: `[a`"),
+    ("a**", "invalid nested repetition operator: `**`"),
+    ("a{1001}", "invalid repeat count: `{1001}`"),
+    ("(?=a)", "invalid or unsupported Perl syntax: `(?=`"),
+    ("\\1", "invalid escape sequence: `\\1`"),
+    ("\\C", "invalid escape sequence: `\\C`"),  # RE2 has \C, Go does not
+])
+def test_regex_errors_are_worded_as_go_and_never_printed(pattern, message, capfd):
+    """Go's wording; RE2's own error log (on stderr, past Pilot's log format) is off."""
+    err = error_of("{{ regexReplaceAll .P \"x\" \"y\" }}", {"P": pattern})
+    assert f"error calling regexReplaceAll: error parsing regexp: {message}" in err.message
+    assert capfd.readouterr().err == ""
+
+
 def test_loop_accepts_numeric_strings_and_rejects_others():
     """loop takes ints or numeric strings; anything else is an error."""
     assert render('{{ loop "2" }}', {}) == "[0 1]"

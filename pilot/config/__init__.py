@@ -2,6 +2,12 @@
 
 The result is a frozen `Config` (see `model.py`); every problem is a
 one-line `ConfigError` naming the file and the field as the user wrote it.
+
+A config is at most MAX_CONFIG_BYTES, as read and after template rendering:
+real configs are a few KB, and a bound keeps a mistaken `-config /dev/zero`
+or a runaway template from taking the supervisor's memory and time.
+`load_in_child` (for reloads) does the whole load in a forked process so
+supervision goes on meanwhile.
 """
 from __future__ import annotations
 
@@ -19,7 +25,10 @@ from pilot.config.watches import TELEMETRY_JOB, build_telemetry, build_watches, 
 from pilot.datatypes import go_value
 from pilot.errors import ConfigError, TemplateError
 
-__all__ = ["ConfigError", "Config", "load", "parse_text", "read_and_render", "resolve_path"]
+__all__ = ["ConfigError", "Config", "load", "load_in_child", "parse_text", "read_and_render",
+           "resolve_path"]
+
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB, before and after template rendering
 
 TOP_LEVEL_KEYS = ("consul", "logging", "jobs", "watches", "telemetry", "control", "stopTimeout")
 GLOBAL_SOURCES = ("global", "SIGHUP", "SIGUSR2")
@@ -38,24 +47,45 @@ def load(path: str, env: Mapping[str, str]) -> Config:
     return parse_text(read_and_render(path, env), path, env)
 
 
+def load_in_child(path: str, env: Mapping[str, str]) -> Config:
+    """`load`, run in a forked process: the event loop keeps serving
+    meanwhile (see `pilot.config.isolated`)."""
+    from pilot.config.isolated import load_in_child as load_aside
+
+    return load_aside(path, env, load)
+
+
 def read_and_render(path: str, env: Mapping[str, str]) -> str:
     """The file's text after template rendering (what `-template` prints)."""
     try:
         with open(path, "rb") as file:
-            data = file.read()
+            data = file.read(MAX_CONFIG_BYTES + 1)  # never all of /dev/zero
     except OSError as error:
         raise ConfigError(f"could not read config file: {_os_error(path, error)}", file=path) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file is larger than {_size_limit()}", file=path)
     # Bytes that are not UTF-8 survive as surrogates, so `-template` writes
-    # the file back byte for byte (SPEC §2.3), as Go's template does.
+    # the file back byte for byte, as Go's template does.
     text = data.decode("utf-8", "surrogateescape")
     try:
-        return template.render(text, env)
+        rendered = template.render(text, env)
     except TemplateError as error:
         raise ConfigError(
             f"could not apply template to config: {_template_detail(error)}", file=path, line=error.line
         ) from None
     except RecursionError:
         raise ConfigError("could not apply template to config: template nested too deeply", file=path) from None
+    if len(rendered) > MAX_CONFIG_BYTES and len(_utf8(rendered)) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config is larger than {_size_limit()} after template rendering", file=path)
+    return rendered
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _size_limit() -> str:
+    return f"the limit of {MAX_CONFIG_BYTES} bytes (1 MiB)"
 
 
 def _template_detail(error: TemplateError) -> str:

