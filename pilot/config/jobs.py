@@ -448,7 +448,8 @@ def _env_value(value: Any, path: str):
             raise fail(f"{path}.file must be an absolute path (got {show(file)})", f"{path}.file")
         return SecretFile(file)
     if isinstance(value, (str, int, float, bool)):
-        text = datatypes.to_string(value)
+        # As written: `true`, not the "1" 3.8's weak decoding makes of it.
+        text = ("true" if value else "false") if isinstance(value, bool) else datatypes.to_string(value)
         if "\0" in text:
             raise fail(f"{path} must not hold a NUL character", path)
         return text
