@@ -251,11 +251,15 @@ def _flag_name(opts: Options) -> str:
 
 
 def dump_config(cfg) -> str:
-    """`loaded config: ...` for the DEBUG log; tokens are never included."""
+    """`loaded config: ...` for the DEBUG log; tokens and env values are
+    never included (a job's env shows its names and secret files only)."""
     import json
     from dataclasses import asdict
     doc = asdict(cfg)
     if doc.get("consul"):
         doc["consul"].pop("token", None)
         doc["consul"].pop("auth", None)
+    for job in doc.get("jobs", ()):
+        job["launch"]["env"] = [[name, value if isinstance(value, dict) else "(hidden)"]
+                                for name, value in job["launch"]["env"]]
     return json.dumps(doc, default=str, sort_keys=True)
