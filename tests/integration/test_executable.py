@@ -564,3 +564,23 @@ def test_only_one_shot_flags_reuse_a_running_copy(executable, tmp_path):
             assert not unpacked(*one_shot), one_shot
         for supervisor in ([], ["-ping=false"], ["-maintenance", ""], ["--", "-ping"]):
             assert unpacked(*supervisor), supervisor
+
+
+def test_a_job_runs_as_a_numeric_uid_in_the_scratch_image(container):
+    """Pilot as PID 1 (root) runs a job as `user: "1000:1000"` in an image with no
+    /etc/passwd, in its `dir`, with its `env`: the job (`/pilot -template`, the only
+    program there) renders the config with its own environment into a file in its
+    directory, and that file belongs to uid 1000, gid 1000."""
+    box = container("""{
+      // greeting={{ .GREETING | default "unset" }}
+      jobs: [{name: "as-app", user: "1000:1000", dir: "/tmp", env: {GREETING: "hello"},
+              exec: ["/pilot", "-template", "-out", "rendered.json5"]},
+             {name: "done", when: {source: "as-app", once: "exitSuccess"}, exec: ["/pilot", "-version"]}]
+    }""", tmpfs={"/tmp": "exec"})
+    box.wait_for_output(r"^\S+ done \d+ Version: ")
+    info = os.stat(box.path("/tmp/rendered.json5"))
+    assert (info.st_uid, info.st_gid) == (1000, 1000)
+    with open(box.path("/tmp/rendered.json5")) as f:
+        assert "// greeting=hello" in f.read()
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0, box.output()
