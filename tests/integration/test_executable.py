@@ -574,7 +574,8 @@ def test_a_job_runs_as_a_numeric_uid_in_the_scratch_image(container):
     box = container("""{
       // greeting={{ .GREETING | default "unset" }}
       jobs: [{name: "as-app", user: "1000:1000", dir: "/tmp", env: {GREETING: "hello"},
-              exec: ["/pilot", "-template", "-out", "rendered.json5"]},
+              exec: ["/pilot", "-template", "-out", "rendered.json5"],
+              when: {interval: "1h"}},  // periodic: Pilot stays up for the checks below
              {name: "done", when: {source: "as-app", once: "exitSuccess"}, exec: ["/pilot", "-version"]}]
     }""", tmpfs={"/tmp": "exec"})
     box.wait_for_output(r"^\S+ done \d+ Version: ")
