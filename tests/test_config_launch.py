@@ -79,3 +79,13 @@ def test_the_unknown_key_error_lists_the_new_keys():
     message = error_of('usr: "app"').message
     assert "(valid keys: " in message
     assert all(key in message for key in ("user", "dir", "env", "envFile"))
+
+
+def test_the_debug_dump_of_the_config_shows_env_names_not_values():
+    """`loaded config: …` (DEBUG) hides literal values; secret files show their path."""
+    from pilot.cli import dump_config
+    config = parse_text('{jobs: [{name: "web", exec: "/app/server", env: {DB_PASSWORD: "hunter2",'
+                        ' API_KEY: {file: "/run/secrets/api_key"}}}]}', "test.json5", {})
+    dump = dump_config(config)
+    assert "hunter2" not in dump
+    assert '["DB_PASSWORD", "(hidden)"]' in dump and "/run/secrets/api_key" in dump
