@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -184,14 +185,17 @@ def collect_restarts(proc: subprocess.Popen, stamps_file: Path, restarts: int,
     return gaps(read_stamps(stamps_file))[warmup:][:restarts]
 
 
-def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool = False):
-    """Gaps of `python pilot.py` restarting the probe; with `profile`, a
-    py-spy report instead (sampling slows the process it samples)."""
+def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool = False,
+                  job: Optional[dict] = None):
+    """Gaps of `python pilot.py` restarting the probe (its job also given the
+    fields in `job`, e.g. `user`); with `profile`, a py-spy report instead
+    (sampling slows the process it samples)."""
     with tempfile.TemporaryDirectory(prefix="pilot-bench-") as name:
         tmp = Path(name)
+        os.chmod(tmp, 0o777)  # a probe run as another user writes its stamps here
         stamps_file = tmp / "stamps"
         proc = start_pilot(tmp, [{"name": "flap", "exec": [probe, str(stamps_file)],
-                                  "restarts": "unlimited"}])
+                                  "restarts": "unlimited", **(job or {})}])
         profiler = None
         try:
             if profile:
@@ -212,11 +216,12 @@ def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool =
         return values
 
 
-def restart_supervisord(probe: str, restarts: int, max_seconds: float):
+def restart_supervisord(probe: str, restarts: int, max_seconds: float, more: Sequence[str] = ()):
     with tempfile.TemporaryDirectory(prefix="pilot-bench-") as name:
         tmp = Path(name)
+        os.chmod(tmp, 0o777)
         stamps_file = tmp / "stamps"
-        extra = ["autorestart=true", "startsecs=0", "startretries=1000000000", "exitcodes=0"]
+        extra = ["autorestart=true", "startsecs=0", "startretries=1000000000", "exitcodes=0", *more]
         proc = start_supervisord(tmp, {"flap": (f"{probe} {stamps_file}", extra)})
         try:
             # one restart a second: a long warm-up would eat the time budget
@@ -368,6 +373,13 @@ def main(argv=None) -> int:
         "supervisord 4 (autorestart, startsecs=0)": restart_supervisord(
             probe, args.restarts, args.max_seconds),
     }
+    if os.geteuid() == 0:  # jobs that set `dir` or `user` start by fork+exec in C
+        results["Pilot, job with `dir` (vfork+exec)"] = restart_pilot(
+            probe, args.restarts, args.max_seconds, job={"dir": "/"})
+        results["Pilot, job with `user: \"65534:65534\"` (fork+exec)"] = restart_pilot(
+            probe, args.restarts, args.max_seconds, job={"user": "65534:65534"})
+        results["supervisord 4, program with `user=nobody`"] = restart_supervisord(
+            probe, args.restarts, args.max_seconds, more=["user=nobody"])
     print(f"Restart latency: job exit -> next exec, static C probe "
           f"({datetime.date.today()}, {os.cpu_count()} CPUs)\n")
     print(restart_table(results))

@@ -22,7 +22,10 @@ from gevent.event import AsyncResult
 from gevent.fileobject import FileObjectPosix
 
 from pilot import events as ev
+from pilot import forkexec
+from pilot.config.model import Launch
 from pilot.datatypes import format_go_duration
+from pilot.environment import compose
 from pilot.events import Event
 
 job_log = logging.getLogger("pilot.job")
@@ -122,13 +125,16 @@ class Command:
     output drained) the command publishes its exit events through `publish`
     (`exitSuccess{NAME}`, or `exitFailed{NAME}` and `error{…}`), as it does
     at once for a run that could not be spawned.
+
+    `launch` says as whom, where and with what environment on top of
+    `environ` each run starts (the job's `user`, `dir`, `env`, `envFile`).
     """
 
     def __init__(self, name: str, args: Sequence[str], *, timeout: Optional[float] = None,
                  raw: bool = False, field: str = "job",
                  env_names: Sequence[str] = (),
                  publish: Optional[Callable[[Event], None]] = None,
-                 environ: Optional[dict] = None):
+                 environ: Optional[dict] = None, launch: Launch = Launch()):
         self.name = name
         self.args = list(args)
         self.timeout = timeout if timeout and timeout > 0 else None
@@ -137,6 +143,7 @@ class Command:
         self.env_names = tuple(env_names) or (pid_env_name(name),)
         self.publish = publish
         self.environ = os.environ if environ is None else environ
+        self.launch = launch
         self.pid: Optional[int] = None
         self.pgid: Optional[int] = None
         self.last_status: Optional[ExitStatus] = None
@@ -191,23 +198,26 @@ class Command:
 
     def _spawn(self):
         _install_sigchld()
-        env = dict(self.environ)
+        env = compose(self.environ, self.launch)  # reads envFile and secrets: may fail
         path = which(self.args[0], env) if self.args and self.args[0] else None
         if not path:
             raise FileNotFoundError('exec: "": executable file not found in $PATH')
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
         readers, writers = [], []
         if not self.raw:
             # One pipe per stream, as 3.8 (a logger writer each): a partial
             # stdout line never merges with a stderr line.
-            for fd in (1, 2):
+            for _ in (1, 2):
                 r, w = os.pipe()
                 readers.append(r)
                 writers.append(w)
-                actions.append((os.POSIX_SPAWN_DUP2, w, fd))
         try:
-            pid = _posix_spawn(path, self.args, env, file_actions=actions,
-                                 setpgroup=0, setsigdef=_RESET_SIGNALS, setsigmask=())
+            if self.launch.user is not None or self.launch.dir is not None:
+                pid = self._spawn_switching(path, env, writers)
+            else:
+                actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+                actions += [(os.POSIX_SPAWN_DUP2, w, fd) for fd, w in zip((1, 2), writers)]
+                pid = _posix_spawn(path, self.args, env, file_actions=actions,
+                                   setpgroup=0, setsigdef=_RESET_SIGNALS, setsigmask=())
         except OSError:
             for r in readers:
                 os.close(r)
@@ -223,6 +233,16 @@ class Command:
         for n in self.env_names:
             self.environ[n] = str(pid)
         return pid, readers
+
+    def _spawn_switching(self, path: str, env: dict, writers: Sequence[int]) -> int:
+        """posix_spawn cannot change user or directory: fork+exec in C."""
+        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            out, err = writers if writers else (-1, -1)
+            return forkexec.spawn(path, self.args, env, user=self.launch.user,
+                                  cwd=self.launch.dir, stdin=stdin, stdout=out, stderr=err)
+        finally:
+            os.close(stdin)
 
     def _spawn_failed(self, exc: OSError) -> None:
         if exc.args and isinstance(exc.args[0], str):

@@ -31,6 +31,7 @@ _NS_PER_UNIT = {
 _DECIMAL_INT = re.compile(r"[+-]?[0-9]+")
 _NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
 _SERVICE_NAME = re.compile(r"[a-z][a-zA-Z0-9\-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
@@ -307,6 +308,14 @@ def service_name(name: str) -> str:
             "service names must be alphanumeric with dashes to comply with service discovery"
             f" (got {show(name)})"
         )
+    return name
+
+
+def env_name(name: str) -> str:
+    """An environment variable name as the shell has them (as `-putenv` takes)."""
+    if not _ENV_NAME.fullmatch(name):
+        raise Invalid(f"invalid variable name {show(name)}: names are letters, digits and _,"
+                      " not starting with a digit")
     return name
 
 

@@ -811,7 +811,7 @@ class JobRunner:
         process = check = None
         if cfg.exec:
             process = Command(cfg.name, cfg.exec, timeout=cfg.exec_timeout, raw=cfg.raw_logging,
-                              environ=environ, publish=bus.publish)
+                              environ=environ, publish=bus.publish, launch=cfg.launch)
         if cfg.health and (cfg.health.http or cfg.health.tcp):
             h = cfg.health
             check = Probe(f"check.{cfg.name}", timeout=h.interval if h.timeout is None else h.timeout,
@@ -819,8 +819,9 @@ class JobRunner:
         elif cfg.health and cfg.health.exec:
             h = cfg.health
             timeout = h.interval if h.timeout is None else h.timeout
+            # The check runs as the job runs: same user, directory, environment.
             check = Command(f"check.{cfg.name}", h.exec, timeout=timeout, raw=h.raw_logging,
-                            field="check", environ=environ, publish=bus.publish,
+                            field="check", environ=environ, publish=bus.publish, launch=cfg.launch,
                             env_names=(pid_env_name("check"), pid_env_name(f"check_{cfg.name}")))
         self.job = Job(cfg, publish=bus.publish, timers=self.timers, process=process,
                        check=check, service=service, dependent=dependent,

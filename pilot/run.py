@@ -63,9 +63,13 @@ def _clean_frozen_environ() -> None:
 
 
 def dump_config(cfg) -> str:
-    """`loaded config: ...` for the DEBUG log; tokens are never included."""
+    """`loaded config: ...` for the DEBUG log; tokens and env values are
+    never included (a job's env shows its names and secret files only)."""
     doc = asdict(cfg)
     if doc.get("consul"):
         doc["consul"].pop("token", None)
         doc["consul"].pop("auth", None)
+    for job in doc.get("jobs", ()):
+        job["launch"]["env"] = [[name, value if isinstance(value, dict) else "(hidden)"]
+                                for name, value in job["launch"]["env"]]
     return json.dumps(doc, default=str, sort_keys=True)

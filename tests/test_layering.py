@@ -25,6 +25,7 @@ LAYERS = [
     "frozen",       # what the one-file executable changes in the environment
     "log",          # formats, outputs, reopening, log_bug
     "datatypes",    # config value converters
+    "users",        # a job's `user`: the image's /etc/passwd and /etc/group
     "template",     # Go's text/template subset that renders the config
     "interfaces",   # `interfaces` specs -> an IP address
     "config",       # path -> frozen Config
@@ -32,6 +33,8 @@ LAYERS = [
     "triggers",     # when a job starts: its `when` as a small state
     "graph",        # the job graph over a config (stop order, hooks, -graph)
     "plan",         # the reload plan (pure)
+    "environment",  # a job's environment at each start: envFile, env, secret files
+    "forkexec",     # starting a job as another user or in another directory
     "commands",     # one exec in its own process group
     "health",       # HTTP and TCP health probes
     "httpcommon",   # HTTP's body limit and one-line JSON errors

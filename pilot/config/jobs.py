@@ -11,7 +11,9 @@ from typing import Any, List, Optional, Tuple
 
 from pilot import datatypes
 from pilot.config.decode import Fields, fail, prefixed
-from pilot.config.model import DEFAULT_INTERFACES, UNLIMITED, Condition, HealthConfig, JobConfig, When
+from pilot import users
+from pilot.config.model import (DEFAULT_INTERFACES, UNLIMITED, Condition, HealthConfig, JobConfig,
+                                Launch, SecretFile, When)
 from pilot.datatypes import Invalid, kind, show
 
 JOB_KEYS = (
@@ -19,6 +21,7 @@ JOB_KEYS = (
     "port", "initial_status", "tags", "interfaces", "consul",
     # Beyond 3.8:
     "stopSignal", "restartDelay", "restartDelayMax", "restartResetAfter", "main",
+    "user", "dir", "env", "envFile",
 )
 WHEN_KEYS = ("interval", "source", "once", "each", "timeout", "all", "any")
 WHEN_SCALARS = ("interval", "source", "once", "each", "timeout")
@@ -27,6 +30,7 @@ HEALTH_KEYS = ("exec", "timeout", "interval", "ttl", "logging",
                "http", "tcp", "startPeriod", "failureThreshold", "successThreshold", "onUnhealthy")
 ON_UNHEALTHY = ("none", "restart")
 LOGGING_KEYS = ("raw",)
+SECRET_KEYS = ("file",)
 JOB_CONSUL_KEYS = ("enableTagOverride", "deregisterCriticalServiceAfter")
 INITIAL_STATUSES = ("passing", "warning", "critical")
 SIGNAL_SOURCES = ("SIGHUP", "SIGUSR2")
@@ -85,7 +89,7 @@ def _decode_job(item: Any, index: int) -> None:
     label = _label(item, index)
     fields = Fields(item, label, JOB_KEYS)
     for key in ("name", "timeout", "stopTimeout", "initial_status",
-                "restartDelay", "restartDelayMax", "restartResetAfter"):
+                "restartDelay", "restartDelayMax", "restartResetAfter", "user", "dir", "envFile"):
         fields.string(key)
     fields.integer("port")
     fields.boolean("main")
@@ -133,6 +137,7 @@ def _build_job(item: Any, index: int, has_consul: bool) -> Built:
         name=name, exec=exec_args, raw_logging=raw_logging, when=when, timeout=timeout,
         stop_timeout=max(stop_timeout or 0.0, 0.0), restarts=restarts, health=health, port=port,
         tags=fields.strings("tags"), **discovery, **_extensions(fields, label),
+        launch=_launch(fields, label),
     )
     return Built(job, label, sources)
 
@@ -535,3 +540,62 @@ def _extensions(fields: Fields, label: str) -> dict:
             f"{label}.restartDelayMax",
         )
     return result
+
+
+def _launch(fields: Fields, label: str) -> Launch:
+    """`user`, `dir`, `env`, `envFile`: resolved and checked now, so that a
+    start can only fail on what changes at run time (files, directories)."""
+    user = None
+    if "user" in fields:
+        try:
+            user = users.resolve(fields.string("user"))
+        except Invalid as error:
+            raise fail(f"{label}.user: {error}", f"{label}.user") from None
+    return Launch(user=user, dir=_absolute(fields, label, "dir"), env=_env(fields, label),
+                  env_file=_absolute(fields, label, "envFile"))
+
+
+def _absolute(fields: Fields, label: str, key: str) -> Optional[str]:
+    if key not in fields:
+        return None
+    path = fields.string(key)
+    if not path.startswith("/"):
+        raise fail(f"{label}.{key} must be an absolute path (got {show(path)})", f"{label}.{key}")
+    return path
+
+
+def _env(fields: Fields, label: str) -> Tuple[Tuple[str, Any], ...]:
+    """`env: {NAME: "value", NAME: {file: "/run/secrets/x"}}`. Values are
+    never shown in an error, only their kind: they may be secrets."""
+    value = fields.raw("env")
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise fail(f"{label}.env must be an object of NAME: value (got {kind(value)})", f"{label}.env")
+    return tuple((_env_name(name, label), _env_value(item, f"{label}.env.{name}"))
+                 for name, item in value.items())
+
+
+def _env_name(name: Any, label: str) -> str:
+    try:
+        return datatypes.env_name(name if isinstance(name, str) else datatypes.go_value(name))
+    except Invalid as error:
+        raise fail(f"{label}.env: {error}", f"{label}.env") from None
+
+
+def _env_value(value: Any, path: str):
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        secret = Fields(value, path, SECRET_KEYS)
+        file = secret.string("file", "")
+        if not file.startswith("/"):
+            raise fail(f"{path}.file must be an absolute path (got {show(file)})", f"{path}.file")
+        return SecretFile(file)
+    if isinstance(value, (str, int, float, bool)):
+        # As written: `true`, not the "1" 3.8's weak decoding makes of it.
+        text = ("true" if value else "false") if isinstance(value, bool) else datatypes.to_string(value)
+        if "\0" in text:
+            raise fail(f"{path} must not hold a NUL character", path)
+        return text
+    raise fail(f'{path} must be a string or {{file: "/path"}} (got {kind(value)})', path)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
+
+from pilot.users import User
 
 DEFAULT_SOCKET = "/var/run/containerpilot.socket"
 DEFAULT_INTERFACES = ("eth0:inet", "inet")
@@ -134,6 +136,25 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class SecretFile:
+    """An `env` value read from this file at each start (`{file: PATH}`)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a job's processes (its exec and its health check) start: as whom,
+    in which directory, with what on top of Pilot's environment. `env` is
+    kept in the order written; its values never appear in a repr."""
+
+    user: Optional[User] = None
+    dir: Optional[str] = None
+    env: Tuple[Tuple[str, Union[str, SecretFile]], ...] = field(default=(), repr=False)
+    env_file: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class JobConfig:
     name: str
     exec: Optional[Tuple[str, ...]] = None
@@ -156,6 +177,7 @@ class JobConfig:
     restart_delay_max: float = 0.0  # cap of the doubling delay (0: = restart_delay)
     restart_reset_after: float = 10.0  # a run this long resets the delay
     main: bool = False  # Pilot exits with this job's exit code when it ends
+    launch: Launch = Launch()  # user, dir, env, envFile
     # Internal: the telemetry service's job is healthy for as long as it runs.
     always_healthy: bool = False
 

@@ -765,3 +765,24 @@ def test_a_non_root_user_with_a_private_var_run_keeps_the_default_socket(contain
     assert os.stat(box.path("/var/run/containerpilot.socket")).st_uid == 1000
     result = box.run("/pilot", "-ping")
     assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+
+
+def test_a_job_runs_as_a_numeric_uid_in_the_scratch_image(container):
+    """Pilot as PID 1 (root) runs a job as `user: "1000:1000"` in an image with no
+    /etc/passwd, in its `dir`, with its `env`: the job (`/pilot -template`, the only
+    program there) renders the config with its own environment into a file in its
+    directory, and that file belongs to uid 1000, gid 1000."""
+    box = container("""{
+      // greeting={{ .GREETING | default "unset" }}
+      jobs: [{name: "as-app", user: "1000:1000", dir: "/tmp", env: {GREETING: "hello"},
+              exec: ["/pilot", "-template", "-out", "rendered.json5"],
+              when: {interval: "1h"}},  // periodic: Pilot stays up for the checks below
+             {name: "done", when: {source: "as-app", once: "exitSuccess"}, exec: ["/pilot", "-version"]}]
+    }""", tmpfs={"/tmp": "exec"})
+    box.wait_for_output(r"^\S+ done \d+ Version: ")
+    info = os.stat(box.path("/tmp/rendered.json5"))
+    assert (info.st_uid, info.st_gid) == (1000, 1000)
+    with open(box.path("/tmp/rendered.json5")) as f:
+        assert "// greeting=hello" in f.read()
+    box.signal(signal.SIGTERM)
+    assert box.wait() == 0, box.output()
