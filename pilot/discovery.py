@@ -336,6 +336,7 @@ class BackgroundService:
         self._epoch = 0  # bumped by deregister: calls queued before it are void
         self._busy: Optional[gevent.Greenlet] = None
         self.leaving: Optional[gevent.Greenlet] = None
+        self._withdrawn = False  # Pilot is stopping: never registered again
 
     def __getattr__(self, name):
         return getattr(self.svc, name)
@@ -346,7 +347,7 @@ class BackgroundService:
 
     def register_with_initial_status(self) -> bool:
         """True once registered; else start an attempt (the job asks again)."""
-        if self.svc.registered:
+        if self.svc.registered or self._withdrawn:
             return True
         self._soon(self.svc.register_with_initial_status)
         return False
@@ -373,8 +374,14 @@ class BackgroundService:
             except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision
                 self.log.error("consul: unexpected error for %s: %r", self.svc.name, exc)
 
+    def withdraw(self) -> None:
+        """Deregister for good (the drain at shutdown): heartbeats that
+        follow do not register the service again."""
+        self._withdrawn = True
+        self.deregister()
+
     def _soon(self, call) -> None:
-        if self._busy is not None and not self._busy.dead:
+        if self._withdrawn or (self._busy is not None and not self._busy.dead):
             return
         self._busy = gevent.spawn(self._run, call, self._epoch)
 

@@ -12,15 +12,16 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 from pilot.config import syntax
 from pilot.config.decode import fail
 from pilot.config.jobs import Built, build_jobs
-from pilot.config.model import Config, JobConfig, WatchConfig
+from pilot.config.model import Config, JobConfig, TemplateConfig, WatchConfig
 from pilot.config.sections import build_consul, build_control, build_logging, build_stop_timeout
+from pilot.config.templates import build_templates
 from pilot.config.watches import TELEMETRY_JOB, build_telemetry, build_watches, telemetry_job
 from pilot.datatypes import go_value
 from pilot.errors import ConfigError, TemplateError
 
 __all__ = ["ConfigError", "Config", "load", "parse_text", "read_and_render", "resolve_path"]
 
-TOP_LEVEL_KEYS = ("consul", "logging", "jobs", "watches", "telemetry", "control", "stopTimeout")
+TOP_LEVEL_KEYS = ("consul", "logging", "jobs", "watches", "telemetry", "control", "stopTimeout", "templates")
 GLOBAL_SOURCES = ("global", "SIGHUP", "SIGUSR2")
 
 
@@ -106,6 +107,7 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     control = build_control(data.get("control"))
     built, job_warnings = build_jobs(data.get("jobs"), consul is not None)
     watches = build_watches(data.get("watches"), consul is not None)
+    templates = build_templates(data.get("templates"), consul is not None)
     from pilot import __version__
 
     telemetry = build_telemetry(data.get("telemetry"), consul is not None, __version__)
@@ -113,9 +115,10 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     if telemetry is not None:
         _check_reserved(jobs)
         jobs.append(telemetry_job(telemetry))
-    warnings = job_warnings + _dangling_sources(built, jobs, watches)
+    warnings = job_warnings + _dangling_sources(built, jobs, watches, templates) + _long_drain(consul, stop_timeout)
     return Config(path=path, consul=consul, logging=logging, control=control, jobs=tuple(jobs),
-                  watches=watches, telemetry=telemetry, stop_timeout=stop_timeout, warnings=warnings)
+                  watches=watches, telemetry=telemetry, stop_timeout=stop_timeout, warnings=warnings,
+                  templates=templates)
 
 
 def _check_top_level_keys(data: dict) -> None:
@@ -136,7 +139,8 @@ def _check_reserved(jobs: List[JobConfig]) -> None:
 
 
 def _dangling_sources(
-    built: Sequence[Built], jobs: Sequence[JobConfig], watches: Sequence[WatchConfig]
+    built: Sequence[Built], jobs: Sequence[JobConfig], watches: Sequence[WatchConfig],
+    templates: Sequence[TemplateConfig] = (),
 ) -> Tuple[str, ...]:
     """A `when.source` that names nothing: the job can never start.
 
@@ -145,11 +149,20 @@ def _dangling_sources(
     a config that works; Pilot reports it as a warning instead.
     """
     known = set(GLOBAL_SOURCES) | {job.name for job in jobs} | {watch.source for watch in watches}
+    known |= {template.event_source for template in templates}
     known |= {"check." + job.name for job in jobs if job.health is not None and job.health.exec}
     return tuple(
         f"{item.label}.when.source '{item.source}' names nothing, so the job will never start"
-        " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"
-        " with a health check exec, global, SIGHUP or SIGUSR2)"
+        " (expected a job name, watch.NAME of a configured watch, template.NAME of a configured"
+        " template, check.JOB of a job with a health check exec, global, SIGHUP or SIGUSR2)"
         for item in built
         if item.source and item.source not in known
     )
+
+
+def _long_drain(consul, stop_timeout: int) -> Tuple[str, ...]:
+    """The drain comes out of the stop budget (the top-level stopTimeout)."""
+    if consul is None or consul.drain <= max(stop_timeout, 0):
+        return ()
+    return (f"consul.drain ({consul.drain:g}s) is longer than stopTimeout ({stop_timeout}s):"
+            f" the drain will last {max(stop_timeout, 0)}s",)
