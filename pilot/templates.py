@@ -44,16 +44,17 @@ class Store:
     """The Consul lookups templates read: one Follow per distinct query,
     shared by every template that reads it, stopped when none does."""
 
-    def __init__(self, consul, log: logging.Logger):
+    def __init__(self, consul, log: logging.Logger, follow=Follow):
         self.consul = consul
         self.log = log
+        self._follow = follow  # the Follow class (tests give a fake of it)
         self.follows: Dict[Query, Follow] = {}
         self._readers: Dict[Query, Set["Template"]] = {}
 
     def use(self, query: Query, template: "Template") -> None:
         follow = self.follows.get(query)
         if follow is None:
-            follow = self.follows[query] = Follow(self.consul, query, log=self.log)
+            follow = self.follows[query] = self._follow(self.consul, query, log=self.log)
             self._readers[query] = set()
             follow.start()
         if template not in self._readers[query]:
@@ -188,16 +189,19 @@ class Template:
     def render(self) -> None:
         """Render from the answers known now; write and publish if complete."""
         reading = Reading(self._answer)
+        self.renders += 1
         try:
             text = self.compiled.render(self.environ, reading, pause=gevent.sleep)
         except TemplateError as error:
             self._track(reading.queries)  # a fix in Consul renders again
+            if reading.pending:
+                self.state = PENDING  # empty stand-ins for answers to come: not the template's fault
+                return
             self.state = FAILED
             line = f" at line {error.line}" if error.line else ""
             self._fail(f"template {self.name}: render error{line}: {cause(error)}"
                        f" (keeping the last good {self.cfg.destination})")
             return
-        self.renders += 1
         self._track(reading.queries)
         if reading.pending:
             self.state = PENDING
@@ -255,9 +259,10 @@ class Templates:
     """Every configured template, with the lookups they share (the App's component)."""
 
     def __init__(self, configs: Iterable[TemplateConfig], consul, bus, environ: Mapping[str, str],
-                 previous: Optional["Templates"] = None, log: Optional[logging.Logger] = None):
+                 previous: Optional["Templates"] = None, log: Optional[logging.Logger] = None,
+                 follow=Follow):
         self.log = log or logging.getLogger("pilot.templates")
-        self.store = Store(consul, self.log)
+        self.store = Store(consul, self.log, follow)
         self.templates = [Template(cfg, self.store, bus, environ, self.log) for cfg in configs]
         if previous is not None:
             self._adopt(previous)
