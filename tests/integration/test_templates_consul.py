@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 import gevent
 import pytest
@@ -286,3 +287,25 @@ def test_follow_answers_a_change_without_waiting_out_its_wait(consul_agent):
         assert heard == [(), (("cfg/x", "1"),)]
     finally:
         follow.stop()
+
+
+def test_the_readme_nginx_example_renders(tmp_path, consul_agent):
+    """README "Templates": its config loads as written and its nginx template
+    renders the passing instances of `app` (or the placeholder without any)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Templates\n", 1)[1]
+    example = section.split("```json5\n", 1)[1].split("```", 1)[0]
+    template = section.split("`/etc/nginx/nginx.conf.tmpl`:\n\n```\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "nginx.conf.tmpl").write_text(template)
+    cfg = tmp_path / "p.json5"
+    cfg.write_text(example.replace('"localhost:8500"', f'"{consul_agent.http_addr}"')
+                   .replace("/etc/nginx/nginx.conf.tmpl", str(tmp_path / "nginx.conf.tmpl")))
+    done = run_cli("-config", str(cfg), "-render", "nginx")
+    assert done.returncode == 0, done.stderr
+    assert "    server 127.0.0.1:65535;  # no instance passing yet\n" in done.stdout
+    register(consul_agent, "app-1", "10.0.0.1", 8080, name="app")
+    kv_put(consul_agent, "config/nginx/max-body", "8m")
+    done = run_cli("-config", str(cfg), "-render", "nginx")
+    assert done.returncode == 0, done.stderr
+    assert "    server 10.0.0.1:8080;  # app-1 on pilot-test\n  }\n" in done.stdout
+    assert "client_max_body_size 8m;" in done.stdout
