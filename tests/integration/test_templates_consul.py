@@ -309,3 +309,20 @@ def test_the_readme_nginx_example_renders(tmp_path, consul_agent):
     assert done.returncode == 0, done.stderr
     assert "    server 10.0.0.1:8080;  # app-1 on pilot-test\n  }\n" in done.stdout
     assert "client_max_body_size 8m;" in done.stdout
+
+
+def test_a_job_waiting_for_an_environment_template_starts(tmp_path, pilot):
+    """A template that reads only the environment (no Consul section at all)
+    renders at start-up, and the job waiting for its `changed` runs: the
+    first render comes after the jobs are listening."""
+    out, runs = tmp_path / "motd", tmp_path / "runs"
+    (tmp_path / "motd.tmpl").write_text('hello {{ env "GREETED" }}\n')
+    p = pilot(json.dumps({"control": {"socket": str(tmp_path / "pilot.sock")},
+                          "templates": [{"name": "motd", "source": str(tmp_path / "motd.tmpl"),
+                                         "destination": str(out)}],
+                          "jobs": [{"name": "show", "exec": ["sh", "-c", f"cat {out} >> {runs}"],
+                                    "when": {"source": "template.motd", "once": "changed"}}]}),
+              env={"GREETED": "world"})
+    wait_for(lambda: text_of(runs) == "hello world\n", 20, "the job to read the rendered file")
+    p.signal(signal.SIGTERM)
+    assert p.wait(20) == 0
