@@ -86,16 +86,20 @@ class Reading:
 
     def __init__(self, answer):
         self._answer = answer  # Query -> (known, data)
-        self.queries: List[Query] = []
-        self.pending: List[Query] = []
+        self._asked: Dict[Query, bool] = {}  # each query read, in order -> known
         self.missing: List[str] = []
 
+    @property
+    def queries(self) -> List[Query]:
+        return list(self._asked)
+
+    @property
+    def pending(self) -> List[Query]:
+        return [query for query, known in self._asked.items() if not known]
+
     def _get(self, query: Query):
-        if query not in self.queries:
-            self.queries.append(query)
         known, data = self._answer(query)
-        if not known and query not in self.pending:
-            self.pending.append(query)
+        self._asked[query] = known
         return data if known else None
 
     def service(self, name: str, tag: str, dc: str):
@@ -107,7 +111,7 @@ class Reading:
     def key(self, path: str, dc: str, required: bool):
         query = Query(KEY, path, dc=dc)
         value = self._get(query)
-        if value is None and required and query not in self.pending and path not in self.missing:
+        if value is None and required and self._asked[query] and path not in self.missing:
             self.missing.append(path)
         return value
 
@@ -173,7 +177,11 @@ class Template:
             if self.rendered and self.cfg.wait > 0:
                 self._quiet()
             self._dirty.clear()
-            self.render()
+            try:
+                self.render()
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the template
+                self.state = FAILED
+                self._fail(f"template {self.name}: internal error: {exc!r}")
 
     def _quiet(self) -> None:
         """Wait until no change came for `wait` seconds (at most 4 × wait in all)."""
