@@ -18,6 +18,7 @@ jobs waiting for the file start in a container that is restarted.
 """
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import tempfile
@@ -37,7 +38,22 @@ from pilot.template.files import FileTemplate, cause
 MAX_WAIT_FACTOR = 4  # a change is never held back more than 4 × `wait` (as consul-template)
 WRITE_RETRY = 5.0  # seconds between attempts at a destination that could not be written
 
-PENDING, WAITING, RENDERED, FAILED = "pending", "waiting", "rendered", "failed"
+
+
+class State(str, enum.Enum):
+    """What a template's last render came to (shown by `/v3/status`). Any
+    state may follow any other: each render decides afresh."""
+
+    PENDING = "pending"  # a lookup has no answer yet
+    WAITING = "waiting"  # a key it requires does not exist
+    RENDERED = "rendered"  # the file holds its last output
+    FAILED = "failed"  # render error or unwritable file: the last good file stays
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PENDING, WAITING, RENDERED, FAILED = State.PENDING, State.WAITING, State.RENDERED, State.FAILED
 
 
 class Store:
@@ -168,7 +184,7 @@ class Template:
         self._dirty.set()
 
     def status(self) -> dict:
-        return {"name": self.name, "destination": self.cfg.destination, "state": self.state,
+        return {"name": self.name, "destination": self.cfg.destination, "state": self.state.value,
                 "renders": self.renders, "writes": self.writes}
 
     def _run(self) -> None:
