@@ -326,3 +326,36 @@ def test_a_job_waiting_for_an_environment_template_starts(tmp_path, pilot):
     wait_for(lambda: text_of(runs) == "hello world\n", 20, "the job to read the rendered file")
     p.signal(signal.SIGTERM)
     assert p.wait(20) == 0
+
+
+def drain_config(tmp_path, agent, drain, advertised=True):
+    job = {"name": "app", "exec": ["sh", "-c", f"touch {tmp_path}/ready; exec sleep 1000"]}
+    if advertised:
+        job.update({"port": 8080, "interfaces": ["static:127.0.0.1"],
+                    "health": {"exec": "true", "interval": 1, "ttl": 10}})
+    doc = json.loads(config(tmp_path, agent, jobs=[job]))
+    doc["consul"] = {"address": agent.http_addr, "drain": drain}
+    doc["stopTimeout"] = 20
+    return json.dumps(doc)
+
+
+def test_a_second_sigterm_during_the_drain_kills_at_once(tmp_path, consul_agent, pilot):
+    """The drain is part of the shutdown: a second SIGTERM (over a second
+    after the first) ends it and kills every process, exit 128+15."""
+    p = pilot(drain_config(tmp_path, consul_agent, "60s"))
+    wait_for(lambda: f"app-{HOSTNAME}" in agent_get(consul_agent, "/v1/agent/services"), 20, "registration")
+    p.signal(signal.SIGTERM)
+    p.wait_log("consul: draining for 20s before stopping jobs")  # cut to stopTimeout
+    time.sleep(1.2)  # a repeat within 1 s is the same request delivered twice
+    p.signal(signal.SIGTERM)
+    assert p.wait(15) == 128 + signal.SIGTERM
+    assert not p.lines("drain done")
+
+
+def test_no_drain_without_an_advertised_job(tmp_path, consul_agent, pilot):
+    """Nothing registered, nothing to drain: SIGTERM stops the jobs at once."""
+    p = pilot(drain_config(tmp_path, consul_agent, "60s", advertised=False))
+    wait_for((tmp_path / "ready").exists, 10, "the job")
+    p.signal(signal.SIGTERM)
+    assert p.wait(15) == 0  # far less than the 20 s a drain would take
+    assert not p.lines("draining")
