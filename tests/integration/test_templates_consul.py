@@ -177,7 +177,8 @@ def test_an_unwritable_destination_is_one_line_and_retried(tmp_path, consul_agen
 
 def test_reload_keeps_an_unchanged_template_quiet(tmp_path, consul_agent, pilot):
     """`-reload` with the template unchanged: the file is not rewritten and
-    `changed` does not fire again; the next real change still does."""
+    `changed` does not fire again; a job the reload adds that waits for it
+    starts all the same; the next real change still fires."""
     kv_put(consul_agent, "config/max", "1")
     (tmp_path / "t.tmpl").write_text('max {{key "config/max"}}\n')
     out, runs, other = tmp_path / "out", tmp_path / "runs", tmp_path / "other"
@@ -188,9 +189,12 @@ def test_reload_keeps_an_unchanged_template_quiet(tmp_path, consul_agent, pilot)
     inode = os.stat(out).st_ino
     p.config.write_text(config(tmp_path, consul_agent, templates=[template], jobs=[
         recorder("on-t", "template.t", runs),
-        {"name": "added", "exec": ["touch", str(other)]}]))
+        {"name": "added", "exec": ["touch", str(other)],
+         "when": {"source": "template.t", "once": "changed"}}]))
     done = run_cli("-config", str(p.config), "-reload")
     assert done.returncode == 0, done.stderr
+    # The added job waits for the template's changed, which stays quiet:
+    # it is told at once, since the file is there.
     wait_for(other.exists, 30, "the job the reload added")
     time.sleep(1)  # a re-fire would come now
     assert count(runs) == 1 and os.stat(out).st_ino == inode
