@@ -21,6 +21,7 @@ import gevent
 
 from pilot import events as ev
 from pilot.config.model import WatchConfig
+from pilot.consul_reads import KEY, PREFIX, Follow, Query
 from pilot.discovery import ConsulError, Instance
 from pilot.events import Event
 
@@ -179,8 +180,6 @@ class KeyWatch:
     already exist then are a change."""
 
     def __init__(self, cfg: WatchConfig, consul, bus, log: Optional[logging.Logger] = None):
-        from pilot.consul_reads import KEY, PREFIX, Follow, Query
-
         self.cfg = cfg
         self.bus = bus
         kind = PREFIX if cfg.key == "" or cfg.key.endswith("/") else KEY
