@@ -26,6 +26,7 @@ BENCHES = {
     "supervisor": ["--restarts", "200", "--max-seconds", "20", "--idle-seconds", "30"],
     "control": ["1"],
     "watch_latency": ["--changes", "10", "--interval", "1"],
+    "templates": ["--changes", "200"],
     "executable": [],
     "config_load": ["--repeat", "1"],
 }

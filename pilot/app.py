@@ -122,10 +122,19 @@ class App:
                                        health=self.health)
             comps.append(self.telemetry)
         if cfg.watches:
-            from pilot.watches import Watch
-            comps += [Watch(w, self.consul, self.bus, report=self._report_watch)
+            from pilot.watches import KeyWatch, Watch
+            comps += [KeyWatch(w, self.consul, self.bus) if w.key is not None else
+                      Watch(w, self.consul, self.bus, report=self._report_watch)
                       for w in cfg.watches]
+        if cfg.templates:
+            from pilot.templates import Templates
+            comps.append(Templates(cfg.templates, self.consul, self.bus, self.environ,
+                                   previous=self._templates()))
         return comps
+
+    def _templates(self):
+        """The Templates component, if the config has templates."""
+        return next((c for c in self.components if hasattr(c, "rendered_sources")), None)
 
     def _report_watch(self, service: str, instances: int) -> None:
         if self.telemetry is not None:
@@ -208,8 +217,37 @@ class App:
             return
         self._shutdown_started = True
         self._shutdown_at = now
+        drain = self._drain_time()
+        if drain > 0:
+            self.group.spawn(self._drain, drain)
+        else:
+            self._stop_jobs()
+
+    def _stop_jobs(self) -> None:
         self.bus.publish(ev.GLOBAL_SHUTDOWN)
         self._changed.set()
+
+    def _drain_time(self) -> float:
+        """`consul.drain`, cut to the stop budget (the top-level stopTimeout);
+        0 when nothing is advertised (or Pilot is in maintenance)."""
+        if self.cfg.consul is None or self.cfg.consul.drain <= 0 or self.maintenance:
+            return 0.0
+        if not any(r.job.service is not None and not r.complete for r in self.runners.values()):
+            return 0.0
+        return min(self.cfg.consul.drain, max(self.cfg.stop_timeout, 0))
+
+    def _drain(self, seconds: float) -> None:
+        """Leave Consul first, give clients and load balancers `seconds` to
+        notice, then stop the jobs (in dependency order, as always)."""
+        live = [r for r in self.runners.values() if r.job.service is not None and not r.complete]
+        for r in live:
+            r.job.service.withdraw()
+        log.info("consul: draining for %gs before stopping jobs (deregistered %s)",
+                 seconds, ", ".join(r.name for r in live))
+        gevent.sleep(max(0.0, self._shutdown_at + seconds - time.monotonic()))
+        if not self._forced:
+            log.info("consul: drain done after %.1fs, stopping jobs", time.monotonic() - self._shutdown_at)
+            self._stop_jobs()
 
     def _commands(self) -> list:
         found = [c for r in self.runners.values() for c in r.commands()]
@@ -331,10 +369,17 @@ class App:
             kept[name] = runner
             fresh.append(runner)
         self.runners = {jc.name: kept[jc.name] for jc in new.jobs if jc.name in kept}
+        templates = self._templates()
+        rendered = templates.rendered_sources() if templates is not None else set()
         for r in fresh:
             r.start()
         for r in fresh:
             r.tell(ev.GLOBAL_STARTUP)
+            # A template's file that is there stays quiet: a job that waits
+            # for its `changed` must not wait for the next change.
+            for source in {c.source for c in r.cfg.when.conditions
+                           if c.source in rendered and c.event == ev.CHANGED}:
+                r.tell(Event(ev.CHANGED, source))
 
     def _swap_components(self, old: Config, new: Config) -> None:
         from pilot import log as pilot_log
@@ -408,7 +453,9 @@ class App:
 
     def status(self) -> dict:
         """Every job's state, for `GET /v3/status` and `-status`."""
+        templates = self._templates()
         return {"jobs": [s.as_dict() for s in self.job_statuses()], "maintenance": self.maintenance,
-                "watches": [c.status() for c in self.components if hasattr(c, "instances")]}
+                "watches": [c.status() for c in self.components if hasattr(c, "instances")],
+                "templates": templates.status() if templates is not None else []}
 
 

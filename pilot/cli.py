@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 from pilot import GIT_HASH, __version__, client, config
 from pilot.errors import ControlError, PilotError, UsageError
 
-STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "signal"}
+STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "signal", "render"}
 MAP_FLAGS = {"putenv", "putmetric"}
 BOOL_FLAGS = {"template", "version", "reload", "ping", "status", "health", "help", "h"}
 GRAPH_FORMATS = ("dot", "mermaid")
@@ -37,7 +37,7 @@ USAGE = """Usage of pilot:
         Toggle maintenance mode for a running instance through its control socket.
         Options: -maintenance enable, -maintenance disable
   -out string
-        File path destination to write the rendered configuration (use with -template; '-' for stdout).
+        File path destination to write the rendered configuration (use with -template or -render; '-' for stdout).
   -ping
         Check that the control socket of a running instance answers.
   -putenv value
@@ -48,6 +48,9 @@ USAGE = """Usage of pilot:
         Usage: -putmetric KEY=VALUE (repeatable)
   -reload
         Reload the configuration of a running instance through its control socket.
+  -render string
+        Print one configured template rendered against Consul as it is now, and exit
+        (with -out FILE: write it there).
   -restart string
         Stop then start one job of a running instance (its restart limit is not used).
   -signal string
@@ -70,6 +73,7 @@ class Options:
     config: str = ""
     out: str = ""
     maintenance: str = ""
+    render: str = ""
     template: bool = False
     version: bool = False
     reload: bool = False
@@ -160,7 +164,8 @@ def runs_supervisor(argv: List[str]) -> bool:
         opts = parse_args(argv)
     except UsageError:
         return False
-    return not (opts.help or opts.version or opts.template or opts.graph or _client_action(opts))
+    return not (opts.help or opts.version or opts.template or opts.graph or opts.render
+                or _client_action(opts))
 
 
 def _client_action(opts: Options) -> bool:
@@ -243,6 +248,8 @@ def _dispatch(opts: Options) -> int:
         cfg = config.load(path, os.environ)
         sys.stdout.write(graph.draw(cfg, opts.graph))
         return 0
+    if opts.render:
+        return _template(_render_one(config.load(path, os.environ), opts.render), opts.out)
     if _client_action(opts):
         cfg = config.load(path, os.environ)
         return _client(opts, cfg.control.socket)
@@ -266,6 +273,33 @@ def _template(text: str, out: str) -> int:
     except OSError as exc:
         raise PilotError(f"could not write config file: {_go_os_error('open', out, exc)}") from None
     return 0
+
+
+def _render_one(cfg, name: str) -> str:
+    """`-render NAME`: the template's output against the configured Consul."""
+    found = next((t for t in cfg.templates if t.name == name), None)
+    if found is None:
+        names = ", ".join(t.name for t in cfg.templates) or "none"
+        raise PilotError(f"-render: no template named {name!r} in {cfg.path} (configured: {names})")
+    from pilot.errors import TemplateError
+    from pilot.template.files import cause
+    from pilot.templates import WaitingForKey, render_once
+    consul, consul_error = None, ()  # discovery is imported only for templates that read Consul
+    if found.uses_consul:
+        from pilot.discovery import Consul, ConsulError
+        consul, consul_error = Consul(cfg.consul), ConsulError
+    try:
+        return render_once(found, consul, os.environ)
+    except TemplateError as exc:
+        line = f" at line {exc.line}" if exc.line else ""
+        raise PilotError(f"-render {name}: render error{line}: {cause(exc)}") from None
+    except WaitingForKey as exc:
+        raise PilotError(f"-render {name}: key {exc} does not exist (the template waits for it)") from None
+    except consul_error as exc:
+        raise PilotError(f"-render {name}: {exc}") from None
+    finally:
+        if consul is not None:
+            consul.close()
 
 
 def _raw_bytes(text: str) -> bytes:

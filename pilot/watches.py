@@ -21,6 +21,7 @@ import gevent
 
 from pilot import events as ev
 from pilot.config.model import WatchConfig
+from pilot.consul_reads import KEY, PREFIX, Follow, Query
 from pilot.discovery import ConsulError, Instance
 from pilot.events import Event
 from pilot.log import log_bug
@@ -159,3 +160,39 @@ def next_index(asked: int, got: int) -> int:
     if got < asked:
         return 0
     return max(got, 1)
+
+
+class KeyWatch:
+    """A `watches` entry with `key` (beyond 3.8): `changed{watch.NAME}` when
+    a key at or under it is added, changed or removed.
+
+    One `Follow` (blocking queries on the KV endpoint, `interval` as their
+    wait and as the pause between failed attempts). As for a service
+    watch, the state before the first answer is "nothing": keys that
+    already exist then are a change."""
+
+    def __init__(self, cfg: WatchConfig, consul, bus, log: Optional[logging.Logger] = None):
+        self.cfg = cfg
+        self.bus = bus
+        kind = PREFIX if cfg.key == "" or cfg.key.endswith("/") else KEY
+        self.follow = Follow(consul, Query(kind, cfg.key, dc=cfg.dc), wait=cfg.interval,
+                             retry=cfg.interval, log=log or logging.getLogger("pilot.watches"))
+        self.follow.listeners.append(self._changed)
+        self._seen = False  # the Follow has answered once
+
+    @property
+    def source(self) -> str:
+        return self.cfg.source
+
+    def start(self) -> None:
+        self.follow.start()
+
+    def stop(self) -> None:
+        self.follow.stop()
+
+    def _changed(self, follow) -> None:
+        """The Follow's data changed (its first answer included)."""
+        first, self._seen = not self._seen, True
+        if first and follow.data in (None, ()):
+            return  # no key there: the same as before the first answer
+        self.bus.publish(Event(ev.CHANGED, self.source))

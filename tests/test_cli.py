@@ -211,3 +211,37 @@ def test_the_supervisor_module_leaves_ssl_unimported():
     done = subprocess.run([sys.executable, "-c", script], cwd=repo,
                           capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "False", done.stderr
+
+
+# --- -render (templates) ---------------------------------------------------------------
+
+
+def test_render_is_a_one_shot_string_flag():
+    """`-render NAME` takes a value and does not start the supervisor."""
+    assert cli.parse_args(["-render", "nginx"]).render == "nginx"
+    assert cli.runs_supervisor(["-config", "x", "-render=nginx"]) is False
+
+
+def test_render_prints_a_template_or_names_the_configured_ones(tmp_path, capfd):
+    """A template that reads only the environment renders without Consul;
+    an unknown name is one line listing the templates there are."""
+    (tmp_path / "motd.tmpl").write_text('hello {{env "WHO"}}')
+    config = tmp_path / "p.json5"
+    # Inline `text` passes through the config's own rendering first: a Go
+    # raw string ({{`...`}}) keeps it for the template (README, Templates).
+    config.write_text(f'{{templates: [{{name: "motd", source: "{tmp_path}/motd.tmpl", destination: "/x"}},'
+                      ' {name: "other", text: "{{`{{.WHO}} and {{env \\"WHO\\"}}`}}", destination: "/y"}]}')
+    os.environ["WHO"] = "you"
+    try:
+        assert cli.main(["-config", str(config), "-render", "motd"]) == 0
+        assert capfd.readouterr().out == "hello you"
+        out = tmp_path / "motd.txt"
+        assert cli.main(["-config", str(config), "-render", "motd", "-out", str(out)]) == 0
+        assert out.read_text() == "hello you"
+        assert cli.main(["-config", str(config), "-render", "other"]) == 0
+        assert capfd.readouterr().out == "you and you"
+        assert cli.main(["-config", str(config), "-render", "nope"]) == 1
+    finally:
+        del os.environ["WHO"]
+    assert capfd.readouterr().err == (
+        f"pilot: -render: no template named 'nope' in {config} (configured: motd, other)\n")

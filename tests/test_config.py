@@ -236,8 +236,8 @@ def test_a_source_naming_nothing_loads_with_a_warning(text, source):
     assert [job.name for job in config.jobs][0] == "a"
     assert config.warnings == (
         f"job[a].when.source '{source}' names nothing, so the job will never start"
-        " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"
-        " with a health check exec, global, SIGHUP or SIGUSR2)",
+        " (expected a job name, watch.NAME of a configured watch, template.NAME of a configured"
+        " template, check.JOB of a job with a health check, global, SIGHUP or SIGUSR2)",
     )
 
 

@@ -41,8 +41,10 @@ LAYERS = [
     "httphandler",  # pywsgi handler: malformed requests as one-line JSON 4xx
     "httpserver",   # HTTP serving for the control socket and telemetry
     "discovery",    # Consul: the calls, registrations, heartbeats
+    "consul_reads", # KV, catalog and health reads; Follow (blocking queries)
     "jobs",         # Job: the life of one `jobs` entry
     "watches",      # Watch: Consul changes -> events
+    "templates",    # files rendered from Consul
     "telemetry",    # metrics and their HTTP server
     "control_api",  # the control socket's endpoints (bottle)
     "control",      # the control socket's life

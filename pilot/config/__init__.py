@@ -19,8 +19,9 @@ from pilot import __version__, template
 from pilot.config import syntax
 from pilot.config.decode import fail
 from pilot.config.jobs import Built, build_jobs
-from pilot.config.model import Config, JobConfig, WatchConfig
+from pilot.config.model import Config, JobConfig, TemplateConfig, WatchConfig
 from pilot.config.sections import build_consul, build_control, build_logging, build_stop_timeout
+from pilot.config.templates import build_templates
 from pilot.config.watches import TELEMETRY_JOB, build_telemetry, build_watches, telemetry_job
 from pilot.datatypes import go_value
 from pilot.errors import ConfigError, TemplateError
@@ -30,7 +31,7 @@ __all__ = ["ConfigError", "Config", "load", "load_in_child", "parse_text", "read
 
 MAX_CONFIG_BYTES = 1 << 20  # 1 MiB, before and after template rendering
 
-TOP_LEVEL_KEYS = ("consul", "logging", "jobs", "watches", "telemetry", "control", "stopTimeout")
+TOP_LEVEL_KEYS = ("consul", "logging", "jobs", "watches", "telemetry", "control", "stopTimeout", "templates")
 GLOBAL_SOURCES = ("global", "SIGHUP", "SIGUSR2")
 
 
@@ -132,14 +133,16 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     control = build_control(data.get("control"))
     built, job_warnings = build_jobs(data.get("jobs"), consul is not None)
     watches = build_watches(data.get("watches"), consul is not None)
+    templates = build_templates(data.get("templates"), consul is not None)
     telemetry = build_telemetry(data.get("telemetry"), consul is not None, __version__)
     jobs = [item.job for item in built]
     if telemetry is not None:
         _check_reserved(jobs)
         jobs.append(telemetry_job(telemetry))
-    warnings = job_warnings + _dangling_sources(built, jobs, watches)
+    warnings = job_warnings + _dangling_sources(built, jobs, watches, templates) + _long_drain(consul, stop_timeout)
     return Config(path=path, consul=consul, logging=logging, control=control, jobs=tuple(jobs),
-                  watches=watches, telemetry=telemetry, stop_timeout=stop_timeout, warnings=warnings)
+                  watches=watches, telemetry=telemetry, stop_timeout=stop_timeout, warnings=warnings,
+                  templates=templates)
 
 
 def _check_top_level_keys(data: dict) -> None:
@@ -160,7 +163,8 @@ def _check_reserved(jobs: List[JobConfig]) -> None:
 
 
 def _dangling_sources(
-    built: Sequence[Built], jobs: Sequence[JobConfig], watches: Sequence[WatchConfig]
+    built: Sequence[Built], jobs: Sequence[JobConfig], watches: Sequence[WatchConfig],
+    templates: Sequence[TemplateConfig] = (),
 ) -> Tuple[str, ...]:
     """A `when.source` that names nothing: the job can never start.
 
@@ -169,12 +173,21 @@ def _dangling_sources(
     a config that works; Pilot reports it as a warning instead.
     """
     known = set(GLOBAL_SOURCES) | {job.name for job in jobs} | {watch.source for watch in watches}
+    known |= {template.event_source for template in templates}
     known |= {"check." + job.name for job in jobs if job.health is not None and job.health.checked}
     return tuple(
         f"{item.label}.when.source '{source}' names nothing, so the job will never start"
-        " (expected a job name, watch.NAME of a configured watch, check.JOB of a job"
-        " with a health check exec, global, SIGHUP or SIGUSR2)"
+        " (expected a job name, watch.NAME of a configured watch, template.NAME of a configured"
+        " template, check.JOB of a job with a health check, global, SIGHUP or SIGUSR2)"
         for item in built
         for source in item.sources
         if source not in known
     )
+
+
+def _long_drain(consul, stop_timeout: int) -> Tuple[str, ...]:
+    """The drain comes out of the stop budget (the top-level stopTimeout)."""
+    if consul is None or consul.drain <= max(stop_timeout, 0):
+        return ()
+    return (f"consul.drain ({consul.drain:g}s) is longer than stopTimeout ({stop_timeout}s):"
+            f" the drain will last {max(stop_timeout, 0)}s",)

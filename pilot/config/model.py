@@ -36,6 +36,9 @@ class ConsulConfig:
     token: str = field(default="", repr=False)  # never printed
     tls: TLSConfig = TLSConfig()
     auth: str = field(default="", repr=False)  # user:password (CONSUL_HTTP_AUTH)
+    # Beyond 3.8: seconds between deregistering at SIGTERM and stopping jobs.
+    # Not part of equality: changing it in a reload needs no new client.
+    drain: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -202,10 +205,32 @@ class WatchConfig:
     interval: int
     tag: str = ""
     dc: str = ""
+    # Beyond 3.8: a Consul KV key, or a prefix ending in "/", instead of a service.
+    key: Optional[str] = None
 
     @property
     def source(self) -> str:
         return "watch." + self.name
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    """A file rendered from Consul and the environment (beyond 3.8).
+
+    `text` is the template itself (read from `source` at load time, or
+    given inline); `source` is the file it came from, "" for inline text."""
+
+    name: str
+    text: str
+    destination: str
+    source: str = ""
+    perms: int = 0o644
+    wait: float = 0.0  # quiet time after a change before rendering
+    uses_consul: bool = False
+
+    @property
+    def event_source(self) -> str:
+        return "template." + self.name
 
 
 @dataclass(frozen=True)
@@ -246,6 +271,7 @@ class Config:
     watches: Tuple[WatchConfig, ...] = ()
     telemetry: Optional[TelemetryConfig] = None
     stop_timeout: int = 5  # seconds; negative = no grace delay
+    templates: Tuple[TemplateConfig, ...] = ()
     # Problems 3.8 accepts silently and Pilot only reports (one line each), so a
     # working 3.8 config keeps loading; the caller logs them once logging is set up.
     warnings: Tuple[str, ...] = ()

@@ -2,14 +2,15 @@
 and the top-level `stopTimeout` (§3.2)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Mapping, Optional
 
 from pilot.config.decode import Fields, fail, prefixed
 from pilot.config.model import ConsulConfig, ControlConfig, DEFAULT_SOCKET, LoggingConfig, TLSConfig
-from pilot.datatypes import Invalid, kind, show, to_int
+from pilot.datatypes import Invalid, flexible_duration, kind, show, to_int
 
-CONSUL_KEYS = ("address", "scheme", "token", "tls")
+CONSUL_KEYS = ("address", "scheme", "token", "tls", "drain")
 TLS_KEYS = ("cafile", "capath", "clientcert", "clientkey", "servername", "verify")
 LOGGING_KEYS = ("level", "format", "output")
 CONTROL_KEYS = ("socket",)
@@ -96,7 +97,23 @@ def build_consul(value: Any, env: Mapping[str, str]) -> Optional[ConsulConfig]:
             f" (got {kind(value)} {show(value)})",
             "consul",
         )
-    return _with_env(address, scheme, token, tls, env)
+    config = _with_env(address, scheme, token, tls, env)
+    if isinstance(value, dict):
+        config = dataclasses.replace(config, drain=_drain(Fields(value, "consul", CONSUL_KEYS)))
+    return config
+
+
+def _drain(fields: Fields) -> float:
+    """Beyond 3.8: `drain`, a duration ("5s", or whole seconds) >= 0."""
+    text = fields.string("drain", "")
+    try:
+        seconds = flexible_duration(text)
+    except Invalid as error:
+        raise fail(f"consul.drain: unable to parse '{text}': {error} (expected a duration like \"5s\")",
+                   "consul.drain") from None
+    if seconds is not None and seconds < 0:
+        raise fail(f"consul.drain must not be negative (got '{text}')", "consul.drain")
+    return seconds or 0.0
 
 
 def _from_string(value: str):

@@ -11,7 +11,7 @@ from pilot.config.model import DEFAULT_INTERFACES, HealthConfig, JobConfig, Metr
 from pilot.datatypes import Invalid, kind, show
 from pilot.errors import ConfigError
 
-WATCH_KEYS = ("name", "interval", "tag", "dc")
+WATCH_KEYS = ("name", "interval", "tag", "dc", "key")
 TELEMETRY_KEYS = ("port", "interfaces", "tags", "metrics")
 METRIC_KEYS = ("namespace", "subsystem", "name", "help", "type")
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary")
@@ -41,32 +41,53 @@ def build_watches(value: Any, has_consul: bool) -> Tuple[WatchConfig, ...]:
     return watches
 
 
-def _decode_watch(item: Any, index: int) -> Tuple[str, int, str, str]:
-    """Keys and value types of one watch (name, interval, tag, dc)."""
+def _decode_watch(item: Any, index: int) -> Tuple[str, int, str, str, Optional[str]]:
+    """Keys and value types of one watch (name, interval, tag, dc, key)."""
     try:
         fields = Fields(item, f"watches[{index}]", WATCH_KEYS)
         return (fields.string("name", ""), fields.integer("interval", 0),
-                fields.string("tag", ""), fields.string("dc", ""))
+                fields.string("tag", ""), fields.string("dc", ""), fields.string("key"))
     except ConfigError as error:
         raise fail(f"Watch configuration error: {error.message}", error.path) from None
 
 
 def _build_watch(item: Any, index: int) -> WatchConfig:
     where = f"watches[{index}]"
-    name, interval, tag, dc = _decode_watch(item, index)
+    name, interval, tag, dc, key = _decode_watch(item, index)
     if name == "":
         raise fail(f"{where}: 'name' must not be blank", f"{where}.name")
-    try:
-        datatypes.service_name(name)
-    except Invalid as error:
-        raise fail(f"watch[{name}].name: {error}", f"{where}.name") from None
+    if key is not None:
+        key = _kv_key(name, key, tag)
+    else:
+        try:
+            datatypes.service_name(name)
+        except Invalid as error:
+            raise fail(f"watch[{name}].name: {error}", f"{where}.name") from None
     if interval < 1:
         raise fail(f"watch[{name}].interval must be > 0 (got {interval})", f"watch[{name}].interval")
-    return WatchConfig(name=name, interval=interval, tag=tag, dc=dc)
+    return WatchConfig(name=name, interval=interval, tag=tag, dc=dc, key=key)
+
+
+def _kv_key(name: str, key: str, tag: str) -> str:
+    """Beyond 3.8: a watch on Consul KV names a key, or a prefix ending in "/"
+    (a leading "/" is dropped, as Consul's own tools do)."""
+    if key.strip() == "":
+        raise fail(f"watch[{name}].key must not be blank (expected a KV key, or a prefix ending in \"/\")",
+                   f"watch[{name}].key")
+    if tag:
+        raise fail(f"watch[{name}] has both 'key' and 'tag' (got tag {show(tag)}): a tag filters"
+                   " service instances; a KV watch has none", f"watch[{name}].tag")
+    return key.lstrip("/")
 
 
 def _check_unique(watches: Tuple[WatchConfig, ...]) -> None:
-    """Beyond 3.8: Pilot keys watches by name and tag; two alike would be one watch."""
+    """Beyond 3.8: Pilot keys watches by name and tag; two alike would be one
+    watch. A KV watch's name is its own: no other watch may share it."""
+    kv_names = [watch.name for watch in watches if watch.key is not None]
+    for watch in watches:
+        if watch.name in kv_names and (watch.key is None or kv_names.count(watch.name) > 1):
+            raise fail(f"watch[{watch.name}] is defined twice: a watch with 'key' needs a name"
+                       " of its own", "watches")
     seen = set()
     for watch in watches:
         key = (watch.name, watch.tag)

@@ -31,6 +31,7 @@ class BackgroundService:
         self._busy: Optional[gevent.Greenlet] = None
         self._next = None  # a call that must run after the one in flight
         self.leaving: Optional[gevent.Greenlet] = None
+        self._withdrawn = False  # Pilot is stopping: never registered again
 
     def __getattr__(self, name):
         return getattr(self.svc, name)
@@ -46,7 +47,7 @@ class BackgroundService:
 
     def register_with_initial_status(self) -> bool:
         """True once registered; else start an attempt (the job asks again)."""
-        if self.svc.registered:
+        if self.svc.registered or self._withdrawn:
             return True
         self._soon(self.svc.register_with_initial_status)
         return False
@@ -74,10 +75,18 @@ class BackgroundService:
             except Exception as exc:  # noqa: BLE001 - a bug must not kill supervision
                 log_bug(self.log, f"consul: unexpected error for {self.svc.name}", exc)
 
+    def withdraw(self) -> None:
+        """Deregister for good (the drain at shutdown): heartbeats that
+        follow do not register the service again."""
+        self._withdrawn = True
+        self.deregister()
+
     def _soon(self, call, must: bool = False) -> None:
         """Run `call` in the background; while another call is in flight a
         heartbeat is dropped (the one in flight refreshes the same TTL) and a
-        call that `must` happen runs next."""
+        call that `must` happen runs next. Nothing runs once withdrawn."""
+        if self._withdrawn:
+            return
         if self._busy is not None and not self._busy.dead:
             if must:
                 self._next = call

@@ -3,18 +3,22 @@
 from pilot.errors import TemplateError
 from pilot.template.limits import MAX_DEPTH, MAX_OUTPUT, MAX_STEPS
 from pilot.template.funcs import FuncError
-from pilot.template.gofmt import StrList, format_value, go_quote, go_type, print_value, truth
+from pilot.template.gofmt import Record, StrList, format_value, go_quote, go_type, print_value, truth
 from pilot.template.nodes import Action, Chain, Const, Control, Field, Ident, Nil, Pipe, Text, Var
 
 
 _MISSING = object()  # "no value piped in" (distinct from Go nil, which is None)
+PAUSE_EVERY = 4096  # steps between two calls of `pause`
 
 
 class Exec:
     """Walks the parsed trees with Go's execution rules (text/template/exec.go)."""
 
-    def __init__(self, text, trees, funcs):
+    def __init__(self, text, trees, funcs, pause=None):
         self.text, self.trees, self.funcs = text, trees, funcs
+        # Called every PAUSE_EVERY steps: a long render run by the supervisor
+        # lets its other work through (the engine itself knows no scheduler).
+        self.pause = pause
         self.out, self.size, self.steps, self.depth = [], 0, 0, 0
         self.vars = []
         self.node = None
@@ -38,6 +42,8 @@ class Exec:
         self.steps += 1
         if self.steps > MAX_STEPS:
             self.fail(f"template execution took more than {MAX_STEPS} steps")
+        if self.pause is not None and not self.steps % PAUSE_EVERY:
+            self.pause()
 
     def write(self, s):
         self.size += len(s)
@@ -191,7 +197,7 @@ class Exec:
     def eval_field(self, name, has_args, receiver):
         if receiver is None:
             return None
-        if not isinstance(receiver, dict):
+        if not isinstance(receiver, dict) or (isinstance(receiver, Record) and name not in receiver):
             self.fail(f"can't evaluate field {name} in type {go_type(receiver)}")
         if has_args:
             self.fail(f"{name} is not a method but has arguments")

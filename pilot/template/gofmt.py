@@ -17,9 +17,22 @@ class IntList(list):
     """A Go []int (what `loop` returns)."""
 
 
+class Record(dict):
+    """A Go struct (a Consul service instance, a KV pair): fields by name in
+    declaration order. Unlike a map, an unknown field is an error."""
+
+    __slots__ = ("type_name",)
+
+    def __init__(self, type_name, **fields):
+        super().__init__(fields)
+        self.type_name = type_name
+
+
 def go_type(v):
     if v is None:
         return "<nil>"
+    if isinstance(v, Record):
+        return v.type_name
     for cls, name in ((bool, "bool"), (int, "int"), (float, "float64"), (str, "string"),
                       (StrList, "[]string"), (IntList, "[]int"), (list, "[]interface {}"),
                       (dict, "map[string]string")):
@@ -72,6 +85,8 @@ def format_value(v, verb, spec=_PLAIN):
         return _format_str(v, verb, spec)
     if isinstance(v, list):
         return "[" + " ".join(format_value(e, verb, spec) for e in v) + "]"
+    if isinstance(v, Record):  # Go's %v of a struct: its field values in braces
+        return "{" + " ".join(format_value(e, verb, spec) for e in v.values()) + "}"
     if isinstance(v, dict):
         pairs = (f"{format_value(k, verb, spec)}:{format_value(v[k], verb, spec)}"
                  for k in sorted(v))
