@@ -347,7 +347,7 @@ def _client(opts: Options, socket_path: str) -> int:
     return 0
 
 
-# 3.8's failure wording per flag (SPEC §2.3: users' scripts match it); 3.8 also
+# 3.8's failure wording per flag (docs/behaviour.md §2.3: users' scripts match it); 3.8 also
 # wrote `-reload` for -putenv/-putmetric failures, Pilot names the right flag.
 _FAILED = {"-reload": "failed to run subcommand", "-maintenance": "failed to run subcommand",
            "-putenv": "failed to run subcommand", "-putmetric": "failed to run subcommand"}

@@ -1,4 +1,4 @@
-"""The control plane: an HTTP server on a unix socket (SPEC §14).
+"""The control plane: an HTTP server on a unix socket (docs/behaviour.md §14).
 
 Child processes and the CLI (`pilot.client`) use it to reload, toggle
 maintenance, set environment variables, record metrics and read status.

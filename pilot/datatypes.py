@@ -1,4 +1,4 @@
-"""Scalar converters for config values (SPEC §3.3, §3.4, §8.4, §8.8).
+"""Scalar converters for config values (docs/behaviour.md §3.3, §3.4, §8.4, §8.8).
 
 Each converter takes one decoded JSON/YAML value and returns a Python value,
 or raises `Invalid` with the detail 3.8 prints (Go's wording, e.g.
@@ -97,7 +97,7 @@ def go_value(value: Any) -> str:
     return str(value)
 
 
-# --- lenient scalar conversion (SPEC §3.3) ----------------------------------------
+# --- lenient scalar conversion (docs/behaviour.md §3.3) ----------------------------------------
 
 
 def to_string(value: Any) -> str:
@@ -166,7 +166,7 @@ def to_bool(value: Any) -> bool:
     raise Invalid(f"expected a boolean, got unconvertible type '{kind(value)}'")
 
 
-# --- durations (SPEC §3.4) ----------------------------------------------------------
+# --- durations (docs/behaviour.md §3.4) ----------------------------------------------------------
 
 
 def go_duration(text: str) -> float:
@@ -257,7 +257,7 @@ RESTARTS_REASON = 'accepts positive integers, "unlimited", or "never"'
 
 
 def restarts(value: Any, each_set: bool) -> int:
-    """SPEC §8.4: "unlimited" → UNLIMITED, "never" → 0, counts ≥ 0 (floats truncate).
+    """docs/behaviour.md §8.4: "unlimited" → UNLIMITED, "never" → 0, counts ≥ 0 (floats truncate).
 
     Raises `Invalid(reason)`; the builder wraps it in 3.8's
     `job[NAME].restarts field 'VALUE' invalid: REASON`.
@@ -282,7 +282,7 @@ def restarts(value: Any, each_set: bool) -> int:
 
 
 def exec_args(value: Any) -> Tuple[str, ...]:
-    """SPEC §8.8: a string splits on every single space; an array is taken as is.
+    """docs/behaviour.md §8.8: a string splits on every single space; an array is taken as is.
 
     Array elements that are not scalars are rejected (beyond 3.8, which would
     pass Go's `%v` rendering of a nested list as an argument).
@@ -320,7 +320,7 @@ def env_name(name: str) -> str:
 
 
 def event_name(name: str) -> str:
-    """An event name usable in `when.once`/`when.each` (SPEC §10)."""
+    """An event name usable in `when.once`/`when.each` (docs/behaviour.md §10)."""
     if name not in EVENT_NAMES:
         raise Invalid(f"{name} is not a valid event code")
     return name

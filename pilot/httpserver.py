@@ -1,4 +1,4 @@
-"""HTTP serving shared by the control socket and telemetry (SPEC §13.2, §14.2):
+"""HTTP serving shared by the control socket and telemetry (docs/behaviour.md §13.2, §14.2):
 bind with 3.8's retries, serve a WSGI app on gevent, answer any failure as
 one JSON error, stop without killing the request that asked for the stop.
 
@@ -276,7 +276,7 @@ class Listener(StreamServer):
 
 
 def _close_connections(start_response):
-    """Keep-alive disabled (SPEC §14.2): one request per connection."""
+    """Keep-alive disabled (docs/behaviour.md §14.2): one request per connection."""
     def start(status, headers, exc_info=None):
         headers = [h for h in headers if h[0].lower() != "connection"]
         headers.append(("Connection", "close"))

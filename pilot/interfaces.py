@@ -1,4 +1,4 @@
-"""`interfaces` specs → the IP address a job or telemetry advertises (SPEC §8.7).
+"""`interfaces` specs → the IP address a job or telemetry advertises (docs/behaviour.md §8.7).
 
 A spec list is tried spec by spec; for each spec the machine's addresses are
 scanned in one fixed order and the first match wins. The order and the spec
@@ -20,11 +20,12 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 from pilot.errors import PilotError
 
-DEFAULT_SPECS = ("eth0:inet", "inet")
+DEFAULT_CHOICES = ("eth0:inet", "inet")
 
 # RE2 `\w` and `\d` are ASCII-only; fullmatch because Go's `$` never matches
 # before a trailing newline.
-_NAMED_SPEC = re.compile(r"(\w+)(?:\[(\d+)\]|:(inet6?))?", re.ASCII)
+ANY_FAMILY = 0  # any address family: rtnetlink dumps both IPv4 and IPv6
+_NAMED = re.compile(r"(\w+)(?:\[(\d+)\]|:(inet6?))?", re.ASCII)
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 _INT64_MAX = 2**63 - 1
 
@@ -120,7 +121,7 @@ def parse_spec(text: str) -> Spec:
         return FamilySpec(text, None, 6 if text == "inet6" else 4)
     if text.startswith("static:") and not _is_go_int(text[len("static:"):]):
         return _parse_static(text)
-    named = _NAMED_SPEC.fullmatch(text)
+    named = _NAMED.fullmatch(text)
     if named:
         return _parse_named(text, *named.groups())
     network = _parse_network(text)
@@ -191,7 +192,7 @@ def resolve(
     """
     if isinstance(specs, str):
         specs = [specs]
-    parsed = parse_specs(list(specs or DEFAULT_SPECS))
+    parsed = parse_specs(list(specs or DEFAULT_CHOICES))
     ordered = None
     for spec in parsed:
         if isinstance(spec, StaticSpec):
@@ -275,7 +276,7 @@ def machine_addresses() -> List[Tuple[str, str]]:
 
 def _links(sock) -> Iterator[Tuple[int, str]]:
     """(index, name) of every link, up or down."""
-    request = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    request = _IFINFOMSG.pack(ANY_FAMILY, 0, 0, 0, 0)
     for body in _dump(sock, _RTM_GETLINK, _RTM_NEWLINK, request, seq=1):
         _, _, index, _, _ = _IFINFOMSG.unpack_from(body)
         attrs = dict(_attributes(body, _IFINFOMSG.size))
@@ -285,7 +286,7 @@ def _links(sock) -> Iterator[Tuple[int, str]]:
 
 def _addresses(sock) -> Iterator[Tuple[int, str]]:
     """(interface index, ip) of every IPv4 and IPv6 address."""
-    request = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    request = _IFADDRMSG.pack(ANY_FAMILY, 0, 0, 0, 0)
     for body in _dump(sock, _RTM_GETADDR, _RTM_NEWADDR, request, seq=2):
         family, _, _, _, index = _IFADDRMSG.unpack_from(body)
         ip = _address_of(family, dict(_attributes(body, _IFADDRMSG.size)))

@@ -1,4 +1,4 @@
-"""Prometheus telemetry (SPEC §13): user metrics, Pilot's own counters, and
+"""Prometheus telemetry (docs/behaviour.md §13): user metrics, Pilot's own counters, and
 an HTTP server with `/metrics` and `/status`.
 
 Pilot's metrics are exposed with exactly 3.8's names: the Go client adds no
@@ -269,7 +269,7 @@ class Telemetry:
         self.server.stop()
 
     def adopt(self, previous: "Telemetry") -> None:
-        """Keep counting Pilot's own metrics across a reload (SPEC §13.4);
+        """Keep counting Pilot's own metrics across a reload (docs/behaviour.md §13.4);
         user metrics start afresh."""
         self.events.update(previous.events)
         self.control_requests.update(previous.control_requests)
@@ -301,7 +301,7 @@ class Telemetry:
         return functools.partial(metric.apply, number)
 
     def record(self, name: str, value) -> None:
-        """Counter → add, gauge → set, histogram/summary → observe (SPEC §13.4)."""
+        """Counter → add, gauge → set, histogram/summary → observe (docs/behaviour.md §13.4)."""
         self.prepare(name, value)()
 
     def count_event(self, event: ev.Event) -> None:
@@ -339,7 +339,7 @@ class Telemetry:
         return "".join(self.families()).encode() + generate_latest(self.registry)
 
     def status_doc(self) -> dict:
-        """`GET /status` exactly as 3.8 (SPEC §13.2), computed now."""
+        """`GET /status` exactly as 3.8 (docs/behaviour.md §13.2), computed now."""
         jobs, services = [], []
         for job in self.jobs():
             status = job.status if job.status in JOB_STATUSES else "unknown"

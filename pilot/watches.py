@@ -1,5 +1,5 @@
 """Watches: follow another service's healthy instances in Consul and tell
-the jobs when they change (SPEC §11, with §0's blocking queries).
+the jobs when they change (docs/behaviour.md §11).
 
 A `Watch` asks `GET /v1/health/service/NAME?passing=1` as a Consul blocking
 query: the agent answers as soon as the service changes, or after
@@ -9,7 +9,7 @@ publishes `changed{watch.NAME}` then `healthy{watch.NAME}` (some passing
 instance) or `unhealthy{watch.NAME}` (none).
 
 Each watch keeps its own memory of the last answer, so two watches on one
-service with different tags never disturb each other (SPEC §0).
+service with different tags never disturb each other (docs/behaviour.md §0).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class Watch:
     # -- life cycle ---------------------------------------------------------
 
     def start(self) -> None:
-        """Begin watching; the first query goes out at once (SPEC §0)."""
+        """Begin watching; the first query goes out at once (docs/behaviour.md §0)."""
         if self._greenlet is None:
             self._greenlet = gevent.spawn(self._run)
 
@@ -140,7 +140,7 @@ class Watch:
 
 
 def changed(old: List[Instance], new: List[Instance]) -> bool:
-    """SPEC §11: a different count, or (sorted by ID) a different address or port."""
+    """docs/behaviour.md §11: a different count, or (sorted by ID) a different address or port."""
     if len(old) != len(new):
         return True
     return _places(old) != _places(new)

@@ -100,7 +100,7 @@ def test_empty_maintenance_value_is_the_flag_not_given():
 ])
 def test_client_failure_wording_is_38s(argv, prefix, tmp_path, capsys):
     """With no Pilot listening, each client flag fails (exit 1) on one line with
-    3.8's wording (SPEC §2.3), which scripts match."""
+    3.8's wording (docs/behaviour.md §2.3), which scripts match."""
     socket_path = tmp_path / "absent.sock"
     cfg = tmp_path / "c.json5"
     cfg.write_text('{control: {socket: "%s"}, jobs: [{name: "a", exec: "true"}]}' % socket_path)

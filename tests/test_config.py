@@ -1,4 +1,4 @@
-"""The config loader: SPEC §3, §5–§8, §11, §13, §14.1 and Pilot's extensions."""
+"""The config loader: docs/behaviour.md §3, §5–§8, §11, §13, §14.1 and Pilot's extensions."""
 import json
 import os
 import signal
@@ -35,7 +35,7 @@ def error_of(text, path="broken.json5", env=None):
 
 
 def test_minimal_config_without_consul_is_a_pure_supervisor():
-    """Without `consul`, jobs that are not advertised load fine (SPEC §0)."""
+    """Without `consul`, jobs that are not advertised load fine (docs/behaviour.md §0)."""
     config = build('{jobs: [{name: "app", exec: "/bin/app"}]}')
     assert config.consul is None
     assert config.jobs[0].exec == ("/bin/app",)
@@ -90,7 +90,7 @@ def test_job_defaults():
     ('{source: "db", once: "healthy", timeout: "-1"}', When("db", "healthy", False, None, None)),
 ])
 def test_when_table(when, expected):
-    """SPEC §8.3's `when` table translates to When(source, event, each, interval, timeout)."""
+    """docs/behaviour.md §8.3's `when` table translates to When(source, event, each, interval, timeout)."""
     field = f", when: {when}" if when else ""
     config = build('{jobs: [{name: "db", exec: "x"}, {name: "app", exec: "x"' + field + "}]}")
     assert config.jobs[1].when == expected
@@ -103,7 +103,7 @@ def test_when_table(when, expected):
     (', when: {source: "SIGHUP"}, restarts: "unlimited"', UNLIMITED),
 ])
 def test_restarts_table(fields, limit):
-    """SPEC §8.4: restarts values and defaults (unlimited for periodic jobs)."""
+    """docs/behaviour.md §8.4: restarts values and defaults (unlimited for periodic jobs)."""
     assert job_of('{name: "a", exec: "x"' + fields + "}").restarts == limit
 
 
@@ -112,7 +112,7 @@ def test_restarts_table(fields, limit):
     ('"2m"', 120.0), ('""', None),
 ])
 def test_flexible_durations_in_job_timeout(value, seconds):
-    """SPEC §3.4: plain integers are seconds, other text is a Go duration."""
+    """docs/behaviour.md §3.4: plain integers are seconds, other text is a Go duration."""
     assert job_of('{name: "a", exec: "x", timeout: ' + value + "}").timeout == seconds
 
 
@@ -140,7 +140,7 @@ def test_integer_seconds_are_lenient():
     ("unix:///tmp/consul.sock", "unix:///tmp/consul.sock", "http"),
 ])
 def test_consul_string_form(consul, address, scheme):
-    """SPEC §6's string-form table: one http(s):// prefix sets the scheme."""
+    """docs/behaviour.md §6's string-form table: one http(s):// prefix sets the scheme."""
     config = build(json.dumps({"consul": consul}))
     assert (config.consul.address, config.consul.scheme) == (address, scheme)
 
@@ -154,7 +154,7 @@ def test_consul_object_form():
 
 
 def test_consul_env_overrides(tmp_path):
-    """CONSUL_* variables override the config as SPEC §6 lists."""
+    """CONSUL_* variables override the config as docs/behaviour.md §6 lists."""
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
     env = {"CONSUL_HTTP_TOKEN": "envtoken", "CONSUL_CACERT": str(ca), "CONSUL_TLS_SERVER_NAME": "srv",
@@ -183,7 +183,7 @@ def test_token_never_printed():
 
 
 def test_telemetry_appends_containerpilot_job():
-    """Telemetry adds the `containerpilot` service job last (SPEC §13.3)."""
+    """Telemetry adds the `containerpilot` service job last (docs/behaviour.md §13.3)."""
     config = build('{consul: "c:8500", jobs: [{name: "app", exec: "x"}],'
                    ' telemetry: {port: 9091, interfaces: [' + STATIC + '], tags: ["t"],'
                    ' metrics: [{namespace: "ns", name: "n", help: "h", type: "gauge"}]}}')
@@ -262,7 +262,7 @@ def test_a_config_whose_sources_all_exist_has_no_warnings():
 
 
 def test_case_insensitive_keys():
-    """Keys below the top level match in any case (SPEC §3.3)."""
+    """Keys below the top level match in any case (docs/behaviour.md §3.3)."""
     job = job_of('{Name: "ab", EXEC: "x", port: 80, initial_STATUS: "passing", interfaces: ' + STATIC
                  + ', HEALTH: {Interval: 1, TTL: 2}}')
     assert (job.name, job.exec, job.initial_status, job.health.ttl) == ("ab", ("x",), "passing", 2)
@@ -286,14 +286,14 @@ def test_jobs_null_elements_are_skipped():
 
 
 def test_non_advertised_jobs_are_not_held_to_service_rules():
-    """Port-0 jobs may have any non-empty name and an ignored initial_status (SPEC §8.2)."""
+    """Port-0 jobs may have any non-empty name and an ignored initial_status (docs/behaviour.md §8.2)."""
     config = build('{jobs: [{name: "myjob_invalid_name", exec: "x", initial_status: "bogus"}, {name: "A"}]}')
     assert [j.name for j in config.jobs] == ["myjob_invalid_name", "A"]
     assert config.jobs[0].initial_status is None
 
 
 def test_job_consul_block_without_deregister_is_accepted():
-    """Pilot accepts a job `consul` block without deregisterCriticalServiceAfter (SPEC §0)."""
+    """Pilot accepts a job `consul` block without deregisterCriticalServiceAfter (docs/behaviour.md §0)."""
     job = job_of('{name: "app", port: 80, interfaces: ' + STATIC
                  + ', health: {interval: 1, ttl: 2}, consul: {enableTagOverride: 1}}')
     assert job.enable_tag_override and job.deregister_critical_service_after is None
@@ -314,18 +314,18 @@ def test_top_level_stop_timeout(value, seconds):
     ('{level: "Warning", format: "text", output: "/var/log/pilot.log"}', "WARN", "text", "/var/log/pilot.log"),
 ])
 def test_logging_values(logging, level, fmt, output):
-    """logging values are case-insensitive and normalised (SPEC §7)."""
+    """logging values are case-insensitive and normalised (docs/behaviour.md §7)."""
     config = build("{logging: " + logging + "}")
     assert (config.logging.level, config.logging.format, config.logging.output) == (level, fmt, output)
 
 
 def test_control_socket():
-    """control.socket sets the control socket path (SPEC §14.1)."""
+    """control.socket sets the control socket path (docs/behaviour.md §14.1)."""
     assert build('{control: {socket: "/tmp/cp.sock"}}').control.socket == "/tmp/cp.sock"
 
 
 def test_json5_syntax():
-    """Comments, unquoted keys, single quotes, trailing commas, hex and +numbers (SPEC §5.1)."""
+    """Comments, unquoted keys, single quotes, trailing commas, hex and +numbers (docs/behaviour.md §5.1)."""
     config = build("""// comment
     { /* block */ jobs: [{'name': 'a', "exec": 'x', port: 0x0, restarts: +2,},], stopTimeout: 0x10, }""")
     assert config.jobs[0].restarts == 2 and config.stop_timeout == 16
@@ -369,7 +369,7 @@ def test_load_reads_a_file_on_disk():
 
 
 def test_read_errors_use_go_wording(tmp_path):
-    """An unreadable config names the file with Go's os error text (SPEC §3.1)."""
+    """An unreadable config names the file with Go's os error text (docs/behaviour.md §3.1)."""
     with pytest.raises(ConfigError) as caught:
         read_and_render("/xxxx", {})
     assert "could not read config file: open /xxxx: no such file or directory" in str(caught.value)
@@ -400,7 +400,7 @@ def _write(tmp_path, text, name="c.json5"):
 
 
 def test_template_renders_against_the_given_env(tmp_path):
-    """load() renders `{{ .NAME }}` from the env mapping before parsing (SPEC §4)."""
+    """load() renders `{{ .NAME }}` from the env mapping before parsing (docs/behaviour.md §4)."""
     pytest.importorskip("pilot.template")
     path = _write(tmp_path, '{jobs: [{name: "{{ .NAME }}", exec: "x", restarts: {{ .N | default 2 }}}]}')
     job = load(path, {"NAME": "app"}).jobs[0]
@@ -419,7 +419,7 @@ def test_template_errors_name_the_file(tmp_path):
 
 
 def test_missing_key_renders_empty_then_fails_to_parse(tmp_path):
-    """SPEC §5.2: `{"test": {{ .NO_SUCH_KEY }}, ...}` renders `{"test": , ...}` → [1:10]."""
+    """docs/behaviour.md §5.2: `{"test": {{ .NO_SUCH_KEY }}, ...}` renders `{"test": , ...}` → [1:10]."""
     pytest.importorskip("pilot.template")
     path = _write(tmp_path, '{"test": {{ .NO_SUCH_KEY }}, "test2": "hello"}')
     with pytest.raises(ConfigError, match=r"parse error at line:col \[1:10\]"):

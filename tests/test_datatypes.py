@@ -1,4 +1,4 @@
-"""Scalar converters: SPEC §3.3 lenient conversion, §3.4 durations, §8.4, §8.8."""
+"""Scalar converters: docs/behaviour.md §3.3 lenient conversion, §3.4 durations, §8.4, §8.8."""
 import math
 import signal
 
@@ -128,7 +128,7 @@ def test_to_bool_rejects_other_strings(value):
     ("0", False, 0), ("+2", False, 2), (1.9, False, 1), (0, True, 0), (3, True, 3),
 ])
 def test_restarts_table(value, each, limit):
-    """SPEC §8.4: the accepted restarts values and their limits."""
+    """docs/behaviour.md §8.4: the accepted restarts values and their limits."""
     assert datatypes.restarts(value, each) == limit
 
 
@@ -143,7 +143,7 @@ def test_restarts_table(value, each, limit):
     ("unlimited", True, "may not be used when 'job.when.each' is set because it may result in infinite processes"),
 ])
 def test_restarts_errors(value, each, reason):
-    """SPEC §8.4: each rejected restarts value gives its reason."""
+    """docs/behaviour.md §8.4: each rejected restarts value gives its reason."""
     with pytest.raises(Invalid) as caught:
         datatypes.restarts(value, each)
     assert str(caught.value) == reason
@@ -164,7 +164,7 @@ def test_unlimited_matches_model():
     (["a", 8000, 1.5, True], ("a", "8000", "1.5", "true")),
 ])
 def test_exec_args(value, args):
-    """SPEC §8.8: strings split on every single space; arrays convert elements."""
+    """docs/behaviour.md §8.8: strings split on every single space; arrays convert elements."""
     assert datatypes.exec_args(value) == args
 
 
@@ -195,7 +195,7 @@ def test_service_names(name, ok):
 
 
 def test_event_names():
-    """Event names are SPEC §10's, case-sensitive."""
+    """Event names are docs/behaviour.md §10's, case-sensitive."""
     assert datatypes.event_name("exitSuccess") == "exitSuccess"
     with pytest.raises(Invalid, match="^exitsuccess is not a valid event code$"):
         datatypes.event_name("exitsuccess")

@@ -1,4 +1,4 @@
-"""`interfaces` specs → IP (SPEC §8.7): the reference table, every error, the
+"""`interfaces` specs → IP (docs/behaviour.md §8.7): the reference table, every error, the
 address order, and the real machine's addresses read over netlink (in a
 network namespace of our own for secondary and down-interface addresses)."""
 import json

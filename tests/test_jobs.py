@@ -125,7 +125,7 @@ def test_default_job_runs_once_at_startup_then_completes():
 
 @pytest.mark.parametrize("restarts,runs", [(0, 1), (1, 2), (2, 3), (5, 6)])
 def test_restarts_n_give_n_plus_one_runs(restarts, runs):
-    """`restarts: N` allows N+1 runs in total (SPEC §9.3)."""
+    """`restarts: N` allows N+1 runs in total (docs/behaviour.md §9.3)."""
     h = Harness(job(restarts=restarts))
     startup(h)
     for _ in range(10):
@@ -387,7 +387,7 @@ def test_halting_waits_for_dependent_stopped():
 
 
 def test_stop_timeout_bounds_the_wait_for_the_dependent():
-    """Per-job stopTimeout fires (SPEC §0), unlike 3.8."""
+    """Per-job stopTimeout fires (docs/behaviour.md §0), unlike 3.8."""
     h = Harness(job(restarts=UNLIMITED, stop_timeout=2.0), dependent="pre")
     startup(h)
     h.feed(ev.GLOBAL_SHUTDOWN)
@@ -492,7 +492,7 @@ def test_shutdown_waits_for_jobs_started_by_this_jobs_events():
      Event(ev.CHANGED, "watch.db")),
 ])
 def test_nothing_starts_the_exec_while_waiting_for_dependents_at_shutdown(cfg, event):
-    """After `shutdown` (SPEC §9.2 rule 6: no more starts) a job waiting for
+    """After `shutdown` (docs/behaviour.md §9.2 rule 6: no more starts) a job waiting for
     the jobs its events started to stop never runs again, whatever ticks or
     triggers arrive meanwhile."""
     h = Harness(cfg)
@@ -611,7 +611,7 @@ def test_random_event_sequences_keep_the_job_consistent(cfg, events):
 
 
 def test_halting_signals_the_process_before_deregistering():
-    """SPEC §9.8 order: the exec gets its stop signal before the (possibly
+    """docs/behaviour.md §9.8 order: the exec gets its stop signal before the (possibly
     slow) deregistration, so a hung Consul agent cannot keep it running."""
     order = []
 

@@ -1,4 +1,4 @@
-"""Log line formats (SPEC §17) and the log file's reopening."""
+"""Log line formats (docs/behaviour.md §17) and the log file's reopening."""
 import json
 import logging
 import re

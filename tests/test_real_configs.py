@@ -2,7 +2,7 @@
 
 Each file in tests/configs/real/ is a config copied from a public repository
 (its first line names the source). A case gives the environment the config
-expects and what 3.8 does with it (SPEC §3–§8): it loads — and then a few
+expects and what 3.8 does with it (docs/behaviour.md §3–§8): it loads — and then a few
 facts are checked — or it fails, and then Pilot must fail too, with one clear
 line holding the named text. Configs that only load in 3.8 but are refused by
 Pilot on purpose (README "Compatibility") are marked `pilot_only`.

@@ -62,7 +62,7 @@ def test_prom_float_writes_values_as_3_8_did(x, text):
 @pytest.mark.parametrize("value,number", [("42", 42.0), (" 1.5\n", 1.5), (3, 3.0), (1.25, 1.25),
                                           ("-2", -2.0), ("1e3", 1000.0)])
 def test_metric_number_parses_numbers_and_numeric_strings(value, number):
-    """JSON numbers and numeric strings (trimmed) are values (SPEC §13.4)."""
+    """JSON numbers and numeric strings (trimmed) are values (docs/behaviour.md §13.4)."""
     assert metric_number(value) == number
 
 
@@ -102,7 +102,7 @@ def test_exposition_uses_3_8_names_without_total_or_created(tel):
 
 
 def test_metrics_match_the_exposed_name_and_3_8s_key(tel):
-    """`hits` and 3.8's `__hits` both reach the same metric (SPEC §0)."""
+    """`hits` and 3.8's `__hits` both reach the same metric (docs/behaviour.md §0)."""
     tel.record("hits", 1)
     tel.record("__hits", 1)
     tel.record("room__temp", 3)

@@ -1,11 +1,11 @@
-"""The Go text/template subset that renders configs (SPEC §4)."""
+"""The Go text/template subset that renders configs (docs/behaviour.md §4)."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from pilot.errors import TemplateError
 from pilot.template import MAX_LOOP, render
 
-# The environment SPEC §4.3's examples are written against.
+# The environment docs/behaviour.md §4.3's examples are written against.
 SPEC_ENV = {"NAME": "Template", "PARTS": "a:b:c", "COUNT": "3", "NAME_1": "Template"}
 
 
@@ -16,7 +16,7 @@ def error_of(text, env=SPEC_ENV):
     return info.value
 
 
-# ----------------------------------------------------------------------------- SPEC §4.3 table
+# ----------------------------------------------------------------------------- docs/behaviour.md §4.3 table
 
 @pytest.mark.parametrize("text, expected", [
     ("Hello, {{.NAME}}!", "Hello, Template!"),
@@ -37,7 +37,7 @@ def error_of(text, env=SPEC_ENV):
     ("port: {{ .PORT | default 80 }}", "port: 80"),
 ])
 def test_spec_example_table(text, expected):
-    """Every example row of SPEC §4.3 renders exactly as the table says."""
+    """Every example row of docs/behaviour.md §4.3 renders exactly as the table says."""
     assert render(text, SPEC_ENV) == expected
 
 
@@ -69,12 +69,12 @@ def test_text_without_actions_is_copied_verbatim():
 
 
 def test_values_are_not_truncated_at_equals_sign():
-    """Dot holds full values (SPEC §4.1 recommendation): FOO=a=b gives a=b."""
+    """Dot holds full values (docs/behaviour.md §4.1 recommendation): FOO=a=b gives a=b."""
     assert render("{{ .FOO }}", {"FOO": "a=b"}) == "a=b"
 
 
 def test_literal_double_brace_via_string_action():
-    """{{ "{{" }} emits a literal {{ (SPEC §4.1)."""
+    """{{ "{{" }} emits a literal {{ (docs/behaviour.md §4.1)."""
     assert render('{{ "{{" }}x}}', {}) == "{{x}}"
 
 
@@ -374,7 +374,7 @@ def test_default_ignores_non_string_values():
 
 
 def test_join_of_int_list_is_a_type_error():
-    """join needs []string: a loop's []int is a type error (SPEC §4.3)."""
+    """join needs []string: a loop's []int is a type error (docs/behaviour.md §4.3)."""
     assert "expected []string; got []int" in error_of('{{ loop 3 | join "," }}').message
 
 

@@ -1,4 +1,4 @@
-"""Loading a config: path → read → render template → parse → build (SPEC §3.1).
+"""Loading a config: path → read → render template → parse → build (docs/behaviour.md §3.1).
 
 The result is a frozen `Config` (see `model.py`); every problem is a
 one-line `ConfigError` naming the file and the field as the user wrote it.
@@ -36,7 +36,7 @@ GLOBAL_SOURCES = ("global", "SIGHUP", "SIGUSR2")
 
 
 def resolve_path(flag_value: Optional[str], env: Mapping[str, str]) -> str:
-    """`-config`, else $CONTAINERPILOT (SPEC §2.2)."""
+    """`-config`, else $CONTAINERPILOT (docs/behaviour.md §2.2)."""
     path = flag_value or env.get("CONTAINERPILOT", "")
     if not path:
         raise ConfigError("-config flag is required")
@@ -146,7 +146,7 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
 
 
 def _check_top_level_keys(data: dict) -> None:
-    """Top-level keys are case-sensitive, unlike every other key (SPEC §3.1)."""
+    """Top-level keys are case-sensitive, unlike every other key (docs/behaviour.md §3.1)."""
     unknown = sorted(key if isinstance(key, str) else go_value(key) for key in data if key not in TOP_LEVEL_KEYS)
     if unknown:
         raise fail(f"unknown config keys: [{' '.join(unknown)}] (valid keys: {', '.join(TOP_LEVEL_KEYS)})")

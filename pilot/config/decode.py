@@ -1,4 +1,4 @@
-"""Generic decoding of one config object (SPEC §3.3).
+"""Generic decoding of one config object (docs/behaviour.md §3.3).
 
 `Fields` wraps a decoded JSON/YAML object together with the path the user
 would use to name it (`job[web].health`). It matches keys to the section's

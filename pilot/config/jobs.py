@@ -1,4 +1,4 @@
-"""`jobs` (SPEC §8): each job object → a frozen JobConfig.
+"""`jobs` (docs/behaviour.md §8): each job object → a frozen JobConfig.
 
 The checks run in 3.8's order (§8.2) so that a config with several mistakes
 reports the same first one; every message keeps 3.8's wording and adds what
@@ -85,7 +85,7 @@ def _last_definition_wins(built: List[Built]) -> Tuple[List[Built], Tuple[str, .
 def _decode_job(item: Any, index: int) -> None:
     """3.8 decodes the whole `jobs` array before it validates any job, so a
     misspelt key or a value of the wrong type anywhere is reported before
-    a job's semantic mistakes (SPEC §3.3 before §8.2)."""
+    a job's semantic mistakes (docs/behaviour.md §3.3 before §8.2)."""
     label = _label(item, index)
     fields = Fields(item, label, JOB_KEYS)
     for key in ("name", "timeout", "stopTimeout", "initial_status",
@@ -282,7 +282,7 @@ def _discovery(fields: Fields, label: str, name: str, port: int, has_consul: boo
     except Invalid as error:
         raise fail(f"{label}.name: {error}", f"{label}.name") from None
     if not has_consul:
-        # Pilot runs without Consul (SPEC §0), but then nothing can be advertised.
+        # Pilot runs without Consul (docs/behaviour.md §0), but then nothing can be advertised.
         raise fail(f"{label}.port is {port} but there is no 'consul' section to register it in", f"{label}.port")
     result["ip"] = _resolve(interfaces, f"{label}.interfaces")
     result["initial_status"] = status or None
@@ -308,7 +308,7 @@ def _interfaces(fields: Fields, label: str, strict: bool) -> Tuple[str, ...]:
 
 
 def resolve_ip(specs: Tuple[str, ...], path: str) -> str:
-    """The IP that `specs` select on this machine (SPEC §8.7), or a ConfigError."""
+    """The IP that `specs` select on this machine (docs/behaviour.md §8.7), or a ConfigError."""
     return _resolve(specs, path)
 
 
@@ -324,7 +324,7 @@ def _resolve(specs: Tuple[str, ...], path: str) -> str:
 
 
 def _deregister_after(consul: Optional[Fields], label: str) -> Optional[str]:
-    """A strict Go duration; absent is fine (3.8 wrongly demanded it, SPEC §0)."""
+    """A strict Go duration; absent is fine (3.8 wrongly demanded it, docs/behaviour.md §0)."""
     text = consul.string("deregisterCriticalServiceAfter", "") if consul else ""
     if text == "":
         return None

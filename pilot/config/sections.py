@@ -19,7 +19,7 @@ DEFAULT_CONSUL_ADDRESS = "127.0.0.1:8500"
 _LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARN", "warning": "WARN",
            "error": "ERROR", "fatal": "FATAL", "panic": "PANIC"}
 _FORMATS = ("default", "text", "json")
-# Environment variables that replace a non-empty `tls` field (SPEC §6).
+# Environment variables that replace a non-empty `tls` field (docs/behaviour.md §6).
 _TLS_ENV = (("CONSUL_CACERT", "cafile"), ("CONSUL_CAPATH", "capath"),
             ("CONSUL_CLIENT_CERT", "clientcert"), ("CONSUL_CLIENT_KEY", "clientkey"),
             ("CONSUL_TLS_SERVER_NAME", "servername"))
@@ -83,7 +83,7 @@ def build_control(value: Any) -> ControlConfig:
 def build_consul(value: Any, env: Mapping[str, str]) -> Optional[ConsulConfig]:
     """`consul` as a string address or an object, then the CONSUL_* overrides.
 
-    Without a `consul` key (or with `null`) Pilot runs without Consul (SPEC §0).
+    Without a `consul` key (or with `null`) Pilot runs without Consul (docs/behaviour.md §0).
     """
     if value is None:
         return None
@@ -140,7 +140,7 @@ def _from_object(value: dict):
 
 
 def _with_env(address: str, scheme: str, token: str, tls: dict, env: Mapping[str, str]) -> ConsulConfig:
-    """Apply SPEC §6's environment overrides, then check the TLS files exist."""
+    """Apply docs/behaviour.md §6's environment overrides, then check the TLS files exist."""
     token = env.get("CONSUL_HTTP_TOKEN") or token
     tls = dict(tls)
     for variable, key in _TLS_ENV:

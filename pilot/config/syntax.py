@@ -1,4 +1,4 @@
-"""Rendered config text → plain JSON-like data (SPEC §5; YAML as Pilot's extra).
+"""Rendered config text → plain JSON-like data (docs/behaviour.md §5; YAML as Pilot's extra).
 
 JSON5 is 3.8's format; files named `.yaml`/`.yml` are read as YAML. Both
 come out as dicts, lists, strings, numbers, booleans and None only, and a
@@ -81,7 +81,7 @@ def _json5_position(message: str, text: str) -> Tuple[Optional[int], int, str]:
     elif unexpected:
         reason = f"invalid character {_quoted_char(unexpected.group(1))}"
     lines = text.split("\n")
-    if 1 <= line <= len(lines):  # SPEC §5.2 counts the column in bytes
+    if 1 <= line <= len(lines):  # docs/behaviour.md §5.2 counts the column in bytes
         column = len(lines[line - 1][: max(column - 1, 0)].encode("utf-8", "replace")) + 1
     return line, column, reason
 

@@ -1,4 +1,4 @@
-"""`watches` (SPEC §11) and `telemetry` (§13.1, §13.3, §13.4)."""
+"""`watches` (docs/behaviour.md §11) and `telemetry` (§13.1, §13.3, §13.4)."""
 from __future__ import annotations
 
 import re
@@ -101,7 +101,7 @@ def _check_unique(watches: Tuple[WatchConfig, ...]) -> None:
 
 
 def build_telemetry(value: Any, has_consul: bool, version: str = "") -> Optional[TelemetryConfig]:
-    """`telemetry`: decode errors, then the IP, then the metrics (SPEC §13.1)."""
+    """`telemetry`: decode errors, then the IP, then the metrics (docs/behaviour.md §13.1)."""
     if value is None:
         return None
     with prefixed("telemetry configuration error: "):
@@ -158,7 +158,7 @@ def _build_metric(item: Any, index: int) -> MetricConfig:
 
 
 def telemetry_job(telemetry: TelemetryConfig) -> JobConfig:
-    """The `containerpilot` service that advertises telemetry (SPEC §13.3)."""
+    """The `containerpilot` service that advertises telemetry (docs/behaviour.md §13.3)."""
     return JobConfig(
         name=TELEMETRY_JOB,
         exec=None,

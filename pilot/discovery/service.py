@@ -1,6 +1,6 @@
-"""One advertised job's registration in Consul (SPEC §12): its IDs and TTL
+"""One advertised job's registration in Consul (docs/behaviour.md §12): its IDs and TTL
 check; it registers on demand and comes back by itself after an agent
-restart or maintenance (SPEC §0).
+restart or maintenance (docs/behaviour.md §0).
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Optional
 from pilot.config.model import JobConfig
 from pilot.discovery.agent import Consul, ConsulError
 
-TELEMETRY_TTL = 15  # the `containerpilot` service has no health block (SPEC §13.3)
+TELEMETRY_TTL = 15  # the `containerpilot` service has no health block (docs/behaviour.md §13.3)
 
 
 class ServiceDefinition:
-    """One advertised job's registration in Consul (SPEC §12)."""
+    """One advertised job's registration in Consul (docs/behaviour.md §12)."""
 
     def __init__(self, job: JobConfig, consul: Consul, hostname: Optional[str] = None,
                  log: Optional[logging.Logger] = None):
@@ -57,7 +57,7 @@ class ServiceDefinition:
         """Register if needed, then mark the TTL check passing.
 
         If the agent no longer knows the check (it restarted, or someone
-        deregistered us) register again at once and retry (SPEC §0).
+        deregistered us) register again at once and retry (docs/behaviour.md §0).
         """
         if not self.registered and not self._register("passing"):
             return

@@ -89,7 +89,7 @@ def _split_host_port(address, scheme):
 
 
 def _verify(cfg):
-    """requests' `verify`: off unless asked for (SPEC §6), else the CA given."""
+    """requests' `verify`: off unless asked for (docs/behaviour.md §6), else the CA given."""
     if not cfg.tls.verify:
         return False
     return cfg.tls.cafile or cfg.tls.capath or True

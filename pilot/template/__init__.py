@@ -1,7 +1,7 @@
 """Render a config with the subset of Go's text/template that ContainerPilot uses.
 
 ContainerPilot 3.8 passes the whole config file through Go 1.9 ``text/template``
-before it parses JSON5 (SPEC §4). Configs written for it depend on Go's syntax,
+before it parses JSON5 (docs/behaviour.md §4). Configs written for it depend on Go's syntax,
 its printing rules (``[a b c]``, ``1e+06``) and its error messages, so this
 package follows Go closely: the lexer (`lexer`) turns the text into tokens, the
 parser (`parser`, `nodes`) builds a small node tree, and the evaluator (`exec`)

@@ -330,7 +330,7 @@ _BUILTINS = MappingProxyType({
     "le": _Func(lambda a, b: _lt(a, b) or _eq(a, b), ("any", "any"), None),
     "gt": _Func(lambda a, b: not (_lt(a, b) or _eq(a, b)), ("any", "any"), None),
     "ge": _Func(lambda a, b: not _lt(a, b), ("any", "any"), None),
-    # ContainerPilot's extra functions (SPEC §4.3); `env` is added per render.
+    # ContainerPilot's extra functions (docs/behaviour.md §4.3); `env` is added per render.
     "default": _Func(_default, ("any", "any"), None),
     "split": _Func(_split, ("str", "str"), None),
     "join": _Func(_join, ("str", "strlist"), None),
