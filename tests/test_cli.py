@@ -131,7 +131,7 @@ def test_version_names_the_checkouts_commit(capsys):
     commit (the executable has the hash of the commit it was built from)."""
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if not os.path.isdir(os.path.join(root, ".git")):
+    if not os.path.exists(os.path.join(root, ".git")):  # a directory, or a file in a worktree
         pytest.skip("not a git checkout")
     head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True, check=True).stdout.strip()
