@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import re
 import signal
-from decimal import Decimal
-from typing import Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from pilot.strconv import format_float
+
+if TYPE_CHECKING:  # decimal (~1 MB) is imported where a duration is parsed or shown
+    from decimal import Decimal
 
 
 UNLIMITED = -1  # the same value as pilot.config.model.UNLIMITED
@@ -179,6 +181,7 @@ def go_duration(text: str) -> float:
         return 0.0
     if rest == "":
         raise Invalid(f"time: invalid duration {text}")
+    from decimal import Decimal
     total = Decimal(0)
     while rest:
         number, rest = _leading_number(rest, text)
@@ -197,12 +200,13 @@ def go_duration(text: str) -> float:
     return -seconds if negative else seconds
 
 
-def _leading_number(rest: str, text: str) -> Tuple[Decimal, str]:
+def _leading_number(rest: str, text: str) -> Tuple["Decimal", str]:
     """The `12.5` of `12.5ms`; Go needs a digit on at least one side of the dot."""
     match = _NUMBER.match(rest)
     whole, fraction = match.group(1), match.group(2) or ""
     if not whole and not fraction:
         raise Invalid(f"time: invalid duration {text}")
+    from decimal import Decimal
     number = Decimal(f"{whole or '0'}.{fraction or '0'}")  # digits only: always valid
     return number, rest[match.end():]
 
@@ -226,6 +230,7 @@ def strict_duration(text: str) -> float:
 
 def format_go_duration(seconds: float) -> str:
     """Go's Duration.String(): `100ms`, `5s`, `1m0s`, `1h0m0s`, `1.5s`."""
+    from decimal import Decimal
     nanos = int(round(seconds * 1e9))
     if nanos == 0:
         return "0s"
@@ -245,7 +250,7 @@ def format_go_duration(seconds: float) -> str:
     return sign + text
 
 
-def _trim(number: Decimal) -> str:
+def _trim(number: "Decimal") -> str:
     text = format(number, "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 

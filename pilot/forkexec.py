@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import subprocess
 from typing import Optional, Sequence
 
 import _posixsubprocess
@@ -31,8 +30,14 @@ from pilot.users import User
 # gevent's os.close defers closing a pipe to its loop: the read below would
 # then wait for an EOF that never comes. Close at once.
 _close = gevent.monkey.get_original("os", "close")
-# CPython builds that take `allow_vfork` say so with this flag (3.11.2+).
-_VFORK_ARG = (True,) if hasattr(subprocess, "_USE_VFORK") else ()
+
+
+def _vfork_arg() -> tuple:
+    """CPython builds whose fork_exec takes `allow_vfork` say so with
+    subprocess._USE_VFORK (3.11.2+). subprocess is imported only here: a
+    Pilot with no job that sets `user` or `dir` never loads it (~1 MB)."""
+    import subprocess
+    return (True,) if hasattr(subprocess, "_USE_VFORK") else ()
 _CHDIR_ERRORS = (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ELOOP, errno.ENAMETOOLONG)
 
 
@@ -51,7 +56,7 @@ def spawn(path: str, args: Sequence[str], env: dict, *, user: Optional[User], cw
         pid = _posixsubprocess.fork_exec(
             list(args), [os.fsencode(path)], False, (err_write,), cwd, env_list,
             stdin, -1, -1, stdout, -1, stderr, err_read, err_write,
-            True, False, 0, gid, groups, uid, -1, None, *_VFORK_ARG)
+            True, False, 0, gid, groups, uid, -1, None, *_vfork_arg())
     except BaseException:
         _close(err_read)
         raise

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 from typing import Callable, Optional, Tuple
-from urllib.parse import urlsplit
 
 import gevent
 
@@ -102,6 +101,7 @@ def _tcp_check(target: str) -> Callable[[Optional[float]], str]:
 
 def _http_check(url: str) -> Callable[[Optional[float]], str]:
     """A GET of `url` (no proxy, never redirected): 2xx and 3xx pass."""
+    from urllib.parse import urlsplit  # with ipaddress ~0.5 MB: only for an http check
     parts = urlsplit(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)

@@ -26,7 +26,6 @@ import logging
 import os
 import socket
 import stat
-import termios
 import time
 from typing import Callable, Dict, Optional, Tuple
 
@@ -187,6 +186,7 @@ def _nothing_to_read(sock) -> bool:
     """No bytes wait on the socket: its client sent nothing more (or hung up)."""
     count = array.array("i", [0])
     try:
+        import termios  # FIONREAD; loaded with the first connection
         fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
     except OSError:
         return True
