@@ -7,8 +7,9 @@ import pytest
 import requests
 
 import pilot.discovery as discovery
-from pilot.config.model import ConsulConfig, HealthConfig, JobConfig, TLSConfig
+from pilot.config.model import ConsulConfig, TLSConfig
 from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition
+from tests.support import DEADLINE, advertised_job
 
 TOKEN = "s3cr3t-token"
 
@@ -86,16 +87,9 @@ def log():
     return logging.getLogger("pilot.discovery.test")
 
 
-def make_job(**kw):
-    values = dict(name="app", port=8000,
-                  health=HealthConfig(exec=("true",), interval=5, ttl=10, timeout=None))
-    values.update(kw)
-    return JobConfig(**values)
-
-
 def service(agent, log, token="", **kw):
     consul = Consul(ConsulConfig(address="consul:8500", token=token), log=log)
-    return ServiceDefinition(make_job(**kw), consul, hostname="host1", log=log)
+    return ServiceDefinition(advertised_job(**kw), consul, hostname="host1", log=log)
 
 
 def puts(agent, prefix):
@@ -216,8 +210,8 @@ def test_outage_warns_once_and_logs_recovery(agent, log, caplog):
 def test_outage_is_shared_by_all_services_of_one_client(agent, log, caplog):
     """Two services on one Consul client report one outage between them."""
     consul = Consul(ConsulConfig(address="consul:8500"), log=log)
-    one = ServiceDefinition(make_job(name="one"), consul, hostname="h", log=log)
-    two = ServiceDefinition(make_job(name="two"), consul, hostname="h", log=log)
+    one = ServiceDefinition(advertised_job(name="one"), consul, hostname="h", log=log)
+    two = ServiceDefinition(advertised_job(name="two"), consul, hostname="h", log=log)
     agent.down = True
     with caplog.at_level(logging.WARNING, logger=log.name):
         one.send_heartbeat()
@@ -392,17 +386,17 @@ def test_background_heartbeat_returns_while_the_agent_hangs(agent, log, monkeypa
     monkeypatch.setattr(discovery, "_http_client",
                         lambda cfg, address, timeout: HangingHTTP(agent, timeout))
     bg = discovery.BackgroundService(service(agent, log))
-    with gevent.Timeout(5):
+    with gevent.Timeout(DEADLINE):
         bg.send_heartbeat()  # returns at once although the agent hangs
         bg.send_heartbeat()  # one already in flight: skipped
         assert bg.register_with_initial_status() is False
-    gevent.sleep(0.05)  # the registration is now in flight
+    gevent.idle()  # the registration is now in flight, held by the agent
     stopper = gevent.spawn(bg.deregister)
-    gevent.sleep(0.05)
+    gevent.idle()  # the deregistration has abandoned it and waits for the agent too
     release.set()
-    stopper.join(timeout=5)
+    stopper.join(timeout=DEADLINE)
     assert stopper.successful()
-    gevent.sleep(0.05)
+    gevent.idle()
     assert [r[1] for r in agent.requests] == ["/v1/agent/service/deregister/app-host1"]
     assert agent.services == {}
 
@@ -413,7 +407,7 @@ def test_background_heartbeat_voided_by_a_deregistration(agent, log):
     bg = discovery.BackgroundService(service(agent, log))
     bg.send_heartbeat()
     bg.deregister()  # runs before the heartbeat's greenlet gets a turn
-    gevent.sleep(0.05)
+    gevent.idle()
     assert puts(agent, "/v1/agent/service/register") == []
     assert agent.services == {}
 
@@ -425,15 +419,15 @@ def test_a_deregistration_met_by_an_outage_is_retried_when_consul_answers(agent,
     import gevent
     gone = service(agent, log)
     consul = gone.consul
-    back = ServiceDefinition(make_job(name="web"), consul, hostname="host1", log=log)
+    back = ServiceDefinition(advertised_job(name="web"), consul, hostname="host1", log=log)
     gone.send_heartbeat(), back.send_heartbeat()
     agent.down = True
     gone.deregister(), back.deregister()
     agent.down = False
     back.send_heartbeat()  # answered: the retry of app's deregistration starts
-    gevent.sleep(0.05)
+    gevent.idle()
     assert set(agent.services) == {"web-host1"}
     before = len(agent.requests)
     back.send_heartbeat()
-    gevent.sleep(0.05)
+    gevent.idle()
     assert len(agent.requests) == before + 1  # nothing more to retry
