@@ -15,10 +15,10 @@ import urllib.error
 import urllib.request
 import warnings
 
-from tests.support import free_port, wait_for  # noqa: F401 - free_port: bench/soak.py imports it from here
+from tests.support import DEADLINE, free_port, wait_for  # noqa: F401 - free_port: bench/soak.py imports it from here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-START_TIMEOUT = 30.0  # seconds; a 2-core CI box under load can be slow
+START_TIMEOUT = DEADLINE  # seconds; a 2-core CI box under load can be slow
 POLL = 0.05
 
 
@@ -162,7 +162,7 @@ class ConsulAgent:
 
 def agent_get(agent, path):
     """The JSON an agent's HTTP API answers at `path`."""
-    with urllib.request.urlopen(agent.url + path, timeout=5) as r:
+    with urllib.request.urlopen(agent.url + path, timeout=DEADLINE) as r:
         return json.load(r)
 
 
@@ -170,7 +170,7 @@ def agent_put(agent, path, body=None):
     """PUT `body` (JSON) to an agent's HTTP API."""
     data = json.dumps(body).encode() if body is not None else b""
     req = urllib.request.Request(agent.url + path, data=data, method="PUT")
-    with urllib.request.urlopen(req, timeout=5) as r:
+    with urllib.request.urlopen(req, timeout=DEADLINE) as r:
         r.read()
 
 

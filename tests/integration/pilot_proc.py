@@ -7,20 +7,38 @@ Everything here waits on conditions with deadlines, never bare sleeps.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from tests.support import DEADLINE, proc_stat, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv/bin/python").exists() else sys.executable
 ENTRY = str(ROOT / "pilot.py")
+
+
+CONTROL_KEY = re.compile(r"""\bcontrol["']?\s*:""")  # a config's own `control` section
+
+
+def config_text(jobs, consul: Optional[str] = None, watches=(), **top) -> str:
+    """A config as users write it (JSON is JSON5), for `Pilot`: `jobs` and
+    `watches` are lists of dicts, `consul` an agent's address, `top` any
+    other top-level field (`logging`, `stopTimeout`...). Pilot gives it the
+    test's own control socket."""
+    doc = dict(top, jobs=list(jobs))
+    if consul is not None:
+        doc["consul"] = consul
+    if watches:
+        doc["watches"] = list(watches)
+    return json.dumps(doc, indent=2)
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -113,7 +131,7 @@ class Pilot:
         self.pid: Optional[int] = None
 
     def _write(self, config: str, name: str) -> None:
-        if "control" not in config and name.endswith(".json5"):
+        if not CONTROL_KEY.search(config) and name.endswith(".json5"):
             # Tests run side by side: each Pilot gets its own control socket.
             config = config.replace("{", f'{{control: {{socket: "{self.socket}"}}, ', 1)
         self.config.write_text(config)
@@ -203,3 +221,44 @@ def run_cli(*args: str, env: Optional[dict] = None, timeout: float = DEADLINE,
     """`python pilot.py ARGS` as a user types it."""
     return subprocess.run([PYTHON, ENTRY, *args], capture_output=True, text=True,
                           env=dict(os.environ, **(env or {})), timeout=timeout, cwd=cwd)
+
+
+# A job that leaves 300 orphans behind, one every few milliseconds, then exits 7;
+# with a job that keeps Pilot running and one that says when the storm is over.
+ORPHANS = "for i in $(seq 300); do (sleep 0.01 &); sleep 0.005; done; exit 7"
+ORPHAN_JOBS = f"""{{jobs: [
+    {{name: "keepalive", exec: ["sleep", "1000"]}},
+    {{name: "orphans", exec: ["sh", "-c", "{ORPHANS}"]}},
+    {{name: "witness", exec: ["echo", "orphans-exit-failed-seen"],
+      when: {{source: "orphans", once: "exitFailed"}}}}]}}"""
+
+# The most zombies one sample may show while Pilot reaps. An orphan dies
+# every few milliseconds and a busy machine can keep Pilot off the CPU for a
+# while (two busy loops beside the suite let 5 pile up), so the bound is
+# loose; an init that does not reap shows all 300 (test_pid1's negative control).
+ZOMBIE_BOUND = 50
+
+
+def sample_zombies(p: Pilot, until: Callable[[], object], timeout: float = 2 * DEADLINE) -> int:
+    """The most zombies Pilot's own children showed at one sample, sampled
+    until `until()` holds (failing the test after `timeout`)."""
+    worst = 0
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"sampled zombies for {timeout}s"
+        worst = max(worst, len(p.zombies()))
+        time.sleep(0.002)
+    return worst
+
+
+def orphan_storm_is_reaped(p: Pilot) -> None:
+    """Run ORPHAN_JOBS' storm under Pilot `p`: zombies never pile up, none
+    is left, the orphans' parent still gets its own exit status, and SIGTERM
+    then ends Pilot with status 0."""
+    worst = sample_zombies(p, lambda: p.lines("orphans-exit-failed-seen"))
+    assert worst <= ZOMBIE_BOUND, f"saw {worst} zombies at once"
+    wait_for(lambda: not p.zombies(), what=lambda: f"every orphan reaped (left: {p.zombies()})")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    assert "no child processes" not in p.log
+    assert p.lines("orphans exited with error: exit status 7")
