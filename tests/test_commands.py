@@ -3,7 +3,7 @@ import logging
 import os
 import signal
 
-import gevent.event
+import gevent
 import pytest
 
 from pilot.commands import Command, ExitStatus, pid_env_name, signal_description
@@ -110,13 +110,14 @@ def test_runs_never_overlap():
     cmd.start()  # blocks until the first run has exited
     assert cmd.pid != first
     assert not alive(first)
-    assert cmd.wait(timeout=DEADLINE).success
+    assert cmd.wait(timeout=5).success
 
 
 def test_waiting_for_the_previous_run_ends_when_interrupted():
     """A start waiting for a long run gives up (spawns nothing, returns False)
     once `interrupt` is set: an order to stop the job must not wait behind a
     run that may never end."""
+    import gevent.event
     interrupt = gevent.event.Event()
     cmd = Command("long", ["sleep", "60"], environ={"PATH": os.environ["PATH"]},
                   interrupt=interrupt)
@@ -124,14 +125,14 @@ def test_waiting_for_the_previous_run_ends_when_interrupted():
     first = cmd.pid
     try:
         second = gevent.spawn(cmd.start)
-        gevent.idle()  # it runs until it blocks on the first run
+        gevent.sleep(0)  # one switch: it runs until it blocks on the first run
         assert not second.ready()
         interrupt.set()
-        assert second.get(timeout=DEADLINE) is False
+        assert second.get(timeout=5) is False
         assert cmd.pid == first and cmd.running
     finally:
         cmd.signal(signal.SIGKILL)
-    assert cmd.wait(timeout=DEADLINE) is not None
+    assert cmd.wait(timeout=5) is not None
 
 
 def test_signal_reaches_the_process_group():
@@ -139,4 +140,4 @@ def test_signal_reaches_the_process_group():
     cmd = Command("app", ["sleep", "30"], environ={"PATH": os.environ["PATH"]})
     cmd.start()
     assert cmd.signal(signal.SIGQUIT)
-    assert cmd.wait(timeout=DEADLINE).signal == signal.SIGQUIT
+    assert cmd.wait(timeout=5).signal == signal.SIGQUIT

@@ -9,7 +9,7 @@ import requests
 import pilot.discovery as discovery
 from pilot.config.model import ConsulConfig, TLSConfig
 from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition
-from tests.support import DEADLINE, advertised_job
+from tests.support import advertised_job
 
 TOKEN = "s3cr3t-token"
 
@@ -386,17 +386,17 @@ def test_background_heartbeat_returns_while_the_agent_hangs(agent, log, monkeypa
     monkeypatch.setattr(discovery, "_http_client",
                         lambda cfg, address, timeout: HangingHTTP(agent, timeout))
     bg = discovery.BackgroundService(service(agent, log))
-    with gevent.Timeout(DEADLINE):
+    with gevent.Timeout(5):
         bg.send_heartbeat()  # returns at once although the agent hangs
         bg.send_heartbeat()  # one already in flight: skipped
         assert bg.register_with_initial_status() is False
-    gevent.idle()  # the registration is now in flight, held by the agent
+    gevent.sleep(0.05)  # the registration is now in flight
     stopper = gevent.spawn(bg.deregister)
-    gevent.idle()  # the deregistration has abandoned it and waits for the agent too
+    gevent.sleep(0.05)
     release.set()
-    stopper.join(timeout=DEADLINE)
+    stopper.join(timeout=5)
     assert stopper.successful()
-    gevent.idle()
+    gevent.sleep(0.05)
     assert [r[1] for r in agent.requests] == ["/v1/agent/service/deregister/app-host1"]
     assert agent.services == {}
 
@@ -407,7 +407,7 @@ def test_background_heartbeat_voided_by_a_deregistration(agent, log):
     bg = discovery.BackgroundService(service(agent, log))
     bg.send_heartbeat()
     bg.deregister()  # runs before the heartbeat's greenlet gets a turn
-    gevent.idle()
+    gevent.sleep(0.05)
     assert puts(agent, "/v1/agent/service/register") == []
     assert agent.services == {}
 
