@@ -7,6 +7,13 @@ import traceback  # noqa: E402
 
 import gevent  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property tests judge what they generate, never how fast: no per-example
+# deadline and no "too slow" health check, which a busy machine would trip.
+# (A test's own @settings keeps these unless it names them.)
+settings.register_profile("pilot", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pilot")
 
 
 @pytest.fixture(autouse=True)

@@ -333,7 +333,7 @@ def fuzz_target(tmp_path_factory):
     srv.stop()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(method=methods, url=paths, body=bodies)
 def test_fuzzed_requests_never_get_a_5xx(fuzz_target, method, url, body):
     """Random methods, paths and bodies: always an answer below 500; the server keeps answering."""
@@ -342,7 +342,7 @@ def test_fuzzed_requests_never_get_a_5xx(fuzz_target, method, url, body):
     client.ping(fuzz_target)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(garbage=st.binary(min_size=1, max_size=300))
 def test_garbage_on_the_socket_never_gets_a_5xx(fuzz_target, garbage):
     """Bytes that are not HTTP at all: no 5xx, and the server keeps answering."""
