@@ -154,15 +154,14 @@ def test_control_socket_is_gone_before_the_final_grace_ends(pilot, tmp_path):
     removed) and only then does the top-level stopTimeout grace run, ending
     with SIGKILL to a job's leftover process group. The leftover process
     itself notes when the socket goes: it can only do so before the SIGKILL."""
-    seen = tmp_path / "socket-gone"
+    ready, seen = tmp_path / "leftover-ready", tmp_path / "socket-gone"
     sock = tmp_path / "pilot.sock"
-    leftover = (f"trap '' TERM; while [ -e {sock} ]; do sleep 0.05; done; "
-                f"touch {seen}; exec sleep 1000")
+    leftover = (f"trap '' TERM; while [ ! -e {sock} ]; do sleep 0.05; done; touch {ready}; "
+                f"while [ -e {sock} ]; do sleep 0.05; done; touch {seen}; exec sleep 1000")
     p = pilot(f"""{{stopTimeout: 5, jobs: [{{name: "app",
-        exec: ["sh", "-c", "(sh -c \\"{leftover}\\") & echo app-up; sleep 1000"]}}]}}""")
-    p.wait_log("app-up")
-    wait_for(p.socket.exists, what="the control socket")
+        exec: ["sh", "-c", "(sh -c \\"{leftover}\\") & sleep 1000"]}}]}}""")
+    wait_for(ready.exists, what="the leftover process to ignore SIGTERM and see the socket")
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
-    assert seen.exists(), "the socket was still there when the grace ended"
+    assert seen.exists(), f"the socket was still there when the grace ended; log:\n{p.log}"
     assert p.lines('killing processes for job "app"')
