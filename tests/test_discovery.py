@@ -7,9 +7,8 @@ import pytest
 import requests
 
 import pilot.discovery as discovery
-from pilot.config.model import ConsulConfig, TLSConfig
+from pilot.config.model import ConsulConfig, HealthConfig, JobConfig, TLSConfig
 from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition
-from tests.support import advertised_job
 
 TOKEN = "s3cr3t-token"
 
@@ -87,9 +86,16 @@ def log():
     return logging.getLogger("pilot.discovery.test")
 
 
+def make_job(**kw):
+    values = dict(name="app", port=8000,
+                  health=HealthConfig(exec=("true",), interval=5, ttl=10, timeout=None))
+    values.update(kw)
+    return JobConfig(**values)
+
+
 def service(agent, log, token="", **kw):
     consul = Consul(ConsulConfig(address="consul:8500", token=token), log=log)
-    return ServiceDefinition(advertised_job(**kw), consul, hostname="host1", log=log)
+    return ServiceDefinition(make_job(**kw), consul, hostname="host1", log=log)
 
 
 def puts(agent, prefix):
@@ -210,8 +216,8 @@ def test_outage_warns_once_and_logs_recovery(agent, log, caplog):
 def test_outage_is_shared_by_all_services_of_one_client(agent, log, caplog):
     """Two services on one Consul client report one outage between them."""
     consul = Consul(ConsulConfig(address="consul:8500"), log=log)
-    one = ServiceDefinition(advertised_job(name="one"), consul, hostname="h", log=log)
-    two = ServiceDefinition(advertised_job(name="two"), consul, hostname="h", log=log)
+    one = ServiceDefinition(make_job(name="one"), consul, hostname="h", log=log)
+    two = ServiceDefinition(make_job(name="two"), consul, hostname="h", log=log)
     agent.down = True
     with caplog.at_level(logging.WARNING, logger=log.name):
         one.send_heartbeat()
@@ -419,7 +425,7 @@ def test_a_deregistration_met_by_an_outage_is_retried_when_consul_answers(agent,
     import gevent
     gone = service(agent, log)
     consul = gone.consul
-    back = ServiceDefinition(advertised_job(name="web"), consul, hostname="host1", log=log)
+    back = ServiceDefinition(make_job(name="web"), consul, hostname="host1", log=log)
     gone.send_heartbeat(), back.send_heartbeat()
     agent.down = True
     gone.deregister(), back.deregister()

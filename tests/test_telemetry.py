@@ -15,7 +15,6 @@ from pilot.config.model import JobConfig, MetricConfig, TelemetryConfig, WatchCo
 from pilot.errors import PilotError
 from pilot.events import Bus, Event
 from pilot.telemetry import Telemetry, UserSummary, go_float, metric_number
-from tests.support import sample
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -40,6 +39,14 @@ def fake_app(runners=(), watches=()):
 @pytest.fixture
 def tel():
     return Telemetry(fake_app(), TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS))
+
+
+def sample(text, line_start):
+    """The value of the exposition line starting with `line_start`."""
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return line.rsplit(" ", 1)[1]
+    raise AssertionError(f"no line {line_start!r} in:\n{text}")
 
 
 @pytest.mark.parametrize("x,text", [(1, "1"), (0, "0"), (-1, "-1"), (2.5, "2.5"), (10, "10"),

@@ -107,7 +107,7 @@ def test_registration_as_3_8_sends_it_and_deregistration_at_shutdown(pilot, cons
         consul: {{enableTagOverride: true, deregisterCriticalServiceAfter: "10m"}}}},
       {{name: "slow", exec: "sleep 1000", port: 8001, initial_status: "warning",
         interfaces: ["static:127.0.0.1"], health: {{exec: "false", interval: 1, ttl: 30}}}}]}}""")
-    web = wait_for(lambda: registered(consul_agent, f"web-{HOSTNAME}"), what="web registered")
+    web = wait_for(lambda: registered(consul_agent, f"web-{HOSTNAME}"), 15, "web registered")
     assert (web["Service"], web["Tags"], web["Port"], web["Address"], web["EnableTagOverride"]) == \
         ("web", ["a", "b"], 8000, "127.0.0.1", True)
     checks = wait_for(lambda: (lambda c: c if f"service:slow-{HOSTNAME}" in c else None)(
