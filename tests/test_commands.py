@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)
     ("check.app", "CONTAINERPILOT_CHECK_PID"),
 ])
 def test_pid_env_name_as_38(name, expected):
-    """X in CONTAINERPILOT_<X>_PID is derived as SPEC §15 says."""
+    """X in CONTAINERPILOT_<X>_PID is derived as docs/behaviour.md §15 says."""
     assert pid_env_name(name) == expected
 
 

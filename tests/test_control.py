@@ -174,14 +174,14 @@ def test_metric_without_telemetry_names_the_reason(tmp_path):
 
 
 def test_maintenance_enable_and_disable_call_the_app_each_time(server, app):
-    """Each request publishes again (SPEC §14.3): not idempotent in effect."""
+    """Each request publishes again (docs/behaviour.md §14.3): not idempotent in effect."""
     for path in ("/v3/maintenance/enable", "/v3/maintenance/enable", "/v3/maintenance/disable"):
         assert call(server, "POST", path)[::2] == (200, b"\n")
     assert app.maintenance == [True, True, False]
 
 
 def test_reload_returns_the_error_of_an_invalid_config(tmp_path):
-    """The caller of -reload sees why the new config was refused (SPEC §0)."""
+    """The caller of -reload sees why the new config was refused (docs/behaviour.md §0)."""
     app = FakeApp(reload_error="config.json5: job[web].port must be a number")
     server = ControlServer(app, str(tmp_path / "s"))
     status, _, body = call(server, "POST", "/v3/reload")

@@ -1,7 +1,7 @@
-"""Black-box compatibility audit against SPEC.md: Pilot run as users run it
+"""Black-box compatibility audit against docs/behaviour.md: Pilot run as users run it
 (`python pilot.py ...`, as PID 1 of its own PID namespace, real processes,
 a real Consul agent), checking the CLI, config errors, log formats, exec
-parsing, events, telemetry and exit statuses. SPEC §0 wins over the rest.
+parsing, events, telemetry and exit statuses. docs/behaviour.md §0 wins over the rest.
 """
 import json
 import os
@@ -85,7 +85,7 @@ def test_putenv_without_equals_is_a_usage_error(tmp_path):
 
 
 def test_maintenance_other_than_enable_or_disable_is_a_usage_error(tmp_path):
-    """SPEC §0: -maintenance foo is a usage error (exit 2), not `disable`."""
+    """docs/behaviour.md §0: -maintenance foo is a usage error (exit 2), not `disable`."""
     cfg = tmp_path / "x.json5"
     cfg.write_text(f'{{control: {{socket: "{tmp_path}/s.sock"}}}}')
     r = run_cli("-config", str(cfg), "-maintenance", "foo")
@@ -193,7 +193,7 @@ def test_ping_with_nothing_running_fails_with_one_line(tmp_path):
 
 
 def test_subcommands_silent_on_success(pilot):
-    """-maintenance and -putenv print nothing on success; SPEC §0: a metric
+    """-maintenance and -putenv print nothing on success; docs/behaviour.md §0: a metric
     nobody configured is refused (4xx) so -putmetric fails in one line, exit 1."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
     wait_for(lambda: ping_ok(p), what="the control socket")
@@ -314,7 +314,7 @@ def test_broken_config_is_one_line_naming_the_file_exit_1(tmp_path, name, text, 
 
 
 def test_broken_config_as_pid1_exits_1(pilot):
-    """SPEC §0/§16.6: a config error is Pilot's exit status even as PID 1."""
+    """docs/behaviour.md §0/§16.6: a config error is Pilot's exit status even as PID 1."""
     p = pilot('{jobs: [{name: "a", exec: "x", restart: "never"}]}')
     assert p.wait() == 1
     assert "invalid keys: restart" in p.log
@@ -682,7 +682,7 @@ def test_unwritable_log_file_is_exit_1(pilot, tmp_path):
 
 
 def test_only_the_first_action_runs(pilot):
-    """SPEC §2.2: `-reload -ping` only reloads (nothing printed); -version
+    """docs/behaviour.md §2.2: `-reload -ping` only reloads (nothing printed); -version
     wins over everything and needs no readable config."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
     wait_for(lambda: ping_ok(p), what="the control socket")
@@ -723,7 +723,7 @@ def test_telemetry_metrics_status_and_maintenance(pilot, consul_agent):
 
 
 def test_unbindable_control_socket_is_exit_1(tmp_path):
-    """SPEC §14.2/§16.6: a control socket that cannot be bound (after the
+    """docs/behaviour.md §14.2/§16.6: a control socket that cannot be bound (after the
     retries) is fatal: `error listening to socket at PATH`, exit 1, no job ran."""
     cfg = tmp_path / "c.json5"
     cfg.write_text(f'{{control: {{socket: "{tmp_path}/no/dir/x.sock"}}, '
@@ -736,7 +736,7 @@ def test_unbindable_control_socket_is_exit_1(tmp_path):
 
 
 def test_zero_jobs_exit_promptly_on_sigterm(pilot):
-    """SPEC §16.2 recommendation: with no jobs, SIGTERM ends Pilot promptly,
+    """docs/behaviour.md §16.2 recommendation: with no jobs, SIGTERM ends Pilot promptly,
     status 0: it does not sit out the final grace (a minute here; the test
     gives up after half of it)."""
     p = pilot("{stopTimeout: 60}")
@@ -746,7 +746,7 @@ def test_zero_jobs_exit_promptly_on_sigterm(pilot):
 
 
 def test_second_sigterm_forces_exit_with_nonzero_status(pilot):
-    """SPEC §0: a forced shutdown (second SIGTERM while a job ignores the
+    """docs/behaviour.md §0: a forced shutdown (second SIGTERM while a job ignores the
     first) kills everything at once and exits 128+15; a duplicate within
     1 s (Ctrl-C reaching launcher and Pilot) is ignored; a `once: shutdown`
     job never runs (rule 6)."""
@@ -769,7 +769,7 @@ def test_second_sigterm_forces_exit_with_nonzero_status(pilot):
 
 
 def test_template_out_write_error_in_go_wording(tmp_path):
-    """SPEC §2.3: -out into a missing directory: one line
+    """docs/behaviour.md §2.3: -out into a missing directory: one line
     `could not write config file: open PATH: no such file or directory`, exit 1."""
     cfg = tmp_path / "t.json5"
     cfg.write_text("{}")

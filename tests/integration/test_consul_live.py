@@ -1,6 +1,6 @@
 """A real Pilot (PID 1 of its own PID namespace) against a real Consul agent:
 registration, an agent that comes late or forgets everything, maintenance,
-and watches that react to the agent at once (SPEC §11, §12, §0)."""
+and watches that react to the agent at once (docs/behaviour.md §11, §12, §0)."""
 import signal
 import socket
 

@@ -1,4 +1,4 @@
-"""Reload, black-box (SPEC §16.3 as amended by §0 and the reload issue):
+"""Reload, black-box (docs/behaviour.md §16.3 as amended by §0 and the reload issue):
 `pilot -reload` re-reads and re-renders the config; an invalid new config is
 refused with the error returned to the caller and the running config stays;
 unchanged jobs keep running untouched (same pid, same registration); added
@@ -96,7 +96,7 @@ def test_invalid_config_is_refused_and_the_old_jobs_keep_running(pilot):
     before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
     p.rewrite_config('{jobs: [{name: "web", exec: "true", health: {exec: "true", interval: 0, ttl: 5}}]}')
     r = p.cli("-reload")
-    # the CLI validates the file itself first (SPEC §2.3): same refusal
+    # the CLI validates the file itself first (docs/behaviour.md §2.3): same refusal
     assert r.returncode == 1
     out = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
     assert len(out) == 1 and "job[web].health.interval must be > 0" in out[0], out
@@ -327,7 +327,7 @@ def test_reload_of_an_unreadable_config_is_refused(pilot):
 
 
 def test_reload_renders_ip_of_the_previous_load(pilot, consul_agent):
-    """SPEC §4.1: on reload the template sees CONTAINERPILOT_<JOB>_IP of the
+    """docs/behaviour.md §4.1: on reload the template sees CONTAINERPILOT_<JOB>_IP of the
     previous load (absent on the first load)."""
     app = ('{name: "app", exec: "sleep 1000", port: 8080, interfaces: ["static:127.0.0.9"],'
            ' health: {exec: "true", interval: 1, ttl: 5}}')

@@ -1,5 +1,5 @@
 """Black-box checks of the command line, config loading and log output
-(SPEC §2, §3, §5, §7, §8, §17), run as a user runs Pilot: `python pilot.py`."""
+(docs/behaviour.md §2, §3, §5, §7, §8, §17), run as a user runs Pilot: `python pilot.py`."""
 import os
 import re
 import signal
@@ -10,7 +10,7 @@ from tests.support import DEADLINE, wait_for
 
 
 def test_template_round_trips_bytes_that_are_not_utf8(tmp_path):
-    """`-template` prints the rendered file byte for byte (SPEC §2.3), even a
+    """`-template` prints the rendered file byte for byte (docs/behaviour.md §2.3), even a
     Latin-1 comment and an environment value that is not UTF-8."""
     src = tmp_path / "c.json5"
     src.write_bytes(b'// caf\xe9\n{a: "{{ .PILOT_RAW }}"}')
@@ -63,7 +63,7 @@ def test_yaml_config_keeps_no_and_on_as_strings(tmp_path):
 
 
 def test_log_file_with_undecodable_bytes_and_sigusr1_reopen(tmp_path):
-    """Logging to a file (SPEC §7): a line carrying bytes that are not UTF-8
+    """Logging to a file (docs/behaviour.md §7): a line carrying bytes that are not UTF-8
     is written (no logging traceback on stderr), and after the file is
     renamed SIGUSR1 makes Pilot write to a new file of the configured name."""
     log_file = tmp_path / "pilot.log"

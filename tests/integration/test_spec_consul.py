@@ -1,4 +1,4 @@
-"""Black-box checks of SPEC §6, §12, §13 and §14 kept from the conformance
+"""Black-box checks of docs/behaviour.md §6, §12, §13 and §14 kept from the conformance
 audit: Pilot run as users run it (`python pilot.py -config FILE`, PID 1 of
 its own namespace) against a real Consul agent, observed only from outside
 (Consul's HTTP API, the telemetry port, the control socket).

@@ -1,4 +1,4 @@
-"""Black-box checks of the job runtime against SPEC §9, §10, §15, §16 and
+"""Black-box checks of the job runtime against docs/behaviour.md §9, §10, §15, §16 and
 §17.3: Pilot run as users run it, real processes and real signals.
 
 Each test counts what the jobs themselves wrote to files, so the counts do
