@@ -24,6 +24,12 @@ pytestmark = [
 HOSTNAME = socket.gethostname()
 
 
+def with_socket(p, text):
+    """Rewrite the config keeping the test's socket: Pilot.rewrite_config.
+    (Kept because other test modules import it from here.)"""
+    p.rewrite_config(text)
+
+
 def jobs(p):
     """name → job status entry from GET /v3/status, or {} while unreachable."""
     try:
