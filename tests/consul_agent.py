@@ -9,16 +9,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import warnings
 
+from tests.support import DEADLINE, free_port, wait_for  # noqa: F401 - free_port: bench/soak.py imports it from here
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-START_TIMEOUT = 20.0  # seconds; a 2-core CI box under load can be slow
+START_TIMEOUT = DEADLINE  # seconds; a 2-core CI box under load can be slow
 POLL = 0.05
 
 
@@ -42,36 +42,6 @@ def consul_binary():
     if os.access(cached, os.X_OK):
         return cached
     raise ConsulUnavailable("no consul binary; run build/install-consul.sh")
-
-
-_GIVEN = set()  # ports handed out by this test process, never handed out twice
-
-
-def _free_for_tcp_and_udp(port):
-    """True if nobody holds `port` on loopback for TCP or UDP (serf uses both)."""
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port():
-    """A loopback port nobody listens on right now, for TCP and UDP alike.
-
-    A port the kernel offers is only free until someone binds it, and the
-    agent binds its ports after all of them were chosen: without `_GIVEN`
-    two successive calls can return the same port (CI once saw an agent refuse
-    to start because its serf WAN port was also its HTTP port)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _GIVEN and _free_for_tcp_and_udp(port):
-            _GIVEN.add(port)
-            return port
 
 
 class ConsulAgent:
@@ -137,16 +107,14 @@ class ConsulAgent:
         return self
 
     def _wait_for_leader(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log_tail()
-                kind = PortTaken if _PORT_TAKEN in tail else RuntimeError
-                raise kind(f"consul exited with {self.proc.returncode}: {tail}")
-            if self.leader():
-                return
-            time.sleep(POLL)
-        raise RuntimeError(f"consul had no leader after {timeout}s: {self.log_tail()}")
+        wait_for(self._has_leader, timeout, lambda: f"a consul leader: {self.log_tail()}", POLL)
+
+    def _has_leader(self):
+        if self.proc.poll() is not None:
+            tail = self.log_tail()
+            kind = PortTaken if _PORT_TAKEN in tail else RuntimeError
+            raise kind(f"consul exited with {self.proc.returncode}: {tail}")
+        return self.leader()
 
     def leader(self):
         """The leader address, or '' while there is none or no answer."""
@@ -194,7 +162,7 @@ class ConsulAgent:
 
 def agent_get(agent, path):
     """The JSON an agent's HTTP API answers at `path`."""
-    with urllib.request.urlopen(agent.url + path, timeout=5) as r:
+    with urllib.request.urlopen(agent.url + path, timeout=DEADLINE) as r:
         return json.load(r)
 
 
@@ -202,5 +170,24 @@ def agent_put(agent, path, body=None):
     """PUT `body` (JSON) to an agent's HTTP API."""
     data = json.dumps(body).encode() if body is not None else b""
     req = urllib.request.Request(agent.url + path, data=data, method="PUT")
-    with urllib.request.urlopen(req, timeout=5) as r:
+    with urllib.request.urlopen(req, timeout=DEADLINE) as r:
         r.read()
+
+
+def registered(agent, service_id):
+    """The agent's record of service `service_id`, or None (also while the
+    agent does not answer)."""
+    try:
+        return agent_get(agent, "/v1/agent/services").get(service_id)
+    except OSError:
+        return None
+
+
+def check_status(agent, check_id):
+    """The status of check `check_id` (`service:<id>` for a job's TTL check),
+    or None when the agent has no such check or does not answer."""
+    try:
+        check = agent_get(agent, "/v1/agent/checks").get(check_id)
+    except OSError:
+        return None
+    return check and check["Status"]

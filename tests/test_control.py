@@ -416,7 +416,7 @@ heavy = ("bottle", "gevent.pywsgi", "http.client", "ssl", "email")
 server = ControlServer(App(), sys.argv[1], attempts=1, delay=0)
 server.start()
 before = [m for m in heavy if m in sys.modules]
-status = gevent.get_hub().threadpool.spawn(client.status, sys.argv[1]).get(timeout=10)
+status = gevent.get_hub().threadpool.spawn(client.status, sys.argv[1]).get(timeout=30)
 after = [m for m in heavy if m in sys.modules]
 server.stop()
 print(json.dumps({"before": before, "status": status, "after": after}))
@@ -431,7 +431,7 @@ def test_http_stack_loads_on_the_first_request_not_at_start(tmp_path):
     import sys
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", LAZY_SCRIPT, str(tmp_path / "c.sock")],
-                          cwd=repo, capture_output=True, text=True, timeout=30)
+                          cwd=repo, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["before"] == []

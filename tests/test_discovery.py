@@ -433,11 +433,11 @@ def test_a_deregistration_met_by_an_outage_is_retried_when_consul_answers(agent,
     gone.deregister(), back.deregister()
     agent.down = False
     back.send_heartbeat()  # answered: the retry of app's deregistration starts
-    gevent.sleep(0.05)
+    gevent.idle()
     assert set(agent.services) == {"web-host1"}
     before = len(agent.requests)
     back.send_heartbeat()
-    gevent.sleep(0.05)
+    gevent.idle()
     assert len(agent.requests) == before + 1  # nothing more to retry
 
 

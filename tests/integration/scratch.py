@@ -18,7 +18,8 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
+
+from tests.support import DEADLINE, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILE = os.path.join(REPO, "Dockerfile.scratch")
@@ -138,49 +139,48 @@ class Container:
         self.pid1 = self._wait_for_pid1()
         return self
 
-    def _wait_for_pid1(self, timeout=5):
+    def _wait_for_pid1(self, timeout=DEADLINE):
         """The host pid of the namespace's PID 1 (unshare's only child); None when the
         container already ended (a start-up error: its output says why)."""
-        deadline = time.monotonic() + timeout
+        found = wait_for(lambda: self._pid1() or (self.process.poll() is not None and "ended"),
+                         timeout, "the container's PID 1", interval=0.01)
+        return None if found == "ended" else found
+
+    def _pid1(self):
         path = f"/proc/{self.process.pid}/task/{self.process.pid}/children"
-        while time.monotonic() < deadline:
-            try:
-                with open(path) as f:
-                    children = f.read().split()
-            except FileNotFoundError:
-                children = []
-            if children:
-                return int(children[0])
-            if self.process.poll() is not None:
-                return None
-            time.sleep(0.01)
-        raise TimeoutError("container did not start")
+        try:
+            with open(path) as f:
+                children = f.read().split()
+        except FileNotFoundError:
+            return None
+        return int(children[0]) if children else None
 
     def output(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
-    def wait_for_output(self, pattern, timeout=15, count=1):
+    def wait_for_output(self, pattern, timeout=DEADLINE, count=1):
         """Wait until pattern (a regex) has matched `count` times; return the matches."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def matched_or_ended():
             found = re.findall(pattern, self.output(), re.MULTILINE)
             if len(found) >= count:
                 return found
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {count}x {pattern!r} in container output:\n{self.output()}")
+            return self.process.poll() is not None and "ended"
+        found = wait_for(matched_or_ended, timeout, lambda: f"{count}x {pattern!r} in container "
+                         f"output:\n{self.output()}", interval=0.05)
+        if found == "ended":
+            raise AssertionError(f"no {count}x {pattern!r} in container output:\n{self.output()}")
+        return found
 
     def signal(self, signum):
         """Send signum to PID 1, as `docker kill -s` does."""
         os.kill(self.pid1, signum)
 
-    def wait(self, timeout=20):
+    def wait(self, timeout=DEADLINE):
         """Exit status as `docker run` reports it."""
         return self.process.wait(timeout)
 
-    def run(self, *argv, timeout=10, user=None):
+    def run(self, *argv, timeout=DEADLINE, user=None):
         """Run a command inside the running container, as `docker exec [--user]` does."""
         env = dict(self.env)
         as_user, user = user or self.user, []

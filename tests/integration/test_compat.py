@@ -12,12 +12,12 @@ import stat
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.consul_agent import agent_get, agent_put, free_port
-from tests.integration.pilot_proc import Pilot, control_request, run_cli, wait_for
+from tests.consul_agent import agent_get, agent_put
+from tests.integration.pilot_proc import control_request, run_cli
+from tests.support import DEADLINE, count_lines, free_port, http_request, wait_for
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -29,24 +29,8 @@ HOSTNAME = socket.gethostname()
 # -- helpers -----------------------------------------------------------------
 
 
-
-def control(sock, method, url, body=None):
-    """(status, body bytes) of one request on the control socket, `body` as JSON."""
-    return control_request(sock, method, url, None if body is None else json.dumps(body))
-
-
-def http_get(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.status, r.headers.get("Content-Type", ""), r.read().decode()
-
-
-def cli(p, *args, **kw):
-    """Run a CLI subcommand against the running Pilot `p`."""
-    return run_cli("-config", str(p.config), *args, **kw)
-
-
 def ping_ok(p):
-    return cli(p, "-ping").returncode == 0
+    return p.cli("-ping").returncode == 0
 
 
 def one_line(result):
@@ -54,11 +38,10 @@ def one_line(result):
     return [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
 
 
-def count_lines(path):
-    try:
-        return len(Path(path).read_text().splitlines())
-    except FileNotFoundError:
-        return 0
+def body_of(url):
+    """The body served at `url`, or "" while nothing answers there."""
+    answer = http_request(url)
+    return answer[2] if answer else ""
 
 
 KEEPALIVE = '{name: "keepalive", exec: ["sh", "-c", "echo alive; exec sleep 1000"]}'
@@ -187,8 +170,8 @@ def test_template_errors_are_one_line_exit_1(tmp_path):
 def test_ping_against_running_pilot_prints_ok(pilot):
     """-ping: `ok` on stdout, exit 0, when Pilot runs."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
-    r = cli(p, "-ping")
+    wait_for(lambda: ping_ok(p), what="the control socket")
+    r = p.cli("-ping")
     assert (r.returncode, r.stdout, r.stderr) == (0, "ok\n", "")
 
 
@@ -213,11 +196,11 @@ def test_subcommands_silent_on_success(pilot):
     """-maintenance and -putenv print nothing on success; docs/behaviour.md §0: a metric
     nobody configured is refused (4xx) so -putmetric fails in one line, exit 1."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
+    wait_for(lambda: ping_ok(p), what="the control socket")
     for args in (("-putenv", "A=1"), ("-maintenance", "enable"), ("-maintenance", "disable")):
-        r = cli(p, *args)
+        r = p.cli(*args)
         assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), args
-    r = cli(p, "-putmetric", "unknown_metric=1")
+    r = p.cli("-putmetric", "unknown_metric=1")
     assert r.returncode == 1
     lines = one_line(r)
     assert len(lines) == 1 and "failed" in lines[0] and "unknown_metric" in lines[0], lines
@@ -230,11 +213,11 @@ def test_putenv_is_seen_by_later_jobs(pilot, tmp_path):
     p = pilot(f"""{{jobs: [{KEEPALIVE},
       {{name: "show", when: {{source: "SIGHUP"}},
         exec: ["sh", "-c", "echo \\"A=$A B=$B C=${{C-unset}}\\" >> {out}"]}}]}}""")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
-    r = cli(p, "-putenv", "A=x=y", "-putenv", "B=two words", "-putenv", "C=")
+    wait_for(lambda: ping_ok(p), what="the control socket")
+    r = p.cli("-putenv", "A=x=y", "-putenv", "B=two words", "-putenv", "C=")
     assert r.returncode == 0, r.stdout + r.stderr
     p.signal(signal.SIGHUP)
-    wait_for(lambda: count_lines(out) == 1, 10, "the job run")
+    wait_for(lambda: count_lines(out) == 1, what="the job run")
     assert out.read_text() == "A=x=y B=two words C=\n"
 
 
@@ -242,8 +225,8 @@ def test_status_prints_a_table_with_job_names(pilot):
     """-status: a table naming every job, exit 0."""
     p = pilot(f"""{{jobs: [{KEEPALIVE},
         {{name: "done-job", exec: "true"}}]}}""")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
-    r = cli(p, "-status")
+    wait_for(lambda: ping_ok(p), what="the control socket")
+    r = p.cli("-status")
     assert r.returncode == 0, r.stderr
     names = [ln.split()[0] for ln in r.stdout.splitlines()[1:] if ln.strip()]
     assert "keepalive" in names and "done-job" in names
@@ -258,13 +241,13 @@ def test_maintenance_publishes_enter_and_exit_events(pilot, tmp_path):
         when: {{source: "global", each: "enterMaintenance"}}}},
       {{name: "on-exit", exec: ["sh", "-c", "echo x >> {leave}"],
         when: {{source: "global", each: "exitMaintenance"}}}}]}}""")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
-    assert cli(p, "-maintenance", "enable").returncode == 0
-    wait_for(lambda: count_lines(enter) == 1, 10, "the enterMaintenance job")
-    assert cli(p, "-maintenance", "enable").returncode == 0
-    wait_for(lambda: count_lines(enter) == 2, 10, "the second enterMaintenance run")
-    assert cli(p, "-maintenance", "disable").returncode == 0
-    wait_for(lambda: count_lines(leave) == 1, 10, "the exitMaintenance job")
+    wait_for(lambda: ping_ok(p), what="the control socket")
+    assert p.cli("-maintenance", "enable").returncode == 0
+    wait_for(lambda: count_lines(enter) == 1, what="the enterMaintenance job")
+    assert p.cli("-maintenance", "enable").returncode == 0
+    wait_for(lambda: count_lines(enter) == 2, what="the second enterMaintenance run")
+    assert p.cli("-maintenance", "disable").returncode == 0
+    wait_for(lambda: count_lines(leave) == 1, what="the exitMaintenance job")
 
 
 def test_putmetric_shows_in_metrics(pilot, consul_agent, tmp_path):
@@ -274,18 +257,15 @@ def test_putmetric_shows_in_metrics(pilot, consul_agent, tmp_path):
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"], metrics: [
         {{name: "my_gauge", type: "gauge", help: "a gauge"}},
         {{namespace: "app", subsystem: "db", name: "hits", type: "counter", help: "hits"}}]}}}}""")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
-    assert cli(p, "-putmetric", "my_gauge=42.5", "-putmetric", "app_db_hits=3").returncode == 0
-    assert cli(p, "-putmetric", "app_db_hits=2").returncode == 0
+    wait_for(lambda: ping_ok(p), what="the control socket")
+    assert p.cli("-putmetric", "my_gauge=42.5", "-putmetric", "app_db_hits=3").returncode == 0
+    assert p.cli("-putmetric", "app_db_hits=2").returncode == 0
 
     def metrics():
-        try:
-            return http_get(f"http://127.0.0.1:{port}/metrics")[2]
-        except OSError:
-            return ""
-    wait_for(lambda: re.search(r"^my_gauge 42\.5$", metrics(), re.M), 10, "my_gauge in /metrics")
+        return body_of(f"http://127.0.0.1:{port}/metrics")
+    wait_for(lambda: re.search(r"^my_gauge 42\.5$", metrics(), re.M), what="my_gauge in /metrics")
     wait_for(lambda: re.search(r"^app_db_hits_total 5(\.0)?$", metrics(), re.M)
-             or re.search(r"^app_db_hits 5(\.0)?$", metrics(), re.M), 10, "app_db_hits in /metrics")
+             or re.search(r"^app_db_hits 5(\.0)?$", metrics(), re.M), what="app_db_hits in /metrics")
 
 
 # -- §3, §8 config errors through the real CLI --------------------------------
@@ -565,10 +545,11 @@ def test_when_timeout_publishes_timer_expired(pilot):
     """when.timeout: the trigger did not fire in time → timerExpired{JOB},
     the job never runs."""
     p = pilot("""{jobs: [
-        {name: "blocker", exec: ["sh", "-c", "sleep 3"]},
+        {name: "blocker", exec: ["sh", "-c", "sleep 1000"]},
         {name: "waiter", exec: ["echo", "waiter-ran"], when: {source: "blocker", once: "exitSuccess", timeout: "300ms"}},
         {name: "on-expire", exec: ["echo", "expired-seen"], when: {source: "waiter", once: "timerExpired"}}]}""")
     p.wait_log("expired-seen")
+    p.signal(signal.SIGTERM)
     assert p.wait() == 0
     assert not p.lines("waiter-ran")
 
@@ -584,7 +565,7 @@ def test_health_check_events_trigger_jobs(pilot):
         {name: "h", exec: ["echo", "healthy-seen"], when: {source: "good", once: "healthy"}},
         {name: "u", exec: ["echo", "unhealthy-seen"], when: {source: "bad", once: "unhealthy"}}]}""")
     for word in ("check-ok-seen", "check-failed-seen", "healthy-seen", "unhealthy-seen"):
-        p.wait_log(word, timeout=10)
+        p.wait_log(word)
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
 
@@ -598,13 +579,13 @@ def test_watch_changed_healthy_unhealthy_with_a_real_agent(pilot, consul_agent, 
       {{name: "on-healthy", exec: ["sh", "-c", "echo x >> {healthy}"], when: {{source: "watch.backend", each: "healthy"}}}},
       {{name: "on-unhealthy", exec: ["sh", "-c", "echo x >> {unhealthy}"], when: {{source: "watch.backend", each: "unhealthy"}}}}],
       watches: [{{name: "backend", interval: 1}}]}}""")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
+    wait_for(lambda: ping_ok(p), what="the control socket")
     agent_put(consul_agent, "/v1/agent/service/register", {"ID": "backend-1", "Name": "backend", "Port": 1234,
                                                             "Address": "127.0.0.1"})
-    wait_for(lambda: count_lines(changed) == 1 and count_lines(healthy) == 1, 10, "changed + healthy")
+    wait_for(lambda: count_lines(changed) == 1 and count_lines(healthy) == 1, what="changed + healthy")
     assert count_lines(unhealthy) == 0
     agent_put(consul_agent, "/v1/agent/service/deregister/backend-1")
-    wait_for(lambda: count_lines(changed) == 2 and count_lines(unhealthy) == 1, 10, "changed + unhealthy")
+    wait_for(lambda: count_lines(changed) == 2 and count_lines(unhealthy) == 1, what="changed + unhealthy")
     assert count_lines(healthy) == 1
 
 
@@ -621,12 +602,10 @@ def test_telemetry_status_document(pilot, consul_agent):
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"]}}}}""")
 
     def status():
-        try:
-            return http_get(f"http://127.0.0.1:{port}/status")
-        except OSError:
-            return None
-    code, ctype, body = wait_for(status, 15, "/status")
-    assert code == 200 and ctype.startswith("application/json") and body.endswith("\n")
+        return http_request(f"http://127.0.0.1:{port}/status")
+    code, headers, body = wait_for(status, what="/status")
+    assert code == 200 and headers["Content-Type"].startswith("application/json")
+    assert body.endswith("\n")
     doc = json.loads(body)
     assert set(doc) == {"Version", "Jobs", "Services", "Watches"}
     assert isinstance(doc["Version"], str)
@@ -637,7 +616,7 @@ def test_telemetry_status_document(pilot, consul_agent):
     assert set(app) == {"Name", "Address", "Port", "Status"}
     assert doc["Services"][1]["Port"] == port and doc["Services"][1]["Status"] == "healthy"
     assert doc["Watches"] == ["backend"]
-    wait_for(lambda: json.loads(status()[2])["Services"][0]["Status"] == "healthy", 10, "app healthy")
+    wait_for(lambda: json.loads(status()[2])["Services"][0]["Status"] == "healthy", what="app healthy")
 
 
 def test_telemetry_status_empty_lists_are_null_and_service_registers(pilot, consul_agent):
@@ -648,11 +627,9 @@ def test_telemetry_status_empty_lists_are_null_and_service_registers(pilot, cons
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"], tags: ["t1"]}}}}""")
 
     def status():
-        try:
-            return json.loads(http_get(f"http://127.0.0.1:{port}/status")[2])
-        except OSError:
-            return None
-    doc = wait_for(status, 15, "/status")
+        body = body_of(f"http://127.0.0.1:{port}/status")
+        return body and json.loads(body)
+    doc = wait_for(status, what="/status")
     assert doc["Jobs"] is None and doc["Watches"] is None
     assert [s["Name"] for s in doc["Services"]] == ["containerpilot"]
     svc = wait_for(lambda: agent_get(consul_agent, "/v1/agent/services").get(f"containerpilot-{HOSTNAME}"),
@@ -662,15 +639,15 @@ def test_telemetry_status_empty_lists_are_null_and_service_registers(pilot, cons
     check = agent_get(consul_agent, "/v1/agent/checks")[f"service:containerpilot-{HOSTNAME}"]
     assert check["Status"] == "passing"
     p.signal(signal.SIGTERM)
-    assert p.wait(20) == 0
+    assert p.wait() == 0
     assert f"containerpilot-{HOSTNAME}" not in agent_get(consul_agent, "/v1/agent/services")
 
 
 def test_control_status_endpoint(pilot):
     """GET /v3/status on the control socket: JSON with every job's state and pid."""
     p = pilot(f"""{{jobs: [{KEEPALIVE}, {{name: "once", exec: "true"}}]}}""")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
-    code, body = control(p.socket, "GET", "/v3/status")
+    wait_for(lambda: ping_ok(p), what="the control socket")
+    code, body = control_request(p.socket, "GET", "/v3/status")
     assert code == 200
     doc = json.loads(body)
     jobs = {j["name"]: j for j in doc["jobs"]}
@@ -690,7 +667,7 @@ def test_all_jobs_completed_exits_0_even_when_they_failed(pilot):
 def test_sigterm_exits_0_and_removes_the_socket(pilot):
     """SIGTERM: clean shutdown, exit 0, control socket removed."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
+    wait_for(lambda: ping_ok(p), what="the control socket")
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
     assert not p.socket.exists()
@@ -708,8 +685,8 @@ def test_only_the_first_action_runs(pilot):
     """docs/behaviour.md §2.2: `-reload -ping` only reloads (nothing printed); -version
     wins over everything and needs no readable config."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
-    r = cli(p, "-reload", "-ping")
+    wait_for(lambda: ping_ok(p), what="the control socket")
+    r = p.cli("-reload", "-ping")
     assert (r.returncode, r.stdout) == (0, ""), r.stderr
     r = run_cli("-config", "/nonexistent/x.json5", "-ping", "-version")
     assert r.returncode == 0 and r.stdout.startswith("Version: ")
@@ -725,26 +702,23 @@ def test_telemetry_metrics_status_and_maintenance(pilot, consul_agent):
           health: {{exec: "true", interval: 1, ttl: 5}}}}],
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"],
         metrics: [{{name: "x", type: "gauge", help: "x"}}]}}}}""")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
+    wait_for(lambda: ping_ok(p), what="the control socket")
     base = f"http://127.0.0.1:{port}"
-    assert cli(p, "-putmetric", "__x=7").returncode == 0
+    assert p.cli("-putmetric", "__x=7").returncode == 0
 
     def metrics():
-        try:
-            return http_get(base + "/metrics")[2]
-        except OSError:
-            return ""
-    text = wait_for(lambda: re.search(r"^x 7(\.0)?$", metrics(), re.M) and metrics(), 10, "x=7")
+        return body_of(base + "/metrics")
+    text = wait_for(lambda: re.search(r"^x 7(\.0)?$", metrics(), re.M) and metrics(), what="x=7")
     assert re.search(r'^containerpilot_events(_total)?\{code="Startup",source="global"\} 1(\.0)?$', text, re.M), text
     assert "containerpilot_control_http_requests" in text
-    wait_for(lambda: json.loads(http_get(base + "/status")[2])["Services"][0]["Status"] == "healthy",
+    wait_for(lambda: json.loads(body_of(base + "/status"))["Services"][0]["Status"] == "healthy",
              10, "app healthy")
-    assert cli(p, "-maintenance", "enable").returncode == 0
-    wait_for(lambda: json.loads(http_get(base + "/status")[2])["Services"][0]["Status"] == "maintenance",
+    assert p.cli("-maintenance", "enable").returncode == 0
+    wait_for(lambda: json.loads(body_of(base + "/status"))["Services"][0]["Status"] == "maintenance",
              10, "app in maintenance")
     req = urllib.request.Request(base + "/status", data=b"", method="POST")
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(req, timeout=5)
+        urllib.request.urlopen(req, timeout=DEADLINE)
     assert err.value.code == 405
 
 
@@ -754,7 +728,7 @@ def test_unbindable_control_socket_is_exit_1(tmp_path):
     cfg = tmp_path / "c.json5"
     cfg.write_text(f'{{control: {{socket: "{tmp_path}/no/dir/x.sock"}}, '
                    f'jobs: [{{name: "a", exec: ["echo", "job-ran"]}}]}}')
-    r = run_cli("-config", str(cfg), timeout=30)
+    r = run_cli("-config", str(cfg), timeout=2 * DEADLINE)  # ten binding attempts, 1 s apart
     assert r.returncode == 1
     assert f"error listening to socket at {tmp_path}/no/dir/x.sock" in r.stdout + r.stderr
     assert "job-ran" not in r.stdout + r.stderr
@@ -762,13 +736,13 @@ def test_unbindable_control_socket_is_exit_1(tmp_path):
 
 
 def test_zero_jobs_exit_promptly_on_sigterm(pilot):
-    """docs/behaviour.md §16.2 recommendation: with no jobs, SIGTERM ends Pilot promptly, status 0."""
-    p = pilot("{}")
-    wait_for(lambda: ping_ok(p), 10, "the control socket")
-    t0 = time.monotonic()
+    """docs/behaviour.md §16.2 recommendation: with no jobs, SIGTERM ends Pilot promptly,
+    status 0: it does not sit out the final grace (a minute here; the test
+    gives up after half of it)."""
+    p = pilot("{stopTimeout: 60}")
+    wait_for(lambda: ping_ok(p), what="the control socket")
     p.signal(signal.SIGTERM)
-    assert p.wait(10) == 0
-    assert time.monotonic() - t0 < 3
+    assert p.wait(timeout=DEADLINE) == 0
 
 
 def test_second_sigterm_forces_exit_with_nonzero_status(pilot):
@@ -776,21 +750,20 @@ def test_second_sigterm_forces_exit_with_nonzero_status(pilot):
     first) kills everything at once and exits 128+15; a duplicate within
     1 s (Ctrl-C reaching launcher and Pilot) is ignored; a `once: shutdown`
     job never runs (rule 6)."""
-    p = pilot("""{stopTimeout: 30, logging: {level: "DEBUG"}, jobs: [
+    p = pilot("""{stopTimeout: 120, logging: {level: "DEBUG"}, jobs: [
         {name: "stubborn", exec: ["sh", "-c", "trap '' TERM; echo stubborn-up; while :; do sleep 0.05; done"]},
         {name: "onshut", exec: ["echo", "shutdown-job-ran"], when: {source: "global", once: "shutdown"}}]}""")
     p.wait_log(r"stubborn \d+ stubborn-up")
-    first = time.monotonic()
     p.signal(signal.SIGTERM)
     p.signal(signal.SIGTERM)  # the same request delivered twice
     p.wait_log(r"event: shutdown\{global\}")
+    seen = time.monotonic()  # Pilot took the first SIGTERM before this
     # a forced exit would have ended Pilot by now: it is still shutting down
-    wait_for(lambda: time.monotonic() - first > 1.2, 5, "the duplicate window to pass")
+    wait_for(lambda: time.monotonic() - seen > 1.2, what="the duplicate window to pass")
     assert p.proc.poll() is None and not p.lines("killing every process now")
-    t0 = time.monotonic()
     p.signal(signal.SIGTERM)
-    code = p.wait(10)
-    assert time.monotonic() - t0 < 5
+    # Forced: exit at once with 128+15, not after the 120 s grace with 0.
+    code = p.wait(timeout=DEADLINE)
     assert code == 128 + signal.SIGTERM
     assert not p.lines(r"onshut \d+ shutdown-job-ran")
 

@@ -1,28 +1,19 @@
 """A real Pilot (PID 1 of its own PID namespace) against a real Consul agent:
 registration, an agent that comes late or forgets everything, maintenance,
 and watches that react to the agent at once (docs/behaviour.md §11, §12, §0)."""
-import json
 import signal
 import socket
 
 import pytest
 
-from tests.consul_agent import agent_get, agent_put, free_port
-from tests.integration.pilot_proc import Pilot, run_cli, wait_for
+from tests.consul_agent import agent_put, check_status, registered
+from tests.integration.pilot_proc import config_text
+from tests.support import count_lines, free_port, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(120)
 HOSTNAME = socket.gethostname()  # unshare --pid keeps the host's UTS namespace
 SERVICE_ID = f"app-{HOSTNAME}"
-
-
-def config(tmp_path, consul_port, jobs, watches=()):
-    """Config text, as users write it, read by the real loader."""
-    return json.dumps({
-        "consul": f"127.0.0.1:{consul_port}",
-        "control": {"socket": str(tmp_path / "pilot.sock")},
-        "jobs": list(jobs),
-        "watches": list(watches),
-    }, indent=2)
+CHECK_ID = f"service:{SERVICE_ID}"
 
 
 def advertised_app(**extra):
@@ -33,53 +24,21 @@ def advertised_app(**extra):
     return job
 
 
-def registered(agent, service_id=SERVICE_ID):
-    """The agent's record of the service, or None."""
-    try:
-        return agent_get(agent, "/v1/agent/services").get(service_id)
-    except OSError:
-        return None
-
-
-def check_status(agent, service_id=SERVICE_ID):
-    check = agent_get(agent, "/v1/agent/checks").get("service:" + service_id)
-    return check and check["Status"]
-
-
-def lines_of(path):
-    return path.read_text().splitlines() if path.exists() else []
-
-
-@pytest.fixture
-def pilots():
-    """Start Pilots (`pilots(tmp_path, config_text)`); all stopped afterwards."""
-    started = []
-
-    def start(tmp_path, text, **kw):
-        pilot = Pilot(tmp_path, text, **kw)
-        started.append(pilot)
-        return pilot.start()
-
-    yield start
-    for pilot in started:
-        pilot.stop()
-
-
-def test_advertised_job_registers_and_deregisters_on_sigterm(tmp_path, consul_agent, pilots):
+def test_advertised_job_registers_and_deregisters_on_sigterm(consul_agent, pilot):
     """A passing health check registers NAME-HOSTNAME with its tags, port,
     address and a passing TTL check service:ID; SIGTERM deregisters it."""
-    pilot = pilots(tmp_path, config(tmp_path, consul_agent.http_port, [advertised_app()]))
-    svc = wait_for(lambda: registered(consul_agent), 10, "the service in the agent")
+    p = pilot(config_text([advertised_app()], consul=consul_agent.http_addr))
+    svc = wait_for(lambda: registered(consul_agent, SERVICE_ID), what="the service in the agent")
     assert (svc["Service"], svc["Tags"], svc["Port"], svc["Address"]) == (
         "app", ["web", "v1"], 8080, "127.0.0.1")
-    wait_for(lambda: check_status(consul_agent) == "passing", 10, "a passing TTL check")
-    pilot.signal(signal.SIGTERM)
-    pilot.wait(20)
-    assert registered(consul_agent) is None
-    assert check_status(consul_agent) is None
+    wait_for(lambda: check_status(consul_agent, CHECK_ID) == "passing", what="a passing TTL check")
+    p.signal(signal.SIGTERM)
+    assert p.wait() == 0
+    assert registered(consul_agent, SERVICE_ID) is None
+    assert check_status(consul_agent, CHECK_ID) is None
 
 
-def test_agent_that_comes_up_after_pilot(tmp_path, consul_agent_factory, pilots):
+def test_agent_that_comes_up_after_pilot(tmp_path, consul_agent_factory, pilot):
     """Without an agent, jobs run and the outage is told once; when the agent
     comes up the service registers within seconds and recovery is logged."""
     port = free_port()
@@ -87,45 +46,45 @@ def test_agent_that_comes_up_after_pilot(tmp_path, consul_agent_factory, pilots)
     jobs = [advertised_app(exec=["sh", "-c", f"touch {ran}; exec sleep 1000"],
                            health={"exec": ["sh", "-c", f"echo >> {checks}"],
                                    "interval": 1, "ttl": 5})]
-    pilot = pilots(tmp_path, config(tmp_path, port, jobs, [{"name": "app", "interval": 1}]))
-    wait_for(ran.exists, 10, "the job to run without Consul")
-    pilot.wait_log("unreachable", timeout=10)
-    wait_for(lambda: len(lines_of(checks)) >= 3, 10, "three failed heartbeats")
+    p = pilot(config_text(jobs, consul=f"127.0.0.1:{port}", watches=[{"name": "app", "interval": 1}]))
+    wait_for(ran.exists, what="the job to run without Consul")
+    p.wait_log("unreachable")
+    wait_for(lambda: count_lines(checks) >= 3, what="three failed heartbeats")
     agent = consul_agent_factory(http_port=port)
-    wait_for(lambda: registered(agent), 8, "registration once the agent is up")
-    pilot.wait_log(rf"consul: 127\.0\.0\.1:{port} recovered", timeout=5)
-    outage = pilot.lines("unreachable")
+    wait_for(lambda: registered(agent, SERVICE_ID), what="registration once the agent is up")
+    p.wait_log(rf"consul: 127\.0\.0\.1:{port} recovered")
+    outage = p.lines("unreachable")
     assert len(outage) == 1, outage
 
 
-def test_agent_restart_that_forgets_everything(tmp_path, consul_agent_factory, pilots):
+def test_agent_restart_that_forgets_everything(consul_agent_factory, pilot):
     """A new agent on the same port knows nothing: the next heartbeat registers again."""
     first = consul_agent_factory()
-    pilots(tmp_path, config(tmp_path, first.http_port, [advertised_app()]))
-    wait_for(lambda: registered(first), 10, "the first registration")
+    pilot(config_text([advertised_app()], consul=first.http_addr))
+    wait_for(lambda: registered(first, SERVICE_ID), what="the first registration")
     first.stop()
     second = consul_agent_factory(http_port=first.http_port)
-    assert registered(second) is None
-    wait_for(lambda: registered(second), 8, "registration in the restarted agent")
-    wait_for(lambda: check_status(second) == "passing", 5, "a passing check after restart")
+    assert registered(second, SERVICE_ID) is None
+    wait_for(lambda: registered(second, SERVICE_ID), what="registration in the restarted agent")
+    wait_for(lambda: check_status(second, CHECK_ID) == "passing", what="a passing check after restart")
 
 
-def test_maintenance_takes_the_service_out_and_back(tmp_path, consul_agent, pilots):
+def test_maintenance_takes_the_service_out_and_back(consul_agent, pilot):
     """`-maintenance enable` deregisters the service; `disable` brings it back."""
-    pilot = pilots(tmp_path, config(tmp_path, consul_agent.http_port, [advertised_app()]))
-    wait_for(lambda: registered(consul_agent), 10, "the service in the agent")
-    wait_for((tmp_path / "pilot.sock").exists, 5, "the control socket")
-    done = run_cli("-config", str(pilot.config), "-maintenance", "enable")
+    p = pilot(config_text([advertised_app()], consul=consul_agent.http_addr))
+    wait_for(lambda: registered(consul_agent, SERVICE_ID), what="the service in the agent")
+    wait_for(p.socket.exists, what="the control socket")
+    done = p.cli("-maintenance", "enable")
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: registered(consul_agent) is None, 5, "the service to leave")
-    done = run_cli("-config", str(pilot.config), "-maintenance", "disable")
+    wait_for(lambda: registered(consul_agent, SERVICE_ID) is None, what="the service to leave")
+    done = p.cli("-maintenance", "disable")
     assert done.returncode == 0, done.stderr
-    wait_for(lambda: registered(consul_agent), 8, "the service to come back")
-    wait_for(lambda: check_status(consul_agent) == "passing", 5, "a passing check again")
+    wait_for(lambda: registered(consul_agent, SERVICE_ID), what="the service to come back")
+    wait_for(lambda: check_status(consul_agent, CHECK_ID) == "passing", what="a passing check again")
 
 
-def test_watch_triggers_a_job_long_before_its_interval(tmp_path, consul_agent, pilots):
-    """With `interval: 60`, registering and deregistering `backend` in the
+def test_watch_triggers_a_job_long_before_its_interval(tmp_path, consul_agent, pilot):
+    """With `interval: 300`, registering and deregistering `backend` in the
     agent runs the `changed` job each time far sooner than a poll would:
     the watch blocks on Consul instead of polling (the bound is loose on
     purpose: this checks the mechanism, bench/watch_latency.py the speed)."""
@@ -135,9 +94,9 @@ def test_watch_triggers_a_job_long_before_its_interval(tmp_path, consul_agent, p
         {"name": "on-change", "exec": ["sh", "-c", f"date +%s.%N >> {runs}"],
          "when": {"source": "watch.backend", "each": "changed"}},
     ]
-    pilots(tmp_path, config(tmp_path, consul_agent.http_port, jobs,
-                            [{"name": "backend", "interval": 60}]))
-    wait_for(ready.exists, 10, "pilot to start its jobs")
+    pilot(config_text(jobs, consul=consul_agent.http_addr,
+                      watches=[{"name": "backend", "interval": 300}]))
+    wait_for(ready.exists, what="pilot to start its jobs")
     for count, change in enumerate([
             lambda: agent_put(consul_agent, "/v1/agent/service/register",
                               {"ID": "backend-1", "Name": "backend",
@@ -147,6 +106,6 @@ def test_watch_triggers_a_job_long_before_its_interval(tmp_path, consul_agent, p
                               {"ID": "backend-2", "Name": "backend",
                                "Address": "127.0.0.2", "Port": 9001})], start=1):
         change()
-        # 30 s: well inside the 60 s a poll would take
-        wait_for(lambda: len(lines_of(runs)) >= count, 30, f"run {count} of the changed job")
-        assert len(lines_of(runs)) == count
+        # DEADLINE (30 s): a tenth of the 300 s a poll would take
+        wait_for(lambda: count_lines(runs) >= count, what=f"run {count} of the changed job")
+        assert count_lines(runs) == count

@@ -10,13 +10,13 @@ import os
 import re
 import signal
 import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from tests.consul_agent import free_port
+from tests.consul_agent import agent_get
+from tests.integration.pilot_proc import ORPHAN_JOBS, Pilot, orphan_storm_is_reaped
 from tests.integration.scratch import REPO, Container, Image
+from tests.support import DEADLINE, free_port, http_request, wait_for
 
 EXECUTABLE = os.path.join(REPO, "dist", "pilot")
 SOURCES = ["pilot.py", "pilot/**/*.py", "build/*", "setup.cfg"]
@@ -61,16 +61,6 @@ def container(executable, tmp_path):
         each.stop()
 
 
-def _wait_for(condition, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 SIGNAL_JOBS = """{
   jobs: [
     {name: "on-hup", exec: ["/pilot", "-ping"], when: {source: "SIGHUP"}},
@@ -109,10 +99,10 @@ def test_sigusr1_to_pid1_reopens_the_log_file(container):
       jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "200ms"}}],
     }""")
     log = os.path.join(box.root, "tmp", "pilot.log")
-    _wait_for(lambda: os.path.exists(log) and "tick" in open(log).read(), what="log file")
+    wait_for(lambda: os.path.exists(log) and "tick" in open(log).read(), what="log file")
     os.rename(log, log + ".1")
     box.signal(signal.SIGUSR1)
-    _wait_for(lambda: os.path.exists(log) and "tick" in open(log).read(), what="reopened log")
+    wait_for(lambda: os.path.exists(log) and "tick" in open(log).read(), what="reopened log")
 
 
 def test_sigterm_ends_the_container_with_status_0_and_no_files(container):
@@ -135,6 +125,12 @@ def test_config_error_is_the_containers_exit_status(container):
     assert box.leftovers() == []
 
 
+# A periodic job's run is killed after its interval unless it sets `timeout`
+# (3.8's rule); on a busy machine starting /pilot alone can take longer than
+# 300 ms, so jobs whose runs must all succeed say how long they may take.
+CLIENT_TIMEOUT = '"60s"'
+
+
 def test_periodic_job_reports_a_metric_with_the_executable(container):
     """The sensor pattern: a periodic job runs `/pilot -putmetric` and the value arrives."""
     port = free_port()
@@ -146,16 +142,15 @@ def test_periodic_job_reports_a_metric_with_the_executable(container):
                    help: "set by a job", type: "gauge"}],
       },
       jobs: [{name: "sensor", exec: ["/pilot", "-putmetric", "scratch_sensor_value=42"],
-              when: {interval: "300ms"}}],
-    }""" % port)
+              when: {interval: "300ms"}, timeout: %s}],
+    }""" % (port, CLIENT_TIMEOUT))
     box.wait_for_output(r"telemetry: serving at 127.0.0.1:%d" % port)
 
     def metric_arrived():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            exposed = r.read().decode()
-        return re.search(r"^scratch_sensor_value 42(\.0)?$", exposed, re.M)
+        exposed = http_request(f"http://127.0.0.1:{port}/metrics")
+        return exposed and re.search(r"^scratch_sensor_value 42(\.0)?$", exposed[2], re.M)
 
-    _wait_for(metric_arrived, what="the job's metric")
+    wait_for(metric_arrived, what="the job's metric")
     assert "sensor exited with error" not in box.output()
     assert len(box.unpacked_copies()) == 1, box.leftovers()  # job calls unpacked nothing
 
@@ -170,12 +165,12 @@ def _host_pilot(executable, tmp_path):
     pilot = subprocess.Popen([executable, "-config", str(config)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
+        wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
         (bundle,) = glob.glob(str(tmp_path / "pilot-*"))
         yield config, env, bundle
     finally:
         pilot.send_signal(signal.SIGTERM)
-        pilot.wait(20)
+        pilot.wait(DEADLINE)
 
 
 def test_client_calls_from_jobs_reuse_the_running_unpack(executable, tmp_path):
@@ -208,7 +203,7 @@ def test_jobs_get_the_users_environment(executable, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "USER_SETTING": "kept",
            "LD_LIBRARY_PATH": "/user/lib"}
     result = subprocess.run([executable, "-config", str(config)], env=env,
-                            capture_output=True, text=True, timeout=30, check=False)
+                            capture_output=True, text=True, timeout=2 * DEADLINE, check=False)
     lines = re.findall(r"^\S+ show \d+ (\w+)=(.*)$", result.stdout, re.M)
     seen = dict(lines)
     assert seen.get("USER_SETTING") == "kept", result.stdout + result.stderr
@@ -220,30 +215,20 @@ def test_jobs_get_the_users_environment(executable, tmp_path):
 
 def test_orphans_are_reaped_through_the_launcher(executable, tmp_path):
     """dist/pilot as PID 1 (launcher, then Pilot as subreaper): hundreds of
-    orphans leave at most 2 zombies at any sample; the job's own exit code
-    still arrives."""
-    from tests.integration.pilot_proc import Pilot
-    from tests.integration.test_pid1 import ORPHANS, sample_zombies
-    p = Pilot(tmp_path, f"""{{jobs: [
-        {{name: "orphans", exec: ["sh", "-c", "{ORPHANS}"]}},
-        {{name: "witness", exec: ["echo", "orphans-exit-failed-seen"],
-          when: {{source: "orphans", once: "exitFailed"}}}}]}}""",
-              command=[executable], env={"TMPDIR": str(tmp_path)}).start()
+    orphans never pile up as zombies and none is left; the job's own exit
+    code still arrives."""
+    p = Pilot(tmp_path, ORPHAN_JOBS, command=[executable], env={"TMPDIR": str(tmp_path)}).start()
     try:
-        worst = sample_zombies(p)
-        assert p.wait() == 0
+        orphan_storm_is_reaped(p)
     finally:
         p.stop()
-    assert worst <= 2, f"saw {worst} zombies at once"
-    assert p.lines("orphans-exit-failed-seen")
-    assert p.lines("orphans exited with error: exit status 7")
 
 
 def test_version_carries_the_commit_it_was_built_from(executable, tmp_path):
     """`pilot -version` prints 3.8's two lines with the build's git hash (the
     image has no .git to ask)."""
     result = subprocess.run([executable, "-version"], env={"TMPDIR": str(tmp_path)},
-                            capture_output=True, text=True, timeout=30, check=False)
+                            capture_output=True, text=True, timeout=2 * DEADLINE, check=False)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"Version: \S+\nGitHash: [0-9a-f]{7,40}\n", result.stdout), result.stdout
 
@@ -286,9 +271,9 @@ def test_ctrl_c_in_a_terminal_is_one_graceful_shutdown(executable, tmp_path):
         def started():
             read_terminal()
             return b"control: serving at" in output and tree_has_sleep(pilot.pid)
-        _wait_for(started, what="Pilot and its job to start")
+        wait_for(started, what="Pilot and its job to start")
         os.write(master, b"\x03")  # the terminal's interrupt character: SIGINT to the group
-        status = pilot.wait(30)
+        status = pilot.wait(DEADLINE)
         read_terminal()
     finally:
         if pilot.poll() is None:
@@ -321,8 +306,8 @@ def tree_has_sleep(root):
 
 TMP_SOCKET_JOBS = """{
   control: {socket: "/tmp/containerpilot.socket"},
-  jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}}],
-}"""
+  jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}, timeout: %s}],
+}""" % CLIENT_TIMEOUT
 
 
 def _one_line_failure(box):
@@ -392,7 +377,7 @@ def test_a_non_root_user_and_the_default_socket_is_one_clear_line(container):
     """As user 1000 the default control socket (/var/run, root's) cannot be created:
     after the bind retries Pilot exits 1 with one line naming the socket."""
     box = container("{jobs: []}", tmpfs={"/tmp": "exec"}, user="1000:1000")
-    status = box.wait(timeout=40)  # ContainerPilot retries binding 10 times, 1 s apart
+    status = box.wait(timeout=2 * DEADLINE)  # ContainerPilot retries binding 10 times, 1 s apart
     output = box.output().strip()
     assert status == 1, output
     assert output.splitlines()[-1] == ("pilot: error listening to socket at "
@@ -430,7 +415,6 @@ def test_consul_registration_ttl_metrics_and_putmetric_inside_the_image(containe
     (health check `/pilot -ping`), telemetry registers and serves /metrics, and a
     job's `/pilot -putmetric` arrives: the executable carries what python-consul2,
     requests and prometheus_client need (urllib3, idna, certifi, charset_normalizer)."""
-    from tests.consul_agent import agent_get
     port = free_port()
     box = container("""{
       consul: "%s",
@@ -440,29 +424,29 @@ def test_consul_registration_ttl_metrics_and_putmetric_inside_the_image(containe
                    help: "set by a job", type: "gauge"}]},
       jobs: [
         {name: "web", port: 8080, interfaces: ["static:127.0.0.1"],
-         health: {exec: ["/pilot", "-ping"], interval: 1, ttl: 10}},
+         health: {exec: ["/pilot", "-ping"], interval: 1, ttl: 30, timeout: %s}},
         {name: "sensor", exec: ["/pilot", "-putmetric", "scratch_sensor_value=7"],
-         when: {interval: "300ms"}},
+         when: {interval: "300ms"}, timeout: %s},
       ],
-    }""" % (consul_agent.http_addr, port), tmpfs={"/tmp": "exec"})
+    }""" % (consul_agent.http_addr, port, CLIENT_TIMEOUT, CLIENT_TIMEOUT), tmpfs={"/tmp": "exec"})
 
     def passing():
         checks = agent_get(consul_agent, "/v1/agent/checks")
         return {c["ServiceName"] for c in checks.values() if c["Status"] == "passing"}
-    _wait_for(lambda: {"web", "containerpilot"} <= passing(), timeout=20,
-              what=f"passing checks for web and telemetry:\n{box.output()}")
+    wait_for(lambda: {"web", "containerpilot"} <= passing(),
+             what=lambda: f"passing checks for web and telemetry:\n{box.output()}")
     services = agent_get(consul_agent, "/v1/agent/services")
     web = next(s for s in services.values() if s["Service"] == "web")
     assert (web["Address"], web["Port"]) == ("127.0.0.1", 8080)
 
     def metric_arrived():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            return re.search(r"^scratch_sensor_value 7(\.0)?$", r.read().decode(), re.M)
-    _wait_for(metric_arrived, what="the job's metric")
+        exposed = http_request(f"http://127.0.0.1:{port}/metrics")
+        return exposed and re.search(r"^scratch_sensor_value 7(\.0)?$", exposed[2], re.M)
+    wait_for(metric_arrived, what="the job's metric")
     assert "Traceback" not in box.output() and "exited with error" not in box.output()
     box.signal(signal.SIGTERM)
     assert box.wait() == 0, box.output()
-    _wait_for(lambda: not agent_get(consul_agent, "/v1/agent/services"), what="deregistration")
+    wait_for(lambda: not agent_get(consul_agent, "/v1/agent/services"), what="deregistration")
 
 
 def test_putenv_then_reload_from_jobs_inside_the_image(container):
@@ -472,15 +456,19 @@ def test_putenv_then_reload_from_jobs_inside_the_image(container):
       control: {socket: "/tmp/containerpilot.socket"},
       jobs: [
         {name: "greet-{{ .GREETING | default "nobody" }}", exec: ["/pilot", "-ping"],
-         when: {interval: "300ms"}},
+         when: {interval: "300ms"}, timeout: %s},
         {name: "setenv", exec: ["/pilot", "-putenv", "GREETING=world"],
          when: {source: "greet-nobody", once: "exitSuccess"}},
         {name: "reload", exec: ["/pilot", "-reload"],
          when: {source: "setenv", once: "exitSuccess"}},
       ],
-    }""", tmpfs={"/tmp": "exec"})
+    }""" % CLIENT_TIMEOUT, tmpfs={"/tmp": "exec"})
     box.wait_for_output(PING_LINE.format(job="greet-world"), count=2)
-    assert "Traceback" not in box.output() and "exited with error" not in box.output()
+    # The reload stops greet-nobody, whose run may be in flight then (SIGTERM):
+    # that is the only failure allowed; a failing client call exits with a status.
+    errors = [line for line in box.output().splitlines() if "exited with error" in line
+              and "greet-nobody exited with error: signal: terminated" not in line]
+    assert "Traceback" not in box.output() and errors == [], box.output()
     assert len(box.unpacked_copies()) == 1, box.leftovers()
 
 
@@ -560,7 +548,7 @@ def test_only_one_shot_flags_reuse_a_running_copy(executable, tmp_path):
 
         def unpacked(*args):
             done = subprocess.run([executable, "-config", str(config), *args], env=nowhere,
-                                  capture_output=True, text=True, timeout=30, check=False)
+                                  capture_output=True, text=True, timeout=2 * DEADLINE, check=False)
             return "cannot unpack into TMPDIR" in done.stderr
         for one_shot in (["--status"], ["-maintenance=disable"], ["-putenv", "A=1"],
                          ["-ping=true"], ["-version"], ["-template", "-out", "-"]):

@@ -4,7 +4,6 @@ restarted, and Pilot itself flooded with signals and reloads. The promise
 under test: faults never crash Pilot, never lose a job or a registration,
 and Consul being down never stops a job."""
 import datetime
-import json
 import os
 import signal
 import socket
@@ -12,18 +11,12 @@ import time
 
 import pytest
 
-from tests.consul_agent import agent_get
-from tests.integration.pilot_proc import run_cli, wait_for
+from tests.consul_agent import registered
+from tests.integration.pilot_proc import config_text
+from tests.support import alive, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 HOSTNAME = socket.gethostname()  # unshare --pid keeps the host's UTS namespace
-
-
-def config(tmp_path, agent, jobs, watches=()):
-    return json.dumps({
-        "consul": agent.http_addr,
-        "control": {"socket": str(tmp_path / "pilot.sock")},
-        "jobs": list(jobs), "watches": list(watches)}, indent=2)
 
 
 def stamps(path):
@@ -38,13 +31,6 @@ def log_time(line):
     text = line.split()[0].rstrip("Z")
     return datetime.datetime.fromisoformat(text).replace(
         tzinfo=datetime.timezone.utc).timestamp()
-
-
-def registered(agent, service_id):
-    try:
-        return service_id in agent_get(agent, "/v1/agent/services")
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -70,21 +56,23 @@ def test_hung_agent_does_not_hold_up_job_restarts(tmp_path, consul_agent, pilot,
            "exec": ["sh", "-c", f"date +%s.%N >> {runs}; sleep 0.2"],
            "health": {"exec": ["sh", "-c", f"date +%s.%N >> {checks}"],
                       "interval": 1, "ttl": 10}}
-    p = pilot(config(tmp_path, consul_agent, [app]))
-    p.wait_log("Service registered: app", timeout=20)
+    p = pilot(config_text([app], consul=consul_agent.http_addr))
+    p.wait_log("Service registered: app")
     stopped_agent(consul_agent)
     checks_before = len(stamps(checks))
     # The first check after the stop passes and sends a heartbeat that hangs.
-    wait_for(lambda: len(stamps(checks)) > checks_before, 15, "a health check after the stop")
+    wait_for(lambda: len(stamps(checks)) > checks_before, what="a health check after the stop")
     hung_from = stamps(checks)[checks_before]
-    warned = p.wait_log(r"service update TTL failed: .* timed out", timeout=30)[0]
+    warned = p.wait_log(r"service update TTL failed: .* timed out")[0]
+    # Runs started while the heartbeat hung (its call waits 5 s for the
+    # agent): a job loop blocked by the heartbeat would start none at all.
     during = [t for t in stamps(runs) if hung_from < t < log_time(warned)]
-    assert len(during) >= 3, f"job ran {len(during)} times while a heartbeat was hung"
+    assert len(during) >= 2, f"job ran {len(during)} times while a heartbeat was hung"
     os.kill(consul_agent.proc.pid, signal.SIGCONT)
-    p.wait_log(r"consul: .* recovered", timeout=30)
-    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 20, "service still registered")
+    p.wait_log(r"consul: .* recovered")
+    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), what="service still registered")
     assert len(p.lines(r"service update TTL failed")) == 1, p.log
-    assert run_cli("-config", str(p.config), "-ping").returncode == 0
+    assert p.cli("-ping").returncode == 0
 
 
 def test_sigterm_with_a_hung_agent_stops_the_job_before_deregistering(
@@ -97,24 +85,14 @@ def test_sigterm_with_a_hung_agent_stops_the_job_before_deregistering(
            "exec": ["sh", "-c", f"trap 'date +%s.%N > {termed}; exit 0' TERM; "
                                 "while true; do sleep 0.05; done"],
            "health": {"exec": "true", "interval": 1, "ttl": 10}}
-    text = config(tmp_path, consul_agent, [app]).replace('"jobs"', '"logging": {"level": "DEBUG"}, "jobs"', 1)
-    p = pilot(text)
-    p.wait_log("Service registered: app", timeout=20)
+    p = pilot(config_text([app], consul=consul_agent.http_addr, logging={"level": "DEBUG"}))
+    p.wait_log("Service registered: app")
     stopped_agent(consul_agent)
     p.signal(signal.SIGTERM)
-    failed = p.wait_log("deregistering failed", timeout=30)[0]
-    wait_for(termed.exists, 15, "the job to get SIGTERM")
+    failed = p.wait_log("deregistering failed")[0]
+    wait_for(termed.exists, what="the job to get SIGTERM")
     assert stamps(termed)[0] < log_time(failed), "SIGTERM waited for the deregistration"
-    assert p.wait(30) == 0
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    st = open(f"/proc/{pid}/stat").read()
-    return st[st.rfind(")") + 2] != "Z"
+    assert p.wait() == 0
 
 
 def test_sigterm_during_a_reload_leaves_no_job_of_the_new_config_running(tmp_path, pilot):
@@ -124,18 +102,18 @@ def test_sigterm_during_a_reload_leaves_no_job_of_the_new_config_running(tmp_pat
     new_pids = tmp_path / "new-pids"
 
     def text(version):
+        # The old job outlives the top-level stopTimeout (5 s): the reload is
+        # still waiting for it when SIGTERM comes, however slow the machine.
         slow = {"name": "slow", "exec": [
             "sh", "-c", f"echo $$ >> {tmp_path}/{version}-pids; "
-                        "trap 'sleep 3; exit 0' TERM; while true; do sleep 0.1; done"]}
-        return json.dumps({"control": {"socket": str(tmp_path / "pilot.sock")},
-                           "jobs": [slow]})
+                        "trap 'sleep 60; exit 0' TERM; while true; do sleep 0.1; done"]}
+        return config_text([slow])
     p = pilot(text("old"), pid1=False)
-    wait_for((tmp_path / "old-pids").exists, 15, "the first job to run")
-    p.config.write_text(text("new"))
-    assert run_cli("-config", str(p.config), "-reload").returncode == 0
-    # The old job takes 3 s to stop: the reload is still waiting for it.
+    wait_for((tmp_path / "old-pids").exists, what="the first job to run")
+    p.rewrite_config(text("new"))
+    assert p.cli("-reload").returncode == 0
     p.signal(signal.SIGTERM)
-    assert p.wait(30) == 0
+    assert p.wait() == 0
     left = [pid for pid in stamps(new_pids) if alive(int(pid))]
     for pid in left:
         os.kill(int(pid), signal.SIGKILL)
@@ -153,25 +131,25 @@ def test_reload_during_maintenance_keeps_a_changed_service_out(tmp_path, consul_
                "health": {"exec": "true", "interval": 1, "ttl": 10}}
         clock = {"name": "clock", "when": {"interval": "1s"},
                  "exec": ["sh", "-c", f"date +%s.%N >> {ticks}"]}
-        return config(tmp_path, consul_agent, [app, clock])
+        return config_text([app, clock], consul=consul_agent.http_addr)
     service_id = f"app-{HOSTNAME}"
     p = pilot(text(8000))
-    p.wait_log("Service registered: app", timeout=20)
-    assert run_cli("-config", str(p.config), "-maintenance", "enable").returncode == 0
-    wait_for(lambda: not registered(consul_agent, service_id), 15, "deregistration")
-    p.config.write_text(text(9000))
-    assert run_cli("-config", str(p.config), "-reload").returncode == 0
-    p.wait_log(r"app exited", timeout=20)  # the old job stopped, the new one starts
+    p.wait_log("Service registered: app")
+    assert p.cli("-maintenance", "enable").returncode == 0
+    wait_for(lambda: not registered(consul_agent, service_id), what="deregistration")
+    p.rewrite_config(text(9000))
+    assert p.cli("-reload").returncode == 0
+    p.wait_log(r"app exited")  # the old job stopped, the new one starts
     # Three ticks of a 1 s periodic job: the new job's 1 s check would have
     # registered it by then, were it not held in maintenance.
     seen = len(stamps(ticks))
-    wait_for(lambda: len(stamps(ticks)) >= seen + 3, 20, "three more ticks")
+    wait_for(lambda: len(stamps(ticks)) >= seen + 3, what="three more ticks")
     registrations = len(p.lines("Service registered"))
     assert not registered(consul_agent, service_id), p.log[-2000:]
-    assert run_cli("-config", str(p.config), "-maintenance", "disable").returncode == 0
-    wait_for(lambda: agent_get(consul_agent, "/v1/agent/services").get(service_id, {}).get("Port") == 9000,
-             20, "the service back on its new port")
-    p.wait_log("Service registered", count=registrations + 1, timeout=20)
+    assert p.cli("-maintenance", "disable").returncode == 0
+    wait_for(lambda: (registered(consul_agent, service_id) or {}).get("Port") == 9000,
+             what="the service back on its new port")
+    p.wait_log("Service registered", count=registrations + 1)
 
 
 
@@ -183,14 +161,13 @@ def test_sigterm_after_a_sighup_flood_stops_pilot_promptly(tmp_path, pilot):
     hup = {"name": "hup", "exec": ["sh", "-c", f"echo x >> {runs}; sleep 0.2"],
            "when": {"source": "SIGHUP"}}
     app = {"name": "app", "exec": ["sleep", "1000"]}
-    p = pilot(json.dumps({"control": {"socket": str(tmp_path / "pilot.sock")},
-                          "jobs": [app, hup]}))
-    p.wait_log("control: serving", timeout=20)  # signal handlers are in place
+    p = pilot(config_text([app, hup]))
+    p.wait_log("control: serving")  # signal handlers are in place
     p.signal(signal.SIGHUP)
-    wait_for(runs.exists, 15, "the SIGHUP job to run")
+    wait_for(runs.exists, what="the SIGHUP job to run")
     for _ in range(400):
         p.signal(signal.SIGHUP)
         time.sleep(0.003)  # separate deliveries: the kernel merges pending ones
     p.signal(signal.SIGTERM)
-    assert p.wait(30) == 0
-    assert run_cli("-config", str(p.config), "-ping").returncode != 0
+    assert p.wait() == 0
+    assert p.cli("-ping").returncode != 0

@@ -14,31 +14,26 @@ import urllib.request
 
 import pytest
 
-from tests.integration.pilot_proc import Pilot, proc_stat, run_cli, wait_for
-from tests.integration.test_compat import control
+from tests.integration.pilot_proc import control_request, run_cli
+from tests.support import DEADLINE, alive, wait_for
 
 pytestmark = [
-    pytest.mark.timeout(120),
+    pytest.mark.timeout(300),
     pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root"),
 ]
 HOSTNAME = socket.gethostname()
 
 
-
-
 def with_socket(p, text):
-    """Rewrite the config file as a user would, keeping the test's socket."""
-    p.config.write_text(text.replace("{", f'{{control: {{socket: "{p.socket}"}}, ', 1))
-
-
-def cli(p, *args):
-    return run_cli("-config", str(p.config), *args)
+    """Rewrite the config keeping the test's socket: Pilot.rewrite_config.
+    (Kept because other test modules import it from here.)"""
+    p.rewrite_config(text)
 
 
 def jobs(p):
     """name → job status entry from GET /v3/status, or {} while unreachable."""
     try:
-        code, body = control(p.socket, "GET", "/v3/status")
+        code, body = control_request(p.socket, "GET", "/v3/status")
     except OSError:
         return {}
     return {j["name"]: j for j in json.loads(body)["jobs"]} if code == 200 else {}
@@ -66,16 +61,10 @@ def host_pid(p, ns_pid):
     return None
 
 
-def alive(pid):
-    """A host pid that is still a live (non-zombie) process."""
-    st = proc_stat(pid) if pid else None
-    return st is not None and st[0] != "Z"
-
-
 def ping(p):
     """-ping's request, made directly: the config file may be broken on purpose."""
     try:
-        return control(p.socket, "GET", "/v3/ping")[0] == 200
+        return control_request(p.socket, "GET", "/v3/ping")[0] == 200
     except OSError:
         return False
 
@@ -88,31 +77,31 @@ def test_reload_keeps_unchanged_restarts_changed_starts_added_stops_removed(pilo
     """Unchanged job: same pid. Changed job: new process. Added: started.
     Removed: its process stopped. Pilot keeps running."""
     p = pilot(f"{{jobs: [{sleeper('same')}, {sleeper('changed')}, {sleeper('removed')}]}}")
-    before = wait_for(lambda: running_pids(p, ["same", "changed", "removed"]), 10, "three jobs running")
+    before = wait_for(lambda: running_pids(p, ["same", "changed", "removed"]), what="three jobs running")
     hosts = {n: host_pid(p, pid) for n, pid in before.items()}
     assert all(hosts.values()), hosts
-    with_socket(p, f"{{jobs: [{sleeper('same')}, {sleeper('changed', 'v2')}, {sleeper('added')}]}}")
-    r = cli(p, "-reload")
+    p.rewrite_config(f"{{jobs: [{sleeper('same')}, {sleeper('changed', 'v2')}, {sleeper('added')}]}}")
+    r = p.cli("-reload")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
-    after = wait_for(lambda: running_pids(p, ["same", "changed", "added"]), 10, "jobs after reload")
+    after = wait_for(lambda: running_pids(p, ["same", "changed", "added"]), what="jobs after reload")
     assert after["same"] == before["same"]
     assert after["changed"] != before["changed"]
     assert not alive(hosts["changed"])
-    wait_for(lambda: not alive(hosts["removed"]), 10, "the removed job's process gone")
+    wait_for(lambda: not alive(hosts["removed"]), what="the removed job's process gone")
     assert "removed" not in jobs(p)
     p.wait_log("changed-v2-up")
     p.wait_log("added-v1-up")
     assert len(p.lines("same-v1-up")) == 1
-    assert cli(p, "-ping").stdout == "ok\n"
+    assert p.cli("-ping").stdout == "ok\n"
 
 
 def test_invalid_config_is_refused_and_the_old_jobs_keep_running(pilot):
     """An invalid new config: -reload exits 1 with the error (naming the
     problem) on one line; Pilot keeps the old config and its processes."""
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), 10, "web running")
-    with_socket(p, '{jobs: [{name: "web", exec: "true", health: {exec: "true", interval: 0, ttl: 5}}]}')
-    r = run_cli("-config", str(p.config), "-reload")
+    before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
+    p.rewrite_config('{jobs: [{name: "web", exec: "true", health: {exec: "true", interval: 0, ttl: 5}}]}')
+    r = p.cli("-reload")
     # the CLI validates the file itself first (docs/behaviour.md §2.3): same refusal
     assert r.returncode == 1
     out = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
@@ -125,9 +114,9 @@ def test_invalid_config_refused_by_the_server_is_returned_to_the_caller(pilot):
     """POST /v3/reload when the file became invalid: a 4xx/5xx answer carrying
     the error; the running jobs and the socket stay."""
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), 10, "web running")
-    with_socket(p, '{jobs: [{name: "web", exec: "x", restart: "never"}]}')
-    code, body = control(p.socket, "POST", "/v3/reload")
+    before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
+    p.rewrite_config('{jobs: [{name: "web", exec: "x", restart: "never"}]}')
+    code, body = control_request(p.socket, "POST", "/v3/reload")
     assert 400 <= code < 600
     assert "invalid keys: restart" in body.decode()
     assert running_pids(p, ["web"]) == before
@@ -140,10 +129,10 @@ def test_a_client_that_sees_a_different_config_still_gets_the_servers_error(pilo
     started with. If only the server's file is broken, -reload still exits 1
     with the server's error."""
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), 10, "web running")
+    before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
     good = tmp_path / "client.json5"
     good.write_text(f'{{control: {{socket: "{p.socket}"}}}}')
-    with_socket(p, '{jobs: [{name: "web", exec: "x", restart: "never"}]}')
+    p.rewrite_config('{jobs: [{name: "web", exec: "x", restart: "never"}]}')
     r = run_cli("-config", str(good), "-reload")
     assert r.returncode == 1
     out = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
@@ -155,14 +144,14 @@ def test_twenty_reloads_in_a_row_do_not_deadlock(pilot):
     """20 -reload calls back to back, alternating a changed job: afterwards
     -ping answers and every job runs, the unchanged one on its first pid."""
     p = pilot(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'a')}]}}")
-    first = wait_for(lambda: running_pids(p, ["steady", "flip"]), 10, "jobs running")
+    first = wait_for(lambda: running_pids(p, ["steady", "flip"]), what="jobs running")
     for i in range(20):
-        with_socket(p, f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'ab'[i % 2])}]}}")
-        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(cli(p, "-reload")),
-                     15, f"reload {i} accepted")
+        p.rewrite_config(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'ab'[i % 2])}]}}")
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(p.cli("-reload")),
+                     what=f"reload {i} accepted")
         assert r.stderr == ""
-    assert wait_for(lambda: cli(p, "-ping").stdout == "ok\n", 15, "-ping after 20 reloads")
-    now = wait_for(lambda: running_pids(p, ["steady", "flip"]), 15, "jobs running after 20 reloads")
+    assert wait_for(lambda: p.cli("-ping").stdout == "ok\n", what="-ping after 20 reloads")
+    now = wait_for(lambda: running_pids(p, ["steady", "flip"]), what="jobs running after 20 reloads")
     assert now["steady"] == first["steady"]
     assert alive(host_pid(p, now["flip"]))
 
@@ -171,13 +160,13 @@ def test_concurrent_reloads_do_not_deadlock(pilot):
     """20 reload requests at once on the control socket: all are answered,
     then Pilot still answers and runs its jobs."""
     p = pilot(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'a')}]}}")
-    first = wait_for(lambda: running_pids(p, ["steady", "flip"]), 10, "jobs running")
-    with_socket(p, f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'b')}]}}")
+    first = wait_for(lambda: running_pids(p, ["steady", "flip"]), what="jobs running")
+    p.rewrite_config(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'b')}]}}")
     codes, errors = [], []
 
     def hit():
         try:
-            codes.append(control(p.socket, "POST", "/v3/reload")[0])
+            codes.append(control_request(p.socket, "POST", "/v3/reload")[0])
         except OSError as exc:  # the socket may be briefly away (3.8 behaviour)
             errors.append(exc)
     threads = [threading.Thread(target=hit) for _ in range(20)]
@@ -187,8 +176,8 @@ def test_concurrent_reloads_do_not_deadlock(pilot):
         t.join(30)
     assert not any(t.is_alive() for t in threads), "a reload request hung"
     assert codes and all(c == 200 for c in codes), codes
-    assert wait_for(lambda: cli(p, "-ping").stdout == "ok\n", 15, "-ping after concurrent reloads")
-    now = wait_for(lambda: running_pids(p, ["steady", "flip"]), 15, "jobs after concurrent reloads")
+    assert wait_for(lambda: p.cli("-ping").stdout == "ok\n", what="-ping after concurrent reloads")
+    now = wait_for(lambda: running_pids(p, ["steady", "flip"]), what="jobs after concurrent reloads")
     assert now["steady"] == first["steady"]
     p.wait_log("flip-b-up")
 
@@ -200,11 +189,11 @@ def test_reload_renders_the_template_with_putenv_values(pilot):
       {name: "greeter", exec: ["sh", "-c", 'echo greeting={{ .GREETING | default "none" }}; exec sleep 1000']},
       {name: "steady", exec: ["sh", "-c", "echo steady-up; exec sleep 1000"]}]}""")
     p.wait_log("greeting=none")
-    before = wait_for(lambda: running_pids(p, ["greeter", "steady"]), 10, "jobs running")
-    assert cli(p, "-putenv", "GREETING=hello").returncode == 0
-    assert cli(p, "-reload").returncode == 0
+    before = wait_for(lambda: running_pids(p, ["greeter", "steady"]), what="jobs running")
+    assert p.cli("-putenv", "GREETING=hello").returncode == 0
+    assert p.cli("-reload").returncode == 0
     p.wait_log("greeting=hello")
-    after = wait_for(lambda: running_pids(p, ["greeter", "steady"]), 10, "jobs after reload")
+    after = wait_for(lambda: running_pids(p, ["greeter", "steady"]), what="jobs after reload")
     assert after["steady"] == before["steady"]
     assert after["greeter"] != before["greeter"]
 
@@ -215,9 +204,9 @@ def test_reload_publishes_startup_to_new_jobs_only(pilot, tmp_path):
     out = tmp_path / "runs"
     once = f'{{name: "setup", exec: ["sh", "-c", "echo x >> {out}"]}}'
     p = pilot(f"{{jobs: [{sleeper('keep')}, {once}]}}")
-    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 1, 10, "setup ran")
-    with_socket(p, f"{{jobs: [{sleeper('keep')}, {once}, {sleeper('new')}]}}")
-    assert cli(p, "-reload").returncode == 0
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 1, what="setup ran")
+    p.rewrite_config(f"{{jobs: [{sleeper('keep')}, {once}, {sleeper('new')}]}}")
+    assert p.cli("-reload").returncode == 0
     p.wait_log("new-v1-up")
     assert len(out.read_text().splitlines()) == 1
 
@@ -231,11 +220,11 @@ def test_reload_keeps_an_unchanged_service_registered(pilot, consul_agent):
     p = pilot(text.replace("SECOND", sleeper("other")))
 
     def catalog():
-        with urllib.request.urlopen(consul_agent.url + "/v1/catalog/service/app", timeout=5) as r:
+        with urllib.request.urlopen(consul_agent.url + "/v1/catalog/service/app", timeout=DEADLINE) as r:
             entries = json.load(r)
         return entries[0] if entries else None
-    entry = wait_for(catalog, 15, "app in the catalog")
-    pid = wait_for(lambda: running_pids(p, ["app"]), 10, "app running")["app"]
+    entry = wait_for(catalog, what="app in the catalog")
+    pid = wait_for(lambda: running_pids(p, ["app"]), what="app running")["app"]
     seen_gone = []
     stop = threading.Event()
 
@@ -247,10 +236,10 @@ def test_reload_keeps_an_unchanged_service_registered(pilot, consul_agent):
     t = threading.Thread(target=watch)
     t.start()
     try:
-        with_socket(p, text.replace("SECOND", sleeper("other", "v2")))
-        assert cli(p, "-reload").returncode == 0
+        p.rewrite_config(text.replace("SECOND", sleeper("other", "v2")))
+        assert p.cli("-reload").returncode == 0
         p.wait_log("other-v2-up")
-        wait_for(lambda: running_pids(p, ["app", "other"]), 10, "jobs after reload")
+        wait_for(lambda: running_pids(p, ["app", "other"]), what="jobs after reload")
     finally:
         stop.set()
         t.join()
@@ -267,23 +256,23 @@ def test_reload_changed_service_is_reregistered(pilot, consul_agent):
                 f'health: {{exec: "true", interval: 1, ttl: 5}}}}]}}')
 
     def tags():
-        with urllib.request.urlopen(consul_agent.url + "/v1/agent/services", timeout=5) as r:
+        with urllib.request.urlopen(consul_agent.url + "/v1/agent/services", timeout=DEADLINE) as r:
             svc = json.load(r).get(f"app-{HOSTNAME}")
         return svc and svc["Tags"]
     p = pilot(text("old"))
-    wait_for(lambda: tags() == ["old"], 15, "app registered with tag old")
-    with_socket(p, text("new"))
-    assert cli(p, "-reload").returncode == 0
-    wait_for(lambda: tags() == ["new"], 15, "app registered with tag new")
+    wait_for(lambda: tags() == ["old"], what="app registered with tag old")
+    p.rewrite_config(text("new"))
+    assert p.cli("-reload").returncode == 0
+    wait_for(lambda: tags() == ["new"], what="app registered with tag new")
 
 
 def test_sigterm_after_reload_exits_0(pilot):
     """After a reload the usual shutdown still works: SIGTERM → exit 0, no process left."""
     p = pilot(f"{{jobs: [{sleeper('a')}]}}")
-    wait_for(lambda: running_pids(p, ["a"]), 10, "a running")
-    with_socket(p, f"{{jobs: [{sleeper('a', 'v2')}, {sleeper('b')}]}}")
-    assert cli(p, "-reload").returncode == 0
-    pids = wait_for(lambda: running_pids(p, ["a", "b"]), 10, "jobs after reload")
+    wait_for(lambda: running_pids(p, ["a"]), what="a running")
+    p.rewrite_config(f"{{jobs: [{sleeper('a', 'v2')}, {sleeper('b')}]}}")
+    assert p.cli("-reload").returncode == 0
+    pids = wait_for(lambda: running_pids(p, ["a", "b"]), what="jobs after reload")
     pids = {n: host_pid(p, x) for n, x in pids.items()}
     assert all(pids.values()), pids
     p.signal(signal.SIGTERM)
@@ -294,9 +283,9 @@ def test_sigterm_after_reload_exits_0(pilot):
 def test_reload_applies_new_logging_settings(pilot):
     """A reload re-applies `logging`: after switching to json, new lines are JSON."""
     p = pilot(f"{{jobs: [{sleeper('steady')}]}}")
-    wait_for(lambda: running_pids(p, ["steady"]), 10, "steady running")
-    with_socket(p, f'{{logging: {{format: "json"}}, jobs: [{sleeper("steady")}, {sleeper("fresh")}]}}')
-    assert cli(p, "-reload").returncode == 0
+    wait_for(lambda: running_pids(p, ["steady"]), what="steady running")
+    p.rewrite_config(f'{{logging: {{format: "json"}}, jobs: [{sleeper("steady")}, {sleeper("fresh")}]}}')
+    assert p.cli("-reload").returncode == 0
     line = p.wait_log("fresh-v1-up")[0]
     doc = json.loads(line)
     assert doc["msg"] == "fresh-v1-up" and doc["job"] == "fresh"
@@ -306,15 +295,15 @@ def test_reload_moves_the_control_socket(pilot, tmp_path):
     """A new `control.socket` in the reloaded config: the server answers on
     the new path and the old socket file is gone."""
     p = pilot(f"{{jobs: [{sleeper('steady')}]}}")
-    wait_for(lambda: running_pids(p, ["steady"]), 10, "steady running")
+    wait_for(lambda: running_pids(p, ["steady"]), what="steady running")
     new_sock = tmp_path / "moved.sock"
     p.config.write_text(f'{{control: {{socket: "{new_sock}"}}, jobs: [{sleeper("steady")}]}}')
-    code, _ = control(p.socket, "POST", "/v3/reload")
+    code, _ = control_request(p.socket, "POST", "/v3/reload")
     assert code == 200
-    wait_for(lambda: new_sock.exists() and control(new_sock, "GET", "/v3/ping")[0] == 200, 10,
-             "the new socket answering")
-    wait_for(lambda: not p.socket.exists(), 10, "the old socket removed")
-    assert run_cli("-config", str(p.config), "-ping").stdout == "ok\n"
+    wait_for(lambda: new_sock.exists() and control_request(new_sock, "GET", "/v3/ping")[0] == 200,
+             what="the new socket answering")
+    wait_for(lambda: not p.socket.exists(), what="the old socket removed")
+    assert p.cli("-ping").stdout == "ok\n"
 
 
 def test_reload_reruns_a_changed_one_shot_job(pilot, tmp_path):
@@ -325,19 +314,19 @@ def test_reload_reruns_a_changed_one_shot_job(pilot, tmp_path):
     def once(word):
         return f'{{name: "setup", exec: ["sh", "-c", "echo {word} >> {out}"]}}'
     p = pilot(f"{{jobs: [{sleeper('keep')}, {once('first')}]}}")
-    wait_for(lambda: out.exists() and out.read_text() == "first\n", 10, "setup ran once")
-    with_socket(p, f"{{jobs: [{sleeper('keep')}, {once('second')}]}}")
-    assert cli(p, "-reload").returncode == 0
-    wait_for(lambda: out.read_text() == "first\nsecond\n", 10, "setup ran again with the new args")
+    wait_for(lambda: out.exists() and out.read_text() == "first\n", what="setup ran once")
+    p.rewrite_config(f"{{jobs: [{sleeper('keep')}, {once('second')}]}}")
+    assert p.cli("-reload").returncode == 0
+    wait_for(lambda: out.read_text() == "first\nsecond\n", what="setup ran again with the new args")
 
 
 def test_reload_of_an_unreadable_config_is_refused(pilot):
     """The config file vanished: the reload request gets the read error;
     Pilot keeps running."""
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), 10, "web running")
+    before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
     p.config.unlink()
-    code, body = control(p.socket, "POST", "/v3/reload")
+    code, body = control_request(p.socket, "POST", "/v3/reload")
     assert 400 <= code < 600
     assert "could not read config file" in body.decode()
     assert running_pids(p, ["web"]) == before and ping(p)
@@ -351,7 +340,7 @@ def test_reload_renders_ip_of_the_previous_load(pilot, consul_agent):
     probe = ('{name: "probe", exec: ["sh", "-c", "echo ip=[{{ .CONTAINERPILOT_APP_IP }}]; exec sleep 1000"]}')
     p = pilot(f'{{consul: "{consul_agent.http_addr}", jobs: [{app}, {probe}]}}')
     p.wait_log(r"ip=\[\]")
-    assert cli(p, "-reload").returncode == 0
+    assert p.cli("-reload").returncode == 0
     p.wait_log(r"ip=\[127\.0\.0\.9\]")
 
 
@@ -368,10 +357,10 @@ def test_hooks_of_a_changed_job_run_on_reload_and_again_at_shutdown(pilot, tmp_p
           {{name: "poststop", exec: ["sh", "-c", "echo post >> {out}"], when: {{source: "app", once: "stopped"}}}}]}}"""
     p = pilot(text("v1"))
     p.wait_log("app-v1-up")
-    with_socket(p, text("v2"))
-    assert cli(p, "-reload").returncode == 0
+    p.rewrite_config(text("v2"))
+    assert p.cli("-reload").returncode == 0
     p.wait_log("app-v2-up")
-    wait_for(lambda: out.exists() and out.read_text() == "pre\npost\n", 10, "hooks ran on reload")
+    wait_for(lambda: out.exists() and out.read_text() == "pre\npost\n", what="hooks ran on reload")
     p.signal(signal.SIGTERM)
-    assert p.wait(timeout=20) == 0
+    assert p.wait() == 0
     assert out.read_text() == "pre\npost\npre\npost\n"

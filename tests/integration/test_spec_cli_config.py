@@ -5,7 +5,8 @@ import re
 import signal
 import subprocess
 
-from tests.integration.pilot_proc import ENTRY, PYTHON, run_cli, wait_for
+from tests.integration.pilot_proc import ENTRY, PYTHON, run_cli
+from tests.support import DEADLINE, wait_for
 
 
 def test_template_round_trips_bytes_that_are_not_utf8(tmp_path):
@@ -15,12 +16,12 @@ def test_template_round_trips_bytes_that_are_not_utf8(tmp_path):
     src.write_bytes(b'// caf\xe9\n{a: "{{ .PILOT_RAW }}"}')
     env = dict(os.environ, PILOT_RAW=os.fsdecode(b"v\xff"))
     done = subprocess.run([PYTHON, ENTRY, "-config", str(src), "-template"],
-                          capture_output=True, env=env, timeout=20)
+                          capture_output=True, env=env, timeout=DEADLINE)
     assert done.returncode == 0, done.stderr
     assert done.stdout == b'// caf\xe9\n{a: "v\xff"}'
     out = tmp_path / "out.json5"
     done = subprocess.run([PYTHON, ENTRY, "-config", str(src), "-template", "-out", str(out)],
-                          capture_output=True, env=env, timeout=20)
+                          capture_output=True, env=env, timeout=DEADLINE)
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == b'// caf\xe9\n{a: "v\xff"}'
 
@@ -76,14 +77,14 @@ def test_log_file_with_undecodable_bytes_and_sigusr1_reopen(tmp_path):
                             stderr=subprocess.PIPE, env=env)
     try:
         wait_for(lambda: log_file.exists() and "msg=tick" in log_file.read_text(errors="replace"),
-                 20, "a tick in the log file")
+                 what="a tick in the log file")
         assert 'unable to start bad: exec: \\"nosuch\\xff\\"' in log_file.read_text()
         log_file.rename(tmp_path / "pilot.log.1")
         proc.send_signal(signal.SIGUSR1)
-        wait_for(lambda: log_file.exists() and "msg=tick" in log_file.read_text(), 20,
-                 "a tick in the reopened log file")
+        wait_for(lambda: log_file.exists() and "msg=tick" in log_file.read_text(),
+                 what="a tick in the reopened log file")
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 0
     assert b"Logging error" not in err and b"Traceback" not in err

@@ -3,15 +3,15 @@ audit: Pilot run as users run it (`python pilot.py -config FILE`, PID 1 of
 its own namespace) against a real Consul agent, observed only from outside
 (Consul's HTTP API, the telemetry port, the control socket).
 """
-import http.client
 import json
 import os
 import socket
 
 import pytest
 
-from tests.consul_agent import agent_get, free_port
-from tests.integration.pilot_proc import control_request, wait_for
+from tests.consul_agent import agent_get, registered
+from tests.integration.pilot_proc import control_request
+from tests.support import DEADLINE, free_port, http_request, taken_port, wait_for
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -22,22 +22,10 @@ APP = ('{name: "app", exec: "sleep 1000", port: 8080, interfaces: ["static:127.0
        'health: {exec: "true", interval: 1, ttl: 5}}')
 
 
-def registered(agent, service_id):
-    return agent_get(agent, "/v1/agent/services").get(service_id)
-
-
 def tele(port, method, path):
     """(status, headers, body text) of one request to the telemetry server,
     or None while it is not listening yet."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request(method, path)
-        resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read().decode()
-    except OSError:
-        return None
-    finally:
-        conn.close()
+    return http_request(f"http://127.0.0.1:{port}{path}", method)
 
 
 # -- §6: the address may carry its scheme -------------------------------------
@@ -55,7 +43,7 @@ def test_address_with_http_scheme_prefix_reaches_the_agent(pilot, consul_agent, 
     env = {k: v.replace("ADDR", consul_agent.http_addr) for k, v in env.items()}
     env.setdefault("CONSUL_HTTP_ADDR", "")
     pilot(f"{{consul: {consul}, jobs: [{APP}]}}", env=env)
-    svc = wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 15, "app registered")
+    svc = wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), what="app registered")
     assert (svc["Service"], svc["Port"], svc["Address"]) == ("app", 8080, "127.0.0.1")
 
 
@@ -68,7 +56,7 @@ def telemetry(pilot, consul_agent):
     port = free_port()
     pilot(f"""{{consul: "{consul_agent.http_addr}", jobs: [{APP}],
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"]}}}}""")
-    wait_for(lambda: tele(port, "GET", "/status"), 15, "telemetry to listen")
+    wait_for(lambda: tele(port, "GET", "/status"), what="telemetry to listen")
     return port
 
 
@@ -78,7 +66,7 @@ def test_status_is_compact_json_as_go_encodes_it(telemetry):
     def healthy_body():
         code, headers, body = tele(telemetry, "GET", "/status")
         return body if '"Name":"app","Address":"127.0.0.1","Port":8080,"Status":"healthy"' in body else None
-    body = wait_for(healthy_body, 15, "app healthy in /status")
+    body = wait_for(healthy_body, what="app healthy in /status")
     assert body.endswith("}\n") and ": " not in body and ", " not in body
     assert json.loads(body)["Jobs"] is None
 
@@ -125,15 +113,15 @@ def test_registration_as_3_8_sends_it_and_deregistration_at_shutdown(pilot, cons
     assert (web["Service"], web["Tags"], web["Port"], web["Address"], web["EnableTagOverride"]) == \
         ("web", ["a", "b"], 8000, "127.0.0.1", True)
     checks = wait_for(lambda: (lambda c: c if f"service:slow-{HOSTNAME}" in c else None)(
-        agent_get(consul_agent, "/v1/agent/checks")), 15, "slow's check")
+        agent_get(consul_agent, "/v1/agent/checks")), what="slow's check")
     assert checks[f"service:slow-{HOSTNAME}"]["Status"] == "warning"
     check = checks[f"service:web-{HOSTNAME}"]
     assert (check["ServiceID"], check["Type"], check["Notes"]) == \
         (f"web-{HOSTNAME}", "ttl", "TTL for web set by containerpilot")
     wait_for(lambda: agent_get(consul_agent, "/v1/agent/checks")[f"service:web-{HOSTNAME}"]["Status"]
-             == "passing", 15, "web's check passing")
+             == "passing", what="web's check passing")
     p.signal(15)
-    assert p.wait(30) == 0
+    assert p.wait() == 0
     assert agent_get(consul_agent, "/v1/agent/services") == {}
 
 
@@ -143,30 +131,24 @@ def test_control_endpoints_answer_200_with_a_newline(pilot, consul_agent):
     """Every control endpoint answers 200 with the body `\\n` (3.8), ping on
     any method; maintenance takes the service out of Consul and brings it back."""
     p = pilot(f"""{{consul: "{consul_agent.http_addr}", jobs: [{APP}]}}""")
-    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 15, "app registered")
+    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), what="app registered")
     for method, url, body in [("GET", "/v3/ping", None), ("POST", "/v3/ping", None),
                               ("POST", "/v3/environ", b'{"A": "1", "B": null}'),
                               ("POST", "/v3/maintenance/enable", None)]:
         assert control_request(p.socket, method, url, body) == (200, b"\n"), url
-    wait_for(lambda: not registered(consul_agent, f"app-{HOSTNAME}"), 10, "app out of Consul")
+    wait_for(lambda: not registered(consul_agent, f"app-{HOSTNAME}"), what="app out of Consul")
     assert control_request(p.socket, "POST", "/v3/maintenance/disable") == (200, b"\n")
-    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), 15, "app back in Consul")
+    wait_for(lambda: registered(consul_agent, f"app-{HOSTNAME}"), what="app back in Consul")
     assert control_request(p.socket, "POST", "/v3/reload") == (200, b"\n")
 
 
 def test_telemetry_port_taken_exits_1_and_leaves_no_socket(pilot, tmp_path):
     """§13.2/§14.2: when telemetry cannot bind, Pilot exits 1 with one line,
     and the control socket it had already opened is removed (no stale file)."""
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen(1)
-    try:
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         p = pilot(f"""{{consul: "127.0.0.1:{free_port()}", jobs: [{APP}],
           telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"]}}}}""")
-        assert p.wait(timeout=30) == 1
-    finally:
-        taken.close()
+        assert p.wait(timeout=2 * DEADLINE) == 1  # after ten binding attempts, 1 s apart
     assert "Traceback" not in p.log
     assert str(port) in p.log
     assert not p.socket.exists()

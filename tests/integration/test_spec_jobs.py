@@ -9,19 +9,12 @@ import signal
 
 import pytest
 
-from .pilot_proc import wait_for
+from tests.support import count_lines, wait_for
 
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root"),
 ]
-
-
-def count_lines(path):
-    try:
-        return len(path.read_text().splitlines())
-    except FileNotFoundError:
-        return 0
 
 
 def appender(path, extra=""):
@@ -42,8 +35,8 @@ def test_each_and_once_with_restarts_follow_the_matrix(pilot, tmp_path):
       {{name: "onceR", exec: {appender(once_r)}, when: {{source: "trig", once: "exitSuccess"}},
         restarts: 1}},
     ]}}""")
-    wait_for(lambda: count_lines(each) == 4, 20, "4 runs of the each job")
-    wait_for(lambda: count_lines(each_r) == 6, 20, "6 runs of the each+restarts job")
+    wait_for(lambda: count_lines(each) == 4, what="4 runs of the each job")
+    wait_for(lambda: count_lines(each_r) == 6, what="6 runs of the each+restarts job")
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
     assert (count_lines(each), count_lines(each_r), count_lines(once_r)) == (4, 6, 2)
@@ -55,7 +48,7 @@ def test_interval_without_restarts_runs_until_shutdown(pilot, tmp_path):
     out = tmp_path / "runs"
     p = pilot(f"""{{jobs: [{{name: "tick", when: {{interval: "100ms"}},
                    exec: {appender(out, "; exit 1")}}}]}}""")
-    wait_for(lambda: count_lines(out) >= 8, 20, "8 periodic runs")
+    wait_for(lambda: count_lines(out) >= 8, what="8 periodic runs")
     assert p.proc.poll() is None
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
@@ -73,7 +66,7 @@ def test_when_timeout_expires_and_others_react(pilot, tmp_path):
       {{name: "onexp", exec: {appender(expired)}, when: {{source: "waiter", once: "timerExpired"}}}},
       {{name: "onstop", exec: {appender(stopped)}, when: {{source: "waiter", once: "stopped"}}}},
     ]}}""")
-    assert p.wait(timeout=20) == 0
+    assert p.wait() == 0
     assert (count_lines(ran), count_lines(expired), count_lines(stopped)) == (0, 1, 1)
 
 
@@ -88,9 +81,9 @@ def test_a_hook_whose_job_already_completed_does_not_block_shutdown(pilot, tmp_p
       {{name: "app", exec: ["sh", "-c", "echo app-up; exec sleep 1000"]}},
     ]}}""")
     p.wait_log("app-up")
-    wait_for(lambda: count_lines(out) == 1, 10, "the post-stop hook ran once")
+    wait_for(lambda: count_lines(out) == 1, what="the post-stop hook ran once")
     p.signal(signal.SIGTERM)
-    assert p.wait(timeout=20) == 0
+    assert p.wait() == 0
     assert count_lines(out) == 1
 
 
@@ -113,19 +106,23 @@ def test_spawn_failure_is_logged_and_is_an_exit_failed(pilot, tmp_path, exec_, r
 
 def test_signal_runs_are_queued_not_overlapped(pilot, tmp_path):
     """§9.9 No overlap: SIGHUPs arriving during a run each start one more
-    run after it ends; two runs are never alive together."""
-    out = tmp_path / "runs"
+    run after it ends; two runs are never alive together. (A run lasts
+    until the test lets it end, so the second SIGHUP surely comes during it.)"""
+    out, release = tmp_path / "runs", tmp_path / "release"
     script = (f"if [ -e {tmp_path}/busy ]; then echo overlap >> {out}; fi; touch {tmp_path}/busy; "
-              f"echo run >> {out}; sleep 0.3; rm {tmp_path}/busy")
-    p = pilot(f"""{{jobs: [
+              f"echo run >> {out}; while [ ! -e {release} ]; do sleep 0.05; done; rm {tmp_path}/busy")
+    p = pilot(f"""{{logging: {{level: "DEBUG"}}, jobs: [
       {{name: "keepalive", exec: ["sh", "-c", "echo alive; exec sleep 1000"]}},
       {{name: "onhup", exec: ["sh", "-c", "{script}"], when: {{source: "SIGHUP"}}}},
     ]}}""")
     p.wait_log("alive")
     p.signal(signal.SIGHUP)
-    wait_for(lambda: count_lines(out) == 1, 10, "the first run")
+    wait_for(lambda: count_lines(out) == 1, what="the first run")
     p.signal(signal.SIGHUP)
-    wait_for(lambda: count_lines(out) == 2, 10, "the second run")
+    p.wait_log(r"event: signal\{SIGHUP\}", count=2)  # taken while the first run lives
+    assert count_lines(out) == 1
+    release.touch()
+    wait_for(lambda: count_lines(out) == 2, what="the second run")
     assert "overlap" not in out.read_text()
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
@@ -144,24 +141,27 @@ def test_sigterm_is_not_held_up_by_a_trigger_queued_behind_a_long_run(pilot, tmp
     ]}}""")
     p.wait_log("alive")
     p.signal(signal.SIGHUP)
-    wait_for(lambda: count_lines(out) == 1, 10, "the first run")
+    wait_for(lambda: count_lines(out) == 1, what="the first run")
     p.signal(signal.SIGHUP)  # queued behind the run that never ends by itself
-    p.wait_log(r"event: signal\{SIGHUP\}", count=2, timeout=10)
+    p.wait_log(r"event: signal\{SIGHUP\}", count=2)
     p.signal(signal.SIGTERM)
-    assert p.wait(timeout=30) == 0
+    assert p.wait() == 0
     assert count_lines(out) == 1
 
 
-def test_control_socket_is_gone_before_the_final_grace_ends(pilot):
+def test_control_socket_is_gone_before_the_final_grace_ends(pilot, tmp_path):
     """§16.2: once every job is complete the control server stops (socket
     removed) and only then does the top-level stopTimeout grace run, ending
-    with SIGKILL to a job's leftover process group."""
-    p = pilot("""{stopTimeout: 3, jobs: [{name: "app",
-        exec: ["sh", "-c", "(trap '' TERM; exec sleep 1000) & echo app-up; sleep 1000"]}]}""")
-    p.wait_log("app-up")
-    wait_for(p.socket.exists, 10, "the control socket")
+    with SIGKILL to a job's leftover process group. The leftover process
+    itself notes when the socket goes: it can only do so before the SIGKILL."""
+    ready, seen = tmp_path / "leftover-ready", tmp_path / "socket-gone"
+    sock = tmp_path / "pilot.sock"
+    leftover = (f"trap '' TERM; while [ ! -e {sock} ]; do sleep 0.05; done; touch {ready}; "
+                f"while [ -e {sock} ]; do sleep 0.05; done; touch {seen}; exec sleep 1000")
+    p = pilot(f"""{{stopTimeout: 5, jobs: [{{name: "app",
+        exec: ["sh", "-c", "(sh -c \\"{leftover}\\") & sleep 1000"]}}]}}""")
+    wait_for(ready.exists, what="the leftover process to ignore SIGTERM and see the socket")
     p.signal(signal.SIGTERM)
-    wait_for(lambda: not p.socket.exists(), 20, "the control socket removed")
-    assert not p.lines('killing processes for job "app"')
     assert p.wait() == 0
+    assert seen.exists(), f"the socket was still there when the grace ended; log:\n{p.log}"
     assert p.lines('killing processes for job "app"')

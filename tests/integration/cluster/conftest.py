@@ -21,13 +21,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
 
 from tests.consul_agent import consul_binary
-from tests.integration.pilot_proc import ENTRY, PYTHON, Pilot, wait_for
+from tests.integration.pilot_proc import ENTRY, PYTHON, Pilot
+from tests.support import DEADLINE, wait_for
 
 SUBNET = "10.210.0"
 SERVERS = {"s1": 11, "s2": 12, "s3": 13}
@@ -165,7 +165,7 @@ class NetnsPilot(Pilot):
         self.proc = subprocess.Popen(
             cmd, stdout=open(self.log_path, "wb"), stderr=open(self.err_path, "wb"),
             stdin=subprocess.DEVNULL, env=self.env, cwd=str(self.tmp))
-        self.pid = wait_for(self._namespace_init, 10, "pilot to start as pid 1")
+        self.pid = wait_for(self._namespace_init, what="pilot to start as pid 1")
         return self
 
 
@@ -204,15 +204,16 @@ class Cluster:
 
     # -- consul ---------------------------------------------------------------
 
-    def start(self, timeout=30.0):
+    def start(self, timeout=2 * DEADLINE):
         """Build the network, start every agent, wait for a leader and all members."""
         self.build_network()
         for node in self.nodes.values():
             node.start_agent()
         client = self.nodes["c1"]
-        wait_for(lambda: self.leader(), timeout, f"a cluster leader; {self.log_tail()}", 0.1)
+        wait_for(lambda: self.leader(), timeout,
+                 lambda: f"a cluster leader; {self.log_tail()}", 0.1)
         wait_for(lambda: self.alive_members(client) == len(self.nodes), timeout,
-                 f"every agent to join; {self.log_tail()}", 0.1)
+                 lambda: f"every agent to join; {self.log_tail()}", 0.1)
         return self
 
     def leader(self, via="c1"):
