@@ -155,7 +155,8 @@ class HTTPServer:
         if self._http is None:
             from gevent.pywsgi import LoggingLogAdapter, WSGIServer
             http = WSGIServer(self._listener, self._wsgi(), log=None,
-                              error_log=LoggingLogAdapter(log, logging.DEBUG))
+                              error_log=LoggingLogAdapter(log, logging.DEBUG),
+                              handler_class=_connection_handler())
             http.update_environ()
             self._http = http
         self._http.handle(client, address)
@@ -169,6 +170,23 @@ class HTTPServer:
             gevent.spawn(server.stop, STOP_TIMEOUT)
         else:
             server.stop(STOP_TIMEOUT)
+
+
+CONNECTION = "pilot.connection"  # environ key: the request's socket
+
+
+def _connection_handler():
+    """pywsgi's handler, also putting the connection's socket into the
+    environ (CONNECTION): a streaming answer watches it to notice a client
+    that went away while nothing was being written."""
+    from gevent.pywsgi import WSGIHandler
+
+    class ConnectionHandler(WSGIHandler):
+        def get_environ(self):
+            environ = super().get_environ()
+            environ[CONNECTION] = self.socket
+            return environ
+    return ConnectionHandler
 
 
 def guarded(name: str, wsgi, on_response: Callable[[int, str], None]):

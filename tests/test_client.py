@@ -262,34 +262,3 @@ def test_a_fresh_client_process_talks_to_the_real_control_server(tmp_path):
     result = json.loads(done.stdout)
     assert result == {"status": app.status(), "loaded": []}
     assert app.env == {"GREETING": "hello"}
-
-
-def test_status_table_lists_jobs_maintenance_and_watches():
-    """-status prints one aligned row per job (how long in its state; `-`
-    for the health of a job without check), what a job waits for under it,
-    then maintenance and watch lines."""
-    doc = {"jobs": [{"name": "web", "state": "running", "pid": 12, "restarts": 1,
-                     "status": "healthy", "last_exit": None, "since": 1000.0},
-                    {"name": "db", "state": "waiting", "last_exit": 3, "status": "idle",
-                     "health_checked": False, "since": 995.0,
-                     "detail": "waiting for: consul healthy"}],
-           "maintenance": True, "watches": [{"name": "up", "instances": 2}]}
-    assert client.status_table(doc, now=1200.0).splitlines() == [
-        "JOB  STATE    PID  RESTARTS  HEALTH   LAST EXIT  SINCE",
-        "web  running  12   1         healthy  -          3m",
-        "db   waiting  -    0         -        3          3m",
-        "  waiting for: consul healthy",
-        "maintenance: enabled",
-        "watch up: 2 instance(s)",
-    ]
-
-
-def test_status_table_tells_tagged_watches_of_one_service_apart():
-    """Watches are keyed by name and tag: -status names the tag, so two
-    watches of the same service are two distinguishable lines."""
-    doc = {"jobs": [], "watches": [{"name": "web", "tag": "", "instances": 1},
-                                   {"name": "web", "tag": "x", "instances": 0}]}
-    assert client.status_table(doc).splitlines()[1:] == [
-        "watch web: 1 instance(s)",
-        "watch web (tag x): 0 instance(s)",
-    ]

@@ -33,6 +33,10 @@ class FakeCommand:
         self.signals.append(sig)
         return True
 
+    def terminate(self, sig):
+        self.terminated = True
+        return self.signal(sig)
+
     def exited(self):
         self.running = False
 
