@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import socket
-from typing import Callable, Mapping, Optional, Protocol, Tuple
+from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple
 
 import gevent.lock
 
@@ -95,16 +95,37 @@ class EventLog(Protocol):
 
 
 class Streams:
-    """The event streams open on one control socket: how many (at most
-    MAX_STREAMS, so streams cannot take every connection), and whether the
-    server is stopping (then every stream ends at once)."""
+    """The event streams open on one control socket: at most MAX of clients
+    still there (streams must not take every connection), all ending at
+    once when the server stops (`closing`)."""
 
     MAX = 16
 
     def __init__(self, timeline: Optional[EventLog]):
         self.timeline = timeline
-        self.open = 0
         self.closing = False
+        self._open: Dict[int, object] = {}  # stream key -> its connection
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    def admit(self, left: Callable[[object], bool]) -> bool:
+        """Room for one more? Clients that `left` (their stream has not
+        noticed yet: it looks once a second) do not count, so a client that
+        reconnects at once is not refused for its own old stream."""
+        if len(self._open) < self.MAX:
+            return True
+        staying = sum(1 for c in self._open.values() if not left(c))
+        if staying < len(self._open) and self.timeline is not None:
+            self.timeline.wake()  # the streams of departed clients end now
+        return staying < self.MAX
+
+    def enter(self, key: int, connection) -> None:
+        self._open[key] = connection
+
+    def leave(self, key: int) -> None:
+        self._open.pop(key, None)
 
     def close(self) -> None:
         self.closing = True
@@ -151,7 +172,7 @@ class ControlServer:
         if self._wsgi is None:
             from pilot.control_api import ControlAPI  # bottle: ~2 MB, for a socket somebody calls
             api = ControlAPI(self.supervisor, self.metrics, self._reloading, self.streams)
-            self._wsgi = guarded("control", api.web, self._count)
+            self._wsgi = guarded("control", api.wsgi, self._count)
         return self._wsgi
 
     def start(self) -> None:

@@ -204,7 +204,8 @@ def follow_status(path: str, out: TextIO = sys.stdout, color: Optional[bool] = N
 def _terminal_size(out: TextIO) -> Tuple[int, int]:
     try:
         size = os.get_terminal_size(out.fileno())
-        return max(size.columns, 20), max(size.lines, 5)
+        # A terminal that does not say its size (0x0) gets the usual 80x24.
+        return (size.columns or WIDTH, size.lines or 24)
     except (OSError, ValueError, AttributeError):
         return WIDTH, 1000
 
