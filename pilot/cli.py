@@ -22,7 +22,7 @@ STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "sig
 MAP_FLAGS = {"putenv", "putmetric"}
 BOOL_FLAGS = {"template", "version", "reload", "ping", "status", "health", "help", "h",
               "events", "follow"}
-GRAPH_FORMATS = ("dot", "mermaid")
+GRAPH_FORMATS = ("dot", "mermaid", "text")
 
 USAGE = """Usage of pilot:
   -config string
@@ -33,9 +33,9 @@ USAGE = """Usage of pilot:
   -follow
         With -status: redraw the table in place, every second and on every change,
         until Ctrl-C.
-  -graph [dot|mermaid]
+  -graph [dot|mermaid|text]
         Print the jobs, watches and signals and what starts what, as Graphviz DOT
-        (default) or a Mermaid flowchart, from the config alone.
+        (default), a Mermaid flowchart or plain text, from the config alone.
   -health
         Exit 0 and print "healthy" when every health-checked job of a running
         instance passes its check and none failed for good; else exit 1 and print
@@ -154,7 +154,7 @@ def since_seconds(text: str) -> float:
 
 def _graph_format(value: str) -> str:
     if value not in GRAPH_FORMATS:
-        raise UsageError(f'invalid value "{value}" for flag -graph: expected dot or mermaid')
+        raise UsageError(f'invalid value "{value}" for flag -graph: expected dot, mermaid or text')
     return value
 
 

@@ -534,3 +534,11 @@ def test_a_slow_agent_is_slow_and_a_late_registration_counts_when_it_comes(log, 
         assert took >= 2.5
     finally:
         slow.stop()
+
+
+def test_deregistering_is_logged_at_debug_as_38_did(agent, log, caplog):
+    """`deregistering: ID` at DEBUG, the line 3.8 users grep for."""
+    svc = service(agent, log)
+    with caplog.at_level(logging.DEBUG, logger=log.name):
+        svc.deregister()
+    assert "deregistering: app-host1" in caplog.messages
