@@ -27,6 +27,7 @@ BENCHES = {
     "control": ["1"],
     "watch_latency": ["--changes", "10", "--interval", "1"],
     "executable": [],
+    "timeline": ["--events", "100000", "--seconds", "15"],
 }
 
 
