@@ -177,7 +177,6 @@ class Moment:
     limit: int  # its `restarts` (UNLIMITED: no limit)
     restart_in: Optional[float]  # seconds until its restart, while backing off
     by_order: bool  # the restart under way was ordered (else a liveness restart)
-    interval: Optional[float]  # `when.interval` of a periodic job
     detail: str  # what it waits for or does next, as -status says it
 
 
@@ -958,7 +957,7 @@ class JobRunner:
                 job=self.name, cause=cause, before=phase, after=job.phase, started=started,
                 pid=getattr(process, "pid", None) if started else None,
                 exit=exit_status, timed_out=timed_out, restarts=job.restarts_done,
-                limit=cfg.restarts, by_order=job._by_order, interval=cfg.when.interval,
+                limit=cfg.restarts, by_order=job._by_order,
                 restart_in=(max(job._restart_at - job.clock(), 0.0)
                             if job.phase is Phase.BACKING_OFF and job._restart_at else None),
                 detail=job.detail()))

@@ -10,7 +10,8 @@ client that comes late still sees what already happened.
 What repeats without news is left out: a health check's own exits (its
 result shows as the job's `healthy`/`unhealthy`), a `healthy` or
 `unhealthy` that repeats what the source last said (3.8 publishes one per
-check), and `error{…}` (the exit line says it). A job's exits come from its
+check), `error{…}` (the exit line says it), and the start of a periodic
+job's run on its interval (its exit line says it ran and when it runs next). A job's exits come from its
 runner, which knows what follows them.
 
 Cost while nobody watches: one small record per event in a bounded deque;
@@ -80,7 +81,8 @@ class Timeline:
             self._append(code, m.job, f"{m.job} {_how_it_ended(m)}" + (f", {then}" if then else ""))
         if m.started:
             self._health.pop(m.job, None)  # a new run: its first check result is news
-            self._append(STARTED, m.job, f"{m.job} started ({_why_started(m)})")
+            if m.cause.code != TICK_INTERVAL:  # a periodic run's exit line says it ran
+                self._append(STARTED, m.job, f"{m.job} started ({_why_started(m)})")
 
     # -- what readers get ------------------------------------------------------------
 
@@ -198,8 +200,6 @@ def _why_started(m: Moment) -> str:
     cause = m.cause
     if cause.code == ORDER:
         return f"pilot -{cause.source}"
-    if cause.code == TICK_INTERVAL and m.interval:
-        return f"every {_short(m.interval)}"
     if cause.code == TICK_RESTART:
         return _restart(m)
     if cause.source == m.job and cause.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED):

@@ -140,17 +140,20 @@ def test_a_signal_a_shutdown_and_an_order_are_named():
     ]
 
 
-def test_a_periodic_run_tells_its_next_one():
-    """`sensor started (every 3s)` and, after it, when the next run is."""
+def test_a_periodic_run_is_one_line_telling_its_next_one():
+    """A periodic job: its first start says why; each run on its interval is
+    one line, its exit, with when the next run is (not two lines a run)."""
     w = World()
     w.add(job("sensor", when=When(interval=3.0), restarts=UNLIMITED))
     w.bus.publish(ev.GLOBAL_STARTUP)
     w.exit("sensor", 0)
     w.bus.send(w.runners["sensor"]._sub, Event("tick.interval", "sensor"))
+    w.exit("sensor", 2)
     messages = w.messages()
     assert messages[1] == "sensor started (trigger: startup)"
     assert messages[2].startswith("sensor exited 0, next run in ")
-    assert messages[3] == "sensor started (every 3s)"
+    assert messages[3].startswith("sensor exited 2, next run in ")
+    assert len(messages) == 4
 
 
 def test_a_watch_change_shows_the_instances_before_and_after():
