@@ -168,12 +168,14 @@ class ControlAPI:
                 backlog = timeline.entries(since=time.time() - since)
                 if backlog:
                     yield _ndjson(backlog)
-            while follow and not streams.closing:
-                if timeline.wait(cursor, STREAM_CHECK):
+            while follow:
+                if timeline.wait(cursor, STREAM_CHECK) or streams.closing:
                     new = timeline.entries(after=cursor)
                     cursor = timeline.last
                     if new:
                         yield _ndjson(new)
+                    if streams.closing:  # the server stops: what happened last is sent, then the end
+                        return
                 elif client_left(connection):
                     return
         finally:

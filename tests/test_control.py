@@ -475,7 +475,8 @@ def test_a_stream_follows_and_disconnecting_clients_leave_nothing_behind(app, tm
 
 def test_stopping_the_server_ends_its_streams_at_once(app, tmp_path):
     """A stream ends when the control server stops (Pilot shutting down):
-    the client sees the end of the stream, the server does not wait for it."""
+    what happened just before is still sent, then the client sees the end
+    of the stream; the server does not wait for it."""
     import time as clock
     from pilot import client
     from tests.integration.pilot_proc import wait_for
@@ -485,10 +486,14 @@ def test_stopping_the_server_ends_its_streams_at_once(app, tmp_path):
     server.start()
     stream = client.EventStream(path)
     wait_for(lambda: server.streams.open == 1, 10, "the stream to open")
+    from pilot.events import Event
+    timeline.record(Event("stopped", "web"))
     began = clock.monotonic()
     server.stop()
     assert clock.monotonic() - began < httpserver.STOP_TIMEOUT
+    got = []
     with pytest.raises(client.StreamEnded):
         while True:
-            stream.read(10)
+            got += stream.read(10)
     stream.close()
+    assert [d["message"] for d in got] == ["web stopped"]
