@@ -11,7 +11,8 @@ failures are `waiting` (told once, as waiting, by whoever meets one first).
 
 A call the agent answers late is not a failure: it logs `consul: ADDRESS
 slow: … took 6.2s` (once per slow spell) and its result counts when it comes.
-Only a call that gets no answer at all within HUNG_AFTER fails.
+Only a call that gets no answer at all within HUNG_AFTER fails (a
+deregistration, made while stopping, waits DEREGISTER_WITHIN).
 """
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from pilot.config.model import ConsulConfig
 from pilot.discovery import transport
 
 CALL_TIMEOUT = 5.0  # seconds to connect, for every call that is not a blocking query
-HUNG_AFTER = 30.0  # seconds without an answer after which such a call fails
+HUNG_AFTER = 15.0  # seconds without an answer after which such a call fails
+# A deregistration happens while Pilot stops: it is not worth a long wait.
+DEREGISTER_WITHIN = 5.0
 SLOW_AFTER = 2.0  # seconds: a call answered later than this is logged as slow
 START_GRACE = 30.0  # seconds after start a refused connection means "not up yet"
 BLOCKING_MARGIN = 5.0  # seconds added to a blocking query's wait
@@ -156,6 +159,7 @@ class Consul:
         # Connect within CALL_TIMEOUT (else Consul is unreachable); then an
         # answer may take up to HUNG_AFTER (a slow agent is slow, not down).
         self._api = self._client((CALL_TIMEOUT, HUNG_AFTER))
+        self._leaving_api = self._client((CALL_TIMEOUT, DEREGISTER_WITHIN))
         # Services whose deregistration met an outage: retried once Consul
         # answers again, or a job removed by a reload would stay for ever.
         self._leftover = set()
@@ -183,7 +187,7 @@ class Consul:
         """PUT /v1/agent/service/deregister/<id>; retried after an outage."""
         try:
             self._call(f"deregistering {service_id}",
-                       lambda: self._api.agent.service.deregister(service_id))
+                       lambda: self._leaving_api.agent.service.deregister(service_id))
         except ConsulError as e:
             if e._outage is not None:
                 self._leftover.add(service_id)
@@ -226,7 +230,7 @@ class Consul:
             result = request()
         except (requests.RequestException, OSError) as e:
             self._outage.failed()
-            raise ConsulError(_unreachable_text(e, self.address),
+            raise ConsulError(_unreachable_text(e, self.address, time.monotonic() - began),
                               repeated=self._outage.reported, outage=self._outage,
                               waiting=self._outage.waiting(_refused(e))) from None
         except transport.APIError as e:
@@ -308,11 +312,11 @@ def _refused(err) -> bool:
     return False
 
 
-def _unreachable_text(err, address):
+def _unreachable_text(err, address, waited=0.0):
     """'consul at ADDR unreachable: REASON', without urllib3's nesting; an
     agent that took the connection but never answered did not answer."""
     if isinstance(err, requests.ReadTimeout):
-        return "consul at %s did not answer within %gs" % (address, HUNG_AFTER)
+        return "consul at %s did not answer within %.0fs" % (address, waited)
     if isinstance(err, requests.Timeout):
         return "consul at %s unreachable: timed out" % address
     reason = _root_cause(err)

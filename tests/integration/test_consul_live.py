@@ -80,8 +80,10 @@ def test_advertised_job_registers_and_deregisters_on_sigterm(tmp_path, consul_ag
 
 
 def test_agent_that_comes_up_after_pilot(tmp_path, consul_agent_factory, pilots):
-    """Without an agent, jobs run and the outage is told once; when the agent
-    comes up the service registers within seconds and recovery is logged."""
+    """Without an agent (it has never answered: it may be a job still
+    starting), jobs run and Pilot says once that it waits for Consul, with
+    no `unreachable` warning; when the agent comes up the service registers
+    within seconds and one line says Consul is up."""
     port = free_port()
     ran, checks = tmp_path / "ran", tmp_path / "checks"
     jobs = [advertised_app(exec=["sh", "-c", f"touch {ran}; exec sleep 1000"],
@@ -89,13 +91,13 @@ def test_agent_that_comes_up_after_pilot(tmp_path, consul_agent_factory, pilots)
                                    "interval": 1, "ttl": 5})]
     pilot = pilots(tmp_path, config(tmp_path, port, jobs, [{"name": "app", "interval": 1}]))
     wait_for(ran.exists, 10, "the job to run without Consul")
-    pilot.wait_log("unreachable", timeout=10)
+    pilot.wait_log(rf"waiting for Consul at 127\.0\.0\.1:{port}$", timeout=10)
     wait_for(lambda: len(lines_of(checks)) >= 3, 10, "three failed heartbeats")
     agent = consul_agent_factory(http_port=port)
     wait_for(lambda: registered(agent), 8, "registration once the agent is up")
-    pilot.wait_log(rf"consul: 127\.0\.0\.1:{port} recovered", timeout=5)
-    outage = pilot.lines("unreachable")
-    assert len(outage) == 1, outage
+    pilot.wait_log(rf"consul: 127\.0\.0\.1:{port} is up$", timeout=5)
+    assert len(pilot.lines("waiting for Consul")) == 1, pilot.log
+    assert pilot.lines("unreachable") == [] and pilot.lines("recovered") == [], pilot.log
 
 
 def test_agent_restart_that_forgets_everything(tmp_path, consul_agent_factory, pilots):
