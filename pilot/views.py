@@ -173,16 +173,17 @@ def _watch_label(w: dict) -> str:
 def follow_status(path: str, out: TextIO = sys.stdout, color: Optional[bool] = None,
                   size: Callable[[], Tuple[int, int]] = None, clock=time.time) -> int:
     """Redraw the status table in place on a terminal, once a second and
-    whenever an event happens, until Ctrl-C (exit 0). Not on a terminal,
-    print the table again (under a time line) on every change instead."""
+    whenever an event happens, until Ctrl-C (exit 0) or until Pilot stops
+    (the last table stays, `pilot has stopped` under it; exit 0). Not on a
+    terminal, print the table again (under a time line) on every change."""
     tty = _isatty(out)
     color = use_color(out) if color is None else color
     size = size or (lambda: _terminal_size(out))
     stream = client.EventStream(path)
+    first = True
     try:
         if tty:
             out.write("\x1b[?25l")  # no cursor blinking over the table
-        first = True
         while True:
             columns, rows = size()
             text = status_table(client.status(path), now=clock(), width=columns, color=color)
@@ -192,8 +193,12 @@ def follow_status(path: str, out: TextIO = sys.stdout, color: Optional[bool] = N
     except KeyboardInterrupt:
         _ignore_more_interrupts()
         return 0
-    except client.StreamEnded as exc:
-        raise client.ControlError(str(exc)) from None
+    except client.ControlError:
+        if first:
+            raise  # it never ran: as -status, the reason and status 1
+        # Pilot stopped while we watched: the last table stays, and says so.
+        out.write(("\n" if tty else "") + paint("pilot has stopped", _YELLOW, color) + "\n")
+        return 0
     finally:
         stream.close()
         if tty:

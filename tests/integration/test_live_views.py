@@ -276,3 +276,16 @@ def test_status_follow_without_a_terminal_prints_each_change(pilot, reader):
              "a second table after an event")
     assert "\x1b" not in r.text
     assert r.interrupt() == 0
+
+
+def test_status_follow_ends_with_0_when_pilot_stops(pilot, reader):
+    """Pilot stopping while watched: the last table stays, `pilot has
+    stopped` under it, and the view ends by itself with status 0."""
+    p = pilot(JOBS)
+    p.wait_log(r"app \d+ up")
+    r = reader("-config", str(p.config), "-status", "-follow")
+    r.read_until(r"^JOB ")
+    p.signal(signal.SIGTERM)
+    r.read_until(r"^pilot has stopped$", timeout=30)
+    assert r.proc.wait(20) == 0
+    assert p.wait(20) == 0
