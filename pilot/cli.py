@@ -335,7 +335,7 @@ def _client(opts: Options, socket_path: str) -> int:
         elif opts.status and opts.follow:
             return views.follow_status(socket_path)
         elif opts.status:
-            sys.stdout.write(views.status_table(client.status(socket_path)) + "\n")
+            views.writable(sys.stdout).write(views.status_table(client.status(socket_path)) + "\n")
         elif opts.health:
             healthy, doc = client.health(socket_path)
             sys.stdout.write("healthy\n" if healthy else client.health_lines(doc) + "\n")

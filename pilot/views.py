@@ -53,6 +53,18 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
+def writable(out: TextIO) -> TextIO:
+    """`out`, writing `?` for what its encoding cannot show (a `…` or `→` on
+    a terminal set to Latin-1) instead of failing with an encoding error."""
+    reconfigure = getattr(out, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="replace")
+        except (ValueError, OSError):
+            pass
+    return out
+
+
 def paint(text: str, color: Optional[str], on: bool) -> str:
     return f"{color}{text}{_RESET}" if on and color else text
 
@@ -176,6 +188,7 @@ def follow_status(path: str, out: TextIO = sys.stdout, color: Optional[bool] = N
     whenever an event happens, until Ctrl-C (exit 0) or until Pilot stops
     (the last table stays, `pilot has stopped` under it; exit 0). Not on a
     terminal, print the table again (under a time line) on every change."""
+    out = writable(out)
     tty = _isatty(out)
     color = use_color(out) if color is None else color
     size = size or (lambda: _terminal_size(out))
@@ -260,6 +273,7 @@ def print_events(path: str, since: Optional[float] = None, out: TextIO = sys.std
                  color: Optional[bool] = None) -> int:
     """Print the timeline as it happens (with `since`, the kept events of
     that past first) until Ctrl-C or until Pilot stops; exit 0 either way."""
+    out = writable(out)
     color = use_color(out) if color is None else color
     stream = client.EventStream(path, since)
     try:

@@ -133,3 +133,12 @@ def test_an_event_line_is_local_time_to_the_millisecond_then_the_message():
         ".203 web started (trigger: consul-agent healthy)"
     painted = views.event_line({"time": when, "code": "exitFailed", "message": "web exited 1"}, True)
     assert "\x1b[31mweb exited 1\x1b[0m" in painted
+
+
+def test_a_terminal_that_cannot_show_an_arrow_gets_a_question_mark():
+    """`watch.db changed: 3 → 2 healthy` on a Latin-1 terminal: `?`, not a crash."""
+    import io
+    out = views.writable(io.TextIOWrapper(io.BytesIO(), encoding="latin-1"))
+    out.write(views.event_line({"time": 0, "message": "watch.db changed: 3 \u2192 2 healthy"}))
+    out.flush()
+    assert out.buffer.getvalue().endswith(b"watch.db changed: 3 ? 2 healthy")
