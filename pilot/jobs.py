@@ -19,9 +19,9 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, Mapping, Optional, Protocol
 
 import gevent
-from typing import Callable, Dict, FrozenSet, Mapping, Optional, Protocol
 
 from pilot import events as ev
 from pilot.commands import Command, pid_env_name
@@ -870,6 +870,7 @@ class JobRunner:
                             env_names=(pid_env_name("check"), pid_env_name(f"check_{cfg.name}")))
         self._service = service
         self._kill_timeout = kill_timeout
+        self._stopped_later: Optional[gevent.Greenlet] = None  # `stopped`, once it left Consul
         self.job = Job(cfg, publish=self._publish, timers=self.timers, process=process,
                        check=check, service=service, dependent=dependent,
                        kill_timeout=kill_timeout, stop_after=stop_after)
@@ -888,7 +889,7 @@ class JobRunner:
         leaving = getattr(self._service, "leaving", None)
         if event.code == ev.STOPPED and event.source == self.name and leaving is not None \
                 and not leaving.dead:
-            gevent.spawn(self._publish_when_left, leaving, event)
+            self._stopped_later = gevent.spawn(self._publish_when_left, leaving, event)
             return
         self._bus.publish(event)
 
