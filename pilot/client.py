@@ -251,7 +251,7 @@ class EventStream:
         if not os.path.exists(path):
             raise ControlError(f"pilot is not running: no socket at {path}")
         self.path = path
-        self._sock = _new_socket()
+        self._sock = _new_socket()  # connected as request() connects
         self._buffer = b""
         self._head_read = False
         url = "/v3/events" if since is None else f"/v3/events?since={since:g}"
@@ -268,7 +268,8 @@ class EventStream:
 
     def read(self, timeout: Optional[float] = None) -> list:
         try:
-            self._sock.settimeout(timeout)
+            # 0 would make the socket non-blocking: a short wait instead.
+            self._sock.settimeout(None if timeout is None else max(timeout, 0.001))
             chunk = self._sock.recv(65536)
         except TimeoutError:
             return []
