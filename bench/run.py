@@ -29,6 +29,7 @@ BENCHES = {
     "templates": ["--changes", "200"],
     "executable": [],
     "config_load": ["--repeat", "1"],
+    "timeline": ["--events", "100000", "--seconds", "15"],
 }
 
 

@@ -344,8 +344,8 @@ static void withdraw_shared(const struct trailer *t, const char *dir)
 static int is_one_shot(char **argv)
 {
     static const char *actions[] = {"template", "version", "reload", "ping", "status",
-                                    "help", "h", NULL};
-    int asked[8] = {0}, one_shot = 0;
+                                    "help", "h", "events", "follow", NULL};
+    int asked[10] = {0}, one_shot = 0;
     for (int i = 1; argv[i]; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-' || !arg[1] || strcmp(arg, "--") == 0 || strncmp(arg, "---", 3) == 0)
@@ -363,7 +363,7 @@ static int is_one_shot(char **argv)
             continue;
         int takes_value = 0;
         static const char *valued[] = {"config", "out", "maintenance", "putenv", "putmetric",
-                                       NULL};
+                                       "since", NULL};
         for (int k = 0; valued[k]; k++)
             if (strlen(valued[k]) == len && strncmp(name, valued[k], len) == 0)
                 takes_value = k + 1;
@@ -373,7 +373,7 @@ static int is_one_shot(char **argv)
         if (!eq && argv[i + 1])
             i++;
         if (takes_value >= 3 && value && value[0])
-            one_shot = 1;  /* -maintenance enable|disable, -putenv, -putmetric */
+            one_shot = 1;  /* -maintenance enable|disable, -putenv, -putmetric, -since */
     }
     for (int k = 0; actions[k]; k++)
         one_shot |= asked[k];

@@ -27,6 +27,7 @@ from pilot.events import Bus, Event
 from pilot.graph import dependents, stop_order
 from pilot.jobs import STOP, STOP_HOOK, JobRunner
 from pilot.plan import plan
+from pilot.timeline import Timeline
 
 log = logging.getLogger("pilot")
 
@@ -54,6 +55,8 @@ class App:
         # would grow memory for as long as the container lives.
         self.environ = dict(os.environ) if environ is None else environ
         self.bus = Bus()
+        self.timeline = Timeline()  # `-events`: the bus and the jobs' moments, in words
+        self.bus.listen(self.timeline.record)
         self.group = gevent.pool.Group()  # the App's own greenlets (reload, main-job shutdown)
         self.runners: Dict[str, JobRunner] = {}
         self.components: list = []  # telemetry first, then watches
@@ -93,7 +96,8 @@ class App:
     def _runner(self, cfg: JobConfig, deps: Mapping[str, str], order) -> JobRunner:
         return JobRunner(cfg, bus=self.bus, environ=self.environ, service=self._service_for(cfg),
                          dependent=deps.get(cfg.name), stop_after=order[cfg.name],
-                         kill_timeout=self.cfg.stop_timeout, on_complete=self._job_complete)
+                         kill_timeout=self.cfg.stop_timeout, on_complete=self._job_complete,
+                         moments=self.timeline)
 
     def _build(self) -> None:
         deps, order = dependents(self.cfg.jobs), stop_order(self.cfg.jobs)
@@ -109,7 +113,8 @@ class App:
 
     def _control_server(self, cfg: Config):
         from pilot.control import ControlServer
-        return ControlServer(self, cfg.control.socket, metrics=lambda: self.telemetry)
+        return ControlServer(self, cfg.control.socket, metrics=lambda: self.telemetry,
+                             timeline=self.timeline)
 
     def _optional_components(self, cfg: Config) -> list:
         """Telemetry first (watches report to it), then watches."""

@@ -15,20 +15,28 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from pilot import GIT_HASH, __version__, client, config
+from pilot import GIT_HASH, __version__, client, config, views
 from pilot.errors import ControlError, PilotError, UsageError
 
-STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "signal", "render"}
+STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "signal", "render",
+                "since"}
 MAP_FLAGS = {"putenv", "putmetric"}
-BOOL_FLAGS = {"template", "version", "reload", "ping", "status", "health", "help", "h"}
-GRAPH_FORMATS = ("dot", "mermaid")
+BOOL_FLAGS = {"template", "version", "reload", "ping", "status", "health", "help", "h",
+              "events", "follow"}
+GRAPH_FORMATS = ("dot", "mermaid", "text")
 
 USAGE = """Usage of pilot:
   -config string
         File path to JSON5 configuration file. Defaults to CONTAINERPILOT env var.
-  -graph [dot|mermaid]
+  -events
+        Print the events of a running instance as they happen, one line each, until
+        Ctrl-C. With -since DURATION, first those of that past (e.g. -since 5m).
+  -follow
+        With -status: redraw the table in place, every second and on every change,
+        until Ctrl-C.
+  -graph [dot|mermaid|text]
         Print the jobs, watches and signals and what starts what, as Graphviz DOT
-        (default) or a Mermaid flowchart, from the config alone.
+        (default), a Mermaid flowchart or plain text, from the config alone.
   -health
         Exit 0 and print "healthy" when every health-checked job of a running
         instance passes its check and none failed for good; else exit 1 and print
@@ -55,6 +63,8 @@ USAGE = """Usage of pilot:
         Stop then start one job of a running instance (its restart limit is not used).
   -signal string
         Send a signal to one job's processes: -signal NAME=SIGHUP (a name or a number).
+  -since string
+        With -events: also print the events of this past first (30s, 5m, 1h).
   -start string
         Start one job of a running instance now (a stopped or never triggered one).
   -status
@@ -80,6 +90,9 @@ class Options:
     ping: bool = False
     status: bool = False
     health: bool = False
+    events: bool = False
+    follow: bool = False
+    since: str = ""
     help: bool = False
     putenv: Dict[str, str] = field(default_factory=dict)
     putmetric: Dict[str, str] = field(default_factory=dict)
@@ -118,12 +131,35 @@ def parse_args(argv: List[str]) -> Options:
         else:
             raise UsageError(f"flag provided but not defined: -{name}")
         i += 1
+    _check_companions(opts)
     return opts
+
+
+def _check_companions(opts: Options) -> None:
+    """Flags that only mean something next to another one."""
+    if opts.follow and not opts.status:
+        raise UsageError("flag -follow works with -status: pilot -status -follow")
+    if opts.since and not opts.events:
+        raise UsageError("flag -since works with -events: pilot -events -since 5m")
+    if opts.since:
+        since_seconds(opts.since)
+
+
+def since_seconds(text: str) -> float:
+    """`-since 5m` → 300.0: a Go duration, or plain seconds."""
+    from pilot.datatypes import Invalid, go_duration
+    try:
+        seconds = float(text) if text.replace(".", "", 1).isdigit() else go_duration(text)
+    except Invalid:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UsageError(f'invalid value "{text}" for flag -since: expected a duration such as 30s, 5m or 1h')
+    return seconds
 
 
 def _graph_format(value: str) -> str:
     if value not in GRAPH_FORMATS:
-        raise UsageError(f'invalid value "{value}" for flag -graph: expected dot or mermaid')
+        raise UsageError(f'invalid value "{value}" for flag -graph: expected dot, mermaid or text')
     return value
 
 
@@ -170,7 +206,7 @@ def runs_supervisor(argv: List[str]) -> bool:
 
 def _client_action(opts: Options) -> bool:
     return bool(opts.reload or opts.maintenance or opts.putenv or opts.putmetric
-                or opts.ping or opts.status or opts.health or _job_action(opts))
+                or opts.ping or opts.status or opts.health or opts.events or _job_action(opts))
 
 
 def _job_action(opts: Options) -> bool:
@@ -329,8 +365,12 @@ def _client(opts: Options, socket_path: str) -> int:
         elif opts.ping:
             client.ping(socket_path)
             sys.stdout.write("ok\n")
+        elif opts.events:
+            return views.print_events(socket_path, since_seconds(opts.since) if opts.since else None)
+        elif opts.status and opts.follow:
+            return views.follow_status(socket_path)
         elif opts.status:
-            sys.stdout.write(client.status_table(client.status(socket_path)) + "\n")
+            views.writable(sys.stdout).write(views.status_table(client.status(socket_path)) + "\n")
         elif opts.health:
             healthy, doc = client.health(socket_path)
             sys.stdout.write("healthy\n" if healthy else client.health_lines(doc) + "\n")
@@ -354,7 +394,7 @@ _FAILED = {"-reload": "failed to run subcommand", "-maintenance": "failed to run
 
 
 def _flag_name(opts: Options) -> str:
-    for name in ("reload", "maintenance", "putenv", "putmetric", "ping", "status", "health",
+    for name in ("reload", "maintenance", "putenv", "putmetric", "ping", "events", "status", "health",
                  "signal", "stop", "start", "restart"):
         if getattr(opts, name):
             return "-" + name

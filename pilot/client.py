@@ -286,49 +286,81 @@ def quote(name: str) -> str:
     return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in name.encode("utf-8"))
 
 
-def status_table(doc: dict, now: Optional[float] = None) -> str:
-    """A readable table: job, state, pid, restarts, health (`-` for a job
-    without health check), last exit, and for how long it has been in its
-    state; under a job, what it waits for or does next."""
-    import time
-    now = time.time() if now is None else now
-    rows = [("JOB", "STATE", "PID", "RESTARTS", "HEALTH", "LAST EXIT", "SINCE")]
-    details = {}
-    for j in doc.get("jobs", []):
-        rows.append((
-            str(j.get("name", "")), str(j.get("state", "")),
-            "-" if j.get("pid") is None else str(j["pid"]),
-            str(j.get("restarts", 0)),
-            str(j.get("status", "")) if j.get("health_checked", True) else "-",
-            "-" if j.get("last_exit") is None else str(j["last_exit"]),
-            _age(now - j["since"]) if isinstance(j.get("since"), (int, float)) else "-",
-        ))
-        if j.get("detail"):
-            details[len(rows) - 1] = str(j["detail"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if index in details:
-            lines.append("  " + details[index])
-    if doc.get("maintenance"):
-        lines.append("maintenance: enabled")
-    for w in doc.get("watches", []) or []:
-        lines.append(f"watch {_watch_label(w)}: {w.get('instances', 0)} instance(s)")
-    return "\n".join(lines)
+# -- the event stream (`-events`, `-status -follow`) --------------------------------------
 
 
-def _age(seconds: float) -> str:
-    """12s, 4m, 3h, 2d: how long ago, in one short word."""
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+class StreamEnded(ControlError):
+    """The server closed the event stream (Pilot is stopping)."""
 
 
-def _watch_label(w: dict) -> str:
-    """Watches are keyed by name and tag: two watches of one service with
-    different tags must not print as the same line."""
-    tag = w.get("tag")
-    return f"{w.get('name')} (tag {tag})" if tag else str(w.get("name"))
+class EventStream:
+    """`GET /v3/events` read as it comes: one dict per event. `read(timeout)`
+    returns what arrived within `timeout` seconds (None: wait for something),
+    and raises StreamEnded once the server has closed the stream."""
+
+    def __init__(self, path: str, since: Optional[float] = None):
+        if not os.path.exists(path):
+            raise ControlError(f"pilot is not running: no socket at {path}")
+        self.path = path
+        self._sock = _new_socket()  # connected as request() connects
+        self._buffer = b""
+        self._head_read = False
+        url = "/v3/events" if since is None else f"/v3/events?since={since:g}"
+        try:
+            self._sock.settimeout(TIMEOUT)
+            self._sock.connect(path)
+            self._sock.sendall(_request_bytes("GET", url, None))
+        except ConnectionRefusedError:
+            self.close()
+            raise ControlError(f"pilot is not running: nothing listens on {path}") from None
+        except OSError as exc:
+            self.close()
+            raise ControlError(f"control socket {path}: {exc}") from None
+
+    def read(self, timeout: Optional[float] = None) -> list:
+        try:
+            # 0 would make the socket non-blocking: a short wait instead.
+            self._sock.settimeout(None if timeout is None else max(timeout, 0.001))
+            chunk = self._sock.recv(65536)
+        except TimeoutError:
+            return []
+        except OSError as exc:
+            raise StreamEnded(f"control socket {self.path}: {exc}") from None
+        if not chunk:
+            if not self._head_read:
+                self._check_head(self._buffer, final=True)
+            raise StreamEnded("the event stream ended: pilot is stopping")
+        self._buffer += chunk
+        if not self._head_read and not self._check_head(self._buffer):
+            return []
+        lines = self._buffer.split(b"\n")
+        self._buffer = lines.pop()
+        return [_event(line) for line in lines if line.strip()]
+
+    def _check_head(self, raw: bytes, final: bool = False) -> bool:
+        """Past the answer's head: True (the body starts in the buffer); an
+        error answer raises ControlError with the server's reason."""
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        if not sep and not final:
+            return False
+        try:
+            status, body = _parse_answer(raw)
+        except BadAnswer as exc:
+            raise ControlError(f"control socket {self.path}: {exc}") from None
+        if status >= 400:
+            if not final:  # an error answer is short: read it all
+                body = _parse_answer(raw + _read_all(self._sock))[1]
+            _check(status, body)
+        self._head_read, self._buffer = True, rest
+        return True
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _event(line: bytes) -> dict:
+    try:
+        doc = _json().loads(line)
+    except ValueError:
+        raise ControlError("control server sent an event that is not JSON") from None
+    return doc if isinstance(doc, dict) else {"message": str(doc)}

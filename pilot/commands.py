@@ -88,6 +88,14 @@ def signal_description(sig: int) -> str:
     return names.get(sig, f"signal {sig}")
 
 
+def signal_name(sig: int) -> str:
+    """`SIGTERM` for 15; the number when the signal has no name."""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
 def exit_events(name: str, status: ExitStatus) -> List[Event]:
     """What a finished run publishes (docs/behaviour.md §9.9)."""
     if status.success:
@@ -148,6 +156,7 @@ class Command:
         self.pgid: Optional[int] = None
         self.last_status: Optional[ExitStatus] = None
         self.timed_out = False
+        self.stop_sent: Optional[int] = None  # the stop signal sent to the current run
         self.output = ""  # the last run's last output line, or how it ended
         self._last_line = ""
         self._done: Optional[AsyncResult] = None
@@ -164,7 +173,9 @@ class Command:
             raise RuntimeError(f"{self.name}: started while its previous run (pid {self.pid}) is alive")
         self._done = AsyncResult()
         self.timed_out = False
+        self.stop_sent = None
         self._last_line = ""
+        log.debug("%s.Run start", self.name)
         try:
             pid, readers = self._spawn()
         except OSError as exc:
@@ -190,6 +201,13 @@ class Command:
             return True
         except (ProcessLookupError, PermissionError):
             return False
+
+    def terminate(self, sig: int) -> bool:
+        """Send a stop signal (Pilot stops the run): the exit that follows
+        is expected, so it is not logged as an error."""
+        if self.running and self.stop_sent is None:
+            self.stop_sent = sig
+        return self.signal(sig)
 
     def group_alive(self) -> bool:
         return self.pgid is not None and _group_exists(self.pgid)
@@ -251,6 +269,7 @@ class Command:
             program = self.args[0] if self.args else ""
             msg = f"fork/exec {program}: {(exc.strerror or str(exc)).lower()}"
         log.error("unable to start %s: %s", self.name, msg)
+        log.debug("%s.Run end", self.name)
         self._finished(ExitStatus(error=msg))
 
     def _supervise(self, pid: int, readers: Sequence[int]) -> None:
@@ -273,9 +292,20 @@ class Command:
         for n in self.env_names:
             if self.environ.get(n) == str(pid):
                 del self.environ[n]
-        if not status.success:
-            log.error("%s exited with error: %s", self.name, status.reason)
+        self._log_exit(status)
         self._finished(status)
+
+    def _log_exit(self, status: ExitStatus) -> None:
+        """3.8's lines; an exit that Pilot's own stop signal caused (a
+        shutdown, a reload, -stop, -restart) is no error: one calm line."""
+        if status.success:
+            log.debug("%s exited without error", self.name)
+        elif self.stop_sent is not None and not self.timed_out:
+            log.info("%s exited after its stop signal (%s): %s", self.name,
+                     signal_name(self.stop_sent), status.reason)
+        else:
+            log.error("%s exited with error: %s", self.name, status.reason)
+        log.debug("%s.Run end", self.name)
 
     def _finished(self, status: ExitStatus) -> None:
         self.last_status = status

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import socket
-from typing import Callable, Mapping, Optional, Protocol, Tuple
+from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple
 
 import gevent.lock
 
@@ -31,7 +31,7 @@ log = logging.getLogger("pilot")
 ENDPOINTS = (
     "/v3/environ", "/v3/env", "/v3/reload", "/v3/maintenance/enable",
     "/v3/maintenance/disable", "/v3/metric", "/v3/ping", "/v3/status", "/v3/jobs",
-    "/v3/health",
+    "/v3/health", "/v3/events",
 )
 JOB_ACTIONS = ("stop", "start", "restart", "signal")
 JOB_PATH = re.compile(r"/v3/jobs/[^/]+(?:/(stop|start|restart|signal))?\Z")
@@ -78,6 +78,61 @@ class Supervisor(Protocol):
         """Signal one job's process group: None when sent, else why not."""
 
 
+class EventLog(Protocol):
+    """The event timeline as the control socket reads it (`pilot.timeline.Timeline`)."""
+
+    @property
+    def last(self) -> int:
+        """The sequence number of the newest entry."""
+
+    def entries(self, after: int = 0, since: Optional[float] = None) -> list:
+        """Entries (`as_dict()`, `seq`) newer than `after`, not older than `since`."""
+
+    def wait(self, after: int, timeout: Optional[float]) -> bool:
+        """Wait for an entry newer than `after` (at most `timeout` s, or until wake)."""
+
+    def wake(self) -> None: ...
+
+
+class Streams:
+    """The event streams open on one control socket: at most MAX of clients
+    still there (streams must not take every connection), all ending at
+    once when the server stops (`closing`)."""
+
+    MAX = 16
+
+    def __init__(self, timeline: Optional[EventLog]):
+        self.timeline = timeline
+        self.closing = False
+        self._open: Dict[int, object] = {}  # stream key -> its connection
+
+    @property
+    def open(self) -> int:
+        return len(self._open)
+
+    def admit(self, left: Callable[[object], bool]) -> bool:
+        """Room for one more? Clients that `left` (their stream has not
+        noticed yet: it looks once a second) do not count, so a client that
+        reconnects at once is not refused for its own old stream."""
+        if len(self._open) < self.MAX:
+            return True
+        staying = sum(1 for c in self._open.values() if not left(c))
+        if staying < len(self._open) and self.timeline is not None:
+            self.timeline.wake()  # the streams of departed clients end now
+        return staying < self.MAX
+
+    def enter(self, key: int, connection) -> None:
+        self._open[key] = connection
+
+    def leave(self, key: int) -> None:
+        self._open.pop(key, None)
+
+    def close(self) -> None:
+        self.closing = True
+        if self.timeline is not None:
+            self.timeline.wake()
+
+
 class MetricSink(Protocol):
     """Telemetry as the control socket uses it (`pilot.telemetry.Telemetry`)."""
 
@@ -98,9 +153,11 @@ class ControlServer:
 
     def __init__(self, supervisor: Supervisor, path: str,
                  metrics: Callable[[], Optional[MetricSink]] = lambda: None,
-                 attempts: int = BIND_ATTEMPTS, delay: float = BIND_DELAY):
+                 attempts: int = BIND_ATTEMPTS, delay: float = BIND_DELAY,
+                 timeline: Optional[EventLog] = None):
         self.supervisor = supervisor
         self.metrics = metrics
+        self.streams = Streams(timeline)
         self.path = path
         self._wsgi = None
         self.server = HTTPServer("control", lambda: self.wsgi, lambda: self._bind(), path,
@@ -114,8 +171,8 @@ class ControlServer:
         pilot.httpserver: a socket nobody calls costs no HTTP stack)."""
         if self._wsgi is None:
             from pilot.control_api import ControlAPI  # bottle: ~2 MB, for a socket somebody calls
-            api = ControlAPI(self.supervisor, self.metrics, self._reloading)
-            self._wsgi = guarded("control", api.web, self._count)
+            api = ControlAPI(self.supervisor, self.metrics, self._reloading, self.streams)
+            self._wsgi = guarded("control", api.wsgi, self._count)
         return self._wsgi
 
     def start(self) -> None:
@@ -124,6 +181,7 @@ class ControlServer:
     def stop(self) -> None:
         if not self.server.running:
             return
+        self.streams.close()  # event streams end now, not at the server's stop timeout
         self.server.stop()
         self._remove_socket()
 

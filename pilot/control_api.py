@@ -7,16 +7,21 @@ anything is applied; every refusal is a JSON 4xx.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
-from typing import Dict
+import select
+import time
+from typing import Dict, Iterator, Optional
+from urllib.parse import parse_qs
 
 import bottle
 import gevent.lock
+import gevent.monkey
 
 from pilot.errors import PilotError, UnknownJob
-from pilot.httpserver import short
+from pilot.httpserver import CONNECTION, error_body, json_headers, short
 
 # 3.8's whole error bodies; Pilot's JSON errors start with them, so scripts
 # that look for 3.8's text still find it.
@@ -26,16 +31,18 @@ MAX_BODY = 1 << 20  # bytes; larger bodies get 413
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 GO_ERROR_TEXT = {404: "404 page not found", 405: "Method Not Allowed", 422: "Unprocessable Entity"}
+STREAM_CHECK = 1.0  # seconds: how often an idle event stream looks whether its client left
 
 
 class ControlAPI:
     """Routes over a `Supervisor` and the current `MetricSink`; `reloading`
     serialises concurrent reloads across the server's lifetime."""
 
-    def __init__(self, supervisor, metrics, reloading: gevent.lock.Semaphore):
+    def __init__(self, supervisor, metrics, reloading: gevent.lock.Semaphore, streams=None):
         self.supervisor = supervisor
         self.metrics = metrics
         self._reloading = reloading
+        self.streams = streams
         self.web = self._routes()
 
     def _routes(self) -> bottle.Bottle:
@@ -50,6 +57,7 @@ class ControlAPI:
         web.route("/v3/ping", "ANY", lambda: "\n")  # 3.8 answers ping on any method
         web.route("/v3/status", "GET", self._status)
         web.route("/v3/health", "GET", self._health)
+        web.route("/v3/events", "GET", lambda: None)  # answered by `wsgi`; bottle says 405 for the rest
         web.route("/v3/jobs", "GET", self._jobs)
         web.route("/v3/jobs/<name>", "GET", self._job)
         web.route("/v3/jobs/<name>/signal", "POST", self._signal)
@@ -115,6 +123,64 @@ class ControlAPI:
         bottle.response.content_type = "application/json"
         return json.dumps(doc, default=str) + "\n"
 
+    # -- the event timeline --------------------------------------------------------
+
+    def wsgi(self, environ, start_response):
+        """The WSGI app: bottle's routes, but `GET /v3/events` answered here,
+        so its head goes out at once (bottle would hold it back until the
+        first event) and a client knows it is following."""
+        if environ.get("PATH_INFO") == "/v3/events" and environ.get("REQUEST_METHOD") == "GET":
+            return self._events(environ, start_response)
+        return self.web(environ, start_response)
+
+    def _events(self, environ, start_response):
+        """The timeline as newline-delimited JSON, one object per event:
+        with `since` (seconds, or a duration such as 5m) the kept events of
+        that past first; then, unless `follow=0`, each new one as it
+        happens, until the client leaves or the server stops."""
+        streams = self.streams
+        try:
+            if streams is None or streams.timeline is None:
+                raise RequestError(404, "404 page not found: no event timeline here")
+            query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""),
+                                                   keep_blank_values=True).items()}
+            since = _seconds_back(query.get("since"))
+            follow = _flag(query.get("follow", "1"), "follow")
+            if follow and not streams.admit(client_left):
+                raise RequestError(503, f"too many event streams open ({streams.MAX}); try again later")
+        except RequestError as exc:
+            body = error_body(exc.message)
+            start_response(f"{exc.status} {_REASONS.get(exc.status, 'Error')}", json_headers(body))
+            return [body]
+        write = start_response("200 OK", [("Content-Type", "application/x-ndjson")])
+        if callable(write):
+            write(b"")  # the head now: pywsgi sends it with the first write
+        return self._stream(streams, since, follow, environ.get(CONNECTION))
+
+    @staticmethod
+    def _stream(streams, since: Optional[float], follow: bool, connection) -> Iterator[bytes]:
+        timeline = streams.timeline
+        key = next(_STREAM_KEYS)
+        streams.enter(key, connection)
+        try:
+            cursor = timeline.last
+            if since is not None:
+                backlog = timeline.entries(since=time.time() - since)
+                if backlog:
+                    yield _ndjson(backlog)
+            while follow:
+                if timeline.wait(cursor, STREAM_CHECK) or streams.closing:
+                    new = timeline.entries(after=cursor)
+                    cursor = timeline.last
+                    if new:
+                        yield _ndjson(new)
+                    if streams.closing:  # the server stops: what happened last is sent, then the end
+                        return
+                elif client_left(connection):
+                    return
+        finally:
+            streams.leave(key)
+
     # -- one job -------------------------------------------------------------
 
     def _jobs(self) -> str:
@@ -152,6 +218,57 @@ class ControlAPI:
         if refusal:
             raise refused(409, refusal)
         return "\n"
+
+
+def _ndjson(entries) -> bytes:
+    return "".join(json.dumps(e.as_dict(), ensure_ascii=False) + "\n" for e in entries).encode()
+
+
+def _seconds_back(text: Optional[str]) -> Optional[float]:
+    """`since`: seconds (`300`, `2.5`) or a duration (`5m`); 400 otherwise."""
+    if text is None or text == "":
+        return None
+    from pilot.datatypes import Invalid, go_duration
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = go_duration(text)
+        except Invalid:
+            seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise RequestError(400, f"since must be a number of seconds or a duration such as 5m (got {short(text)})")
+    return seconds
+
+
+def _flag(text: str, name: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", ""):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise RequestError(400, f"{name} must be 1 or 0 (got {short(text)})")
+
+
+_STREAM_KEYS = itertools.count(1)
+_REASONS = {400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}
+
+
+_POLL = gevent.monkey.get_original("select", "poll")  # with timeout 0 it never blocks the hub
+_HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+def client_left(connection) -> bool:
+    """True when the client hung up (its side of the connection is closed).
+    Writing to it would also tell, but an idle stream writes nothing."""
+    if connection is None:
+        return False
+    try:
+        poller = _POLL()
+        poller.register(connection.fileno(), select.POLLIN | select.POLLRDHUP)
+        return any(mask & _HUNG_UP for _, mask in poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 def signal_name(sig: int) -> str:

@@ -303,7 +303,10 @@ def exec_args(value: Any) -> Tuple[str, ...]:
                 raise Invalid(f"arguments must be strings or numbers (got {show(item)})")
             args.append(go_value(item) if not isinstance(item, str) else item)
         return tuple(args)
-    raise Invalid("received zero-length argument")
+    if value is None or value == [] or value == ():
+        raise Invalid("received zero-length argument")
+    raise Invalid('an exec must be a string or a list of strings,'
+                  ' e.g. "app --port 80" or ["app", "--port", "80"]')
 
 
 def service_name(name: str) -> str:

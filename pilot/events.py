@@ -143,7 +143,11 @@ class Bus:
     # -- delivery ------------------------------------------------------------------
 
     def publish(self, event: Event) -> None:
-        log.debug("event: %s", event)
+        if log.isEnabledFor(logging.DEBUG):
+            # 3.8's spelling first (`event: {StatusHealthy nginx}`), for the
+            # greps people already have; then Pilot's (`event: healthy{nginx}`).
+            log.debug("event: {%s %s}", METRIC_NAMES.get(event.code, event.code), event.source)
+            log.debug("event: %s", event)
         for fn in list(self._listeners):
             try:
                 fn(event)

@@ -110,8 +110,8 @@ def _duration(seconds: float) -> str:
 
 
 def draw(cfg, fmt: str = "dot") -> str:
-    """The job graph as Graphviz DOT or a Mermaid flowchart."""
-    return (_mermaid if fmt == "mermaid" else _dot)(cfg, edges(cfg))
+    """The job graph as Graphviz DOT, a Mermaid flowchart or plain text."""
+    return {"mermaid": _mermaid, "text": _text}.get(fmt, _dot)(cfg, edges(cfg))
 
 
 def _kind_of(name: str, cfg) -> str:
@@ -168,6 +168,29 @@ def _dot(cfg, found) -> str:
         style = ", style=dashed" if kind == "hook" else ""
         lines.append(f"  {_dot_quote(a)} -> {_dot_quote(b)} [label={_dot_quote(label)}{style}];")
     lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _text(cfg, found) -> str:
+    """One line per edge, for a terminal: `setup --exitSuccess--> consul-agent`;
+    a pre-/post-stop hook `web ..stopping (pre-stop)..> web-prestop`; a job
+    nothing starts, on a line of its own."""
+    shown = set()
+
+    def node(name: str) -> str:  # a job's notes at its first mention only
+        if _kind_of(name, cfg) == "group":
+            return name.replace(":", " of ", 1)  # `all of web`
+        text = name if name in shown else _job_label(name, cfg).replace("\n", " ")
+        shown.add(name)
+        return text
+    lines = []
+    for a, b, label, kind in found:
+        line, head = ("..", "..>") if kind == "hook" else ("--", "-->")
+        plain = not label or (a == ev.STARTUP and label == ev.STARTUP)
+        arrow = f" {head} " if plain else f" {line}{label}{head} "
+        lines.append(node(a) + arrow + node(b))
+    started = {b for _, b, _, _ in found}
+    lines += [f"{node(j.name)}: nothing starts it" for j in cfg.jobs if j.name not in started]
     return "\n".join(lines) + "\n"
 
 

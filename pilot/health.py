@@ -53,6 +53,8 @@ class Probe:
         greenlet.kill(block=False)
         return True
 
+    terminate = signal  # a probe has no process: stopping it is abandoning it
+
     def stop(self) -> None:
         self.signal(0)
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 
 MAX_BODY = 1 << 20  # bytes of a request body an endpoint accepts (the control API's cap)
+# environ key of the request's socket: a streaming answer (`/v3/events`)
+# watches it to notice a client that went away while nothing was written.
+CONNECTION = "pilot.connection"
 
 
 def one_line(text: str, limit: int = 200) -> str:

@@ -27,7 +27,7 @@ import re
 import gevent
 from gevent import pywsgi
 
-from pilot.httpcommon import MAX_BODY, error_body, json_headers, one_line
+from pilot.httpcommon import CONNECTION, MAX_BODY, error_body, json_headers, one_line
 
 log = logging.getLogger("pilot")
 
@@ -168,6 +168,7 @@ class Handler(pywsgi.WSGIHandler):
         env = super().get_environ()
         self.wsgi_input = pywsgi.Input(io.BytesIO(self._body), len(self._body))
         env["wsgi.input"] = self.wsgi_input
+        env[CONNECTION] = self.socket
         if env.pop("HTTP_TRANSFER_ENCODING", None) is not None:
             env["CONTENT_LENGTH"] = str(len(self._body))  # de-chunked
         return env

@@ -34,7 +34,7 @@ import gevent.pool
 from gevent.server import StreamServer
 
 from pilot.errors import PilotError
-from pilot.httpcommon import MAX_BODY, error_body, json_headers, one_line  # noqa: F401 - re-exported
+from pilot.httpcommon import CONNECTION, MAX_BODY, error_body, json_headers, one_line  # noqa: F401 - re-exported
 from pilot.log import log_bug
 
 log = logging.getLogger("pilot")

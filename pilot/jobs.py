@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, Mapping, Optional, Protocol
 
+import gevent
+
 from pilot import events as ev
 from pilot.commands import Command, pid_env_name
 from pilot.config.model import UNLIMITED, HealthConfig, JobConfig
@@ -121,6 +123,10 @@ class Process(Protocol):
 
     def signal(self, sig: int) -> bool: ...
 
+    def terminate(self, sig: int) -> bool:
+        """Send the stop signal: the end of the run that follows is
+        expected (logged calmly), not an error."""
+
 
 class Service(Protocol):
     """An advertised job's Consul registration (`pilot.discovery.BackgroundService`).
@@ -148,6 +154,43 @@ class TimerSet(Protocol):
     def cancel(self, key: str) -> None: ...
 
     def cancel_all(self) -> None: ...
+
+
+ORDER = "order"  # a Moment's cause for an order of the control socket: Event(ORDER, action)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """What one event did to a job that the bus does not say: a run of its
+    exec began (and why), or the exec exited (and what follows). `Moments`
+    (the timeline) puts it into words."""
+
+    job: str
+    cause: Event  # what the job handled: an event, one of its ticks, Event(ORDER, action)
+    before: Phase
+    after: Phase
+    started: bool  # a run of its exec began
+    pid: Optional[int]  # the running exec's pid
+    exit: Optional[object]  # the exec's ExitStatus, when `cause` was its exit
+    timed_out: bool  # that exit was its `timeout` killing it
+    restarts: int  # restarts done so far
+    limit: int  # its `restarts` (UNLIMITED: no limit)
+    restart_in: Optional[float]  # seconds until its restart, while backing off
+    by_order: bool  # the restart under way was ordered (else a liveness restart)
+    detail: str  # what it waits for or does next, as -status says it
+
+
+class Moments(Protocol):
+    """Where a job's runner tells its moments (`pilot.timeline.Timeline`)."""
+
+    def job_moment(self, moment: Moment) -> None: ...
+
+
+# 3.8's DEBUG lines for the job timers it shares with Pilot: `timer: {TimerExpired
+# web.heartbeat}` for periodic ones, `timeout: {TimerExpired web.wait-timeout}`.
+TIMER_LINES = {TICK_HEARTBEAT: ("timer", "heartbeat"), TICK_INTERVAL: ("timer", "run-every"),
+               TICK_WHEN_TIMEOUT: ("timeout", "wait-timeout"),
+               TICK_STOP_TIMEOUT: ("timeout", "stopping-timeout")}
 
 
 # -- the state machine --------------------------------------------------------------
@@ -469,7 +512,7 @@ class Job:
         if e.code == TICK_KILL:
             log.warning('killing processes for job "%s": it did not stop within %gs of its stop signal',
                         self.name, self.kill_timeout)
-            self.process.signal(signal.SIGKILL)  # its exit event restarts it
+            self.process.terminate(signal.SIGKILL)  # its exit event restarts it
             return True
         return False
 
@@ -606,13 +649,13 @@ class Job:
         kill timeout)."""
         self.timers.cancel_all()
         if self.check is not None and self.check.running:
-            self.check.signal(signal.SIGTERM)
+            self.check.terminate(signal.SIGTERM)
         # Signal first (§9.8 order): a hung Consul agent must not keep the
         # process running while its deregistration waits.
         exiting = self._process_alive()
         if exiting:
             self._move(Phase.EXITING)
-            self.process.signal(self.cfg.stop_signal)
+            self.process.terminate(self.cfg.stop_signal)
             self.timers.after(TICK_KILL, max(self.kill_timeout, 0.0), self._tick(TICK_KILL))
         if self.service is not None:
             self.service.deregister()
@@ -622,7 +665,7 @@ class Job:
     def _kill(self) -> None:
         log.warning('killing processes for job "%s": it did not stop within %gs of its stop signal',
                     self.name, self.kill_timeout)
-        self.process.signal(signal.SIGKILL)
+        self.process.terminate(signal.SIGKILL)
         if self._hold:
             return  # stopped by order: held once it has exited, so -start never overlaps it
         self.forced = True
@@ -685,7 +728,7 @@ class Job:
         self.queued = 0
         self._by_order = by_order
         self._move(Phase.RESTARTING)
-        self.process.signal(self.cfg.stop_signal)
+        self.process.terminate(self.cfg.stop_signal)
         self.timers.after(TICK_KILL, max(self.kill_timeout, 0.0), self._tick(TICK_KILL))
 
     def signal(self, sig: int) -> Optional[str]:
@@ -802,10 +845,13 @@ class JobRunner:
     def __init__(self, cfg: JobConfig, *, bus, environ: dict, service: Optional[Service] = None,
                  dependent: Optional[str] = None, stop_after: FrozenSet[str] = frozenset(),
                  kill_timeout: float = 5.0,
-                 on_complete: Callable[["JobRunner"], None] = lambda runner: None):
+                 on_complete: Callable[["JobRunner"], None] = lambda runner: None,
+                 moments: Optional[Moments] = None):
         self.cfg = cfg
         self._bus = bus
         self._sub = None
+        self._moments = moments
+        self._pending: Optional[tuple] = None  # the event being handled, for `_witness`
         self._on_complete = on_complete
         self.timers = Timers(bus, lambda: self._sub)
         process = check = None
@@ -823,7 +869,10 @@ class JobRunner:
             check = Command(f"check.{cfg.name}", h.exec, timeout=timeout, raw=h.raw_logging,
                             field="check", environ=environ, publish=bus.publish, launch=cfg.launch,
                             env_names=(pid_env_name("check"), pid_env_name(f"check_{cfg.name}")))
-        self.job = Job(cfg, publish=bus.publish, timers=self.timers, process=process,
+        self._service = service
+        self._kill_timeout = kill_timeout
+        self._stopped_later: Optional[gevent.Greenlet] = None  # `stopped`, once it left Consul
+        self.job = Job(cfg, publish=self._publish, timers=self.timers, process=process,
                        check=check, service=service, dependent=dependent,
                        kill_timeout=kill_timeout, stop_after=stop_after)
         self.sources = sources_of(cfg, dependent, stop_after)
@@ -831,6 +880,23 @@ class JobRunner:
     @property
     def name(self) -> str:
         return self.cfg.name
+
+    def _publish(self, event: Event) -> None:
+        """The job's events, `stopped` once it has also left Consul: a job
+        that stops after it (the Consul agent whose health started it) must
+        not cut its deregistration short. The wait is bounded by the kill
+        timeout (a hung agent holds nothing up for longer)."""
+        self._witness()
+        leaving = getattr(self._service, "leaving", None)
+        if event.code == ev.STOPPED and event.source == self.name and leaving is not None \
+                and not leaving.dead:
+            self._stopped_later = gevent.spawn(self._publish_when_left, leaving, event)
+            return
+        self._bus.publish(event)
+
+    def _publish_when_left(self, leaving, event: Event) -> None:
+        leaving.join(timeout=max(self._kill_timeout, 1.0))
+        self._bus.publish(event)
 
     @property
     def complete(self) -> bool:
@@ -844,13 +910,61 @@ class JobRunner:
     def handle(self, event: Event) -> None:
         """One event. A bug met while handling it is logged and the job goes
         on with the next event: the supervisor never dies of it."""
+        if event.code in TIMER_LINES and log.isEnabledFor(logging.DEBUG):
+            self._log_timer(event.code)
+        self._pending = (event, self._before(event))
         try:
             alive = self.job.handle(event)
         except Exception as exc:  # noqa: BLE001 - keep supervising
             log_bug(log, f"job {self.name}: internal error on {event}", exc)
             alive = not self.job.complete
+        self._witness()
         if not alive:
             self._close()
+
+    def _log_timer(self, code: str) -> None:
+        kind, suffix = TIMER_LINES[code]
+        if not (self.cfg.always_healthy and code == TICK_HEARTBEAT):  # 3.8 keeps its own quiet
+            log.debug("%s: {TimerExpired %s.%s}", kind, self.name, suffix)
+
+    # -- moments: what the timeline hears of this job --------------------------------
+
+    def _before(self, cause: Event) -> tuple:
+        """What `_witness` compares with: the phase, the runs, and how the
+        exec's run ended when `cause` is its exit (a restart resets it)."""
+        job = self.job
+        process = job.process
+        if cause.source == self.name and cause.code in (ev.EXIT_SUCCESS, ev.EXIT_FAILED) \
+                and process is not None:
+            return job.phase, job.runs, process.last_status, getattr(process, "timed_out", False)
+        return job.phase, job.runs, None, False
+
+    def _witness(self) -> None:
+        """Tell the moments a start or an exit of the event being handled
+        (the bus carries neither the cause of a start nor what follows an
+        exit). Called before the first event the job publishes meanwhile,
+        so an exit is told before the `stopping` it leads to."""
+        if self._pending is None:
+            return
+        cause, (phase, runs, exit_status, timed_out) = self._pending
+        self._pending = None
+        job = self.job
+        process = job.process
+        started = job.runs != runs and process is not None and process.running
+        if self._moments is None or not (started or exit_status is not None):
+            return
+        cfg = self.cfg
+        try:
+            self._moments.job_moment(Moment(
+                job=self.name, cause=cause, before=phase, after=job.phase, started=started,
+                pid=getattr(process, "pid", None) if started else None,
+                exit=exit_status, timed_out=timed_out, restarts=job.restarts_done,
+                limit=cfg.restarts, by_order=job._by_order,
+                restart_in=(max(job._restart_at - job.clock(), 0.0)
+                            if job.phase is Phase.BACKING_OFF and job._restart_at else None),
+                detail=job.detail()))
+        except Exception as exc:  # noqa: BLE001 - the timeline must not cost the job
+            log_bug(log, f"job {self.name}: timeline failed on {cause}", exc)
 
     def tell(self, event: Event) -> None:
         """Deliver `event` to this job alone, in bus order (a reload's
@@ -865,11 +979,15 @@ class JobRunner:
     def order_now(self, action: str) -> Optional[str]:
         """A control-socket order (stop, start, restart): done at once, like
         an event (the job never waits), or refused with the reason."""
+        cause = Event(ORDER, action)
+        self._pending = (cause, self._before(cause))
         try:
             refusal = self.job.order(action)
         except Exception as exc:  # noqa: BLE001 - keep supervising
             log_bug(log, f"job {self.name}: internal error on order {action}", exc)
             return f"internal error: {exc!r}"
+        finally:
+            self._witness()
         if self.job.complete:
             self._close()
         return refusal

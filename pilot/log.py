@@ -115,11 +115,13 @@ def _all_fields(record) -> dict:
 
 
 class DefaultFormatter(logging.Formatter):
-    """`<time>[ <job>][ <pid>] <message>`: no level, as 3.8's default."""
+    """`<time>[ <job>][ <pid>] <message>`: no level, as 3.8's default. A
+    health check's output shows its name (`check.web`) where a job's shows
+    the job's: 3.8 printed only the pid, so nobody could tell whose it was."""
 
     def format(self, record):
         parts = [timestamp(record.created)]
-        job = getattr(record, "job", None)
+        job = getattr(record, "job", None) or getattr(record, "check", None)
         pid = getattr(record, "pid", None)
         if job:
             parts.append(str(job))

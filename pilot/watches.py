@@ -28,6 +28,7 @@ from pilot.log import log_bug
 
 NOT_ADVANCING_PAUSE = 1.0  # seconds; upper bound of the pause after an early, empty answer
 RETRY_SOON = 0.1  # seconds; the one quick retry after a first failure
+WAITING_RETRY = 1.0  # seconds between queries while Consul has not come up yet
 
 
 class Watch:
@@ -46,6 +47,8 @@ class Watch:
         self._failures = 0  # failed queries in a row
         self._failure = ""  # the error already reported for this outage
         self._greenlet: Optional[gevent.Greenlet] = None
+        self._stopping = False  # Pilot is shutting down: failures are no news
+        self._sub = None
 
     @property
     def source(self) -> str:
@@ -56,13 +59,22 @@ class Watch:
     def start(self) -> None:
         """Begin watching; the first query goes out at once (docs/behaviour.md §0)."""
         if self._greenlet is None:
+            self._sub = self.bus.subscribe(self._hear, [ev.GLOBAL])
             self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
         """Stop watching, also in the middle of a blocking query. Idempotent."""
         greenlet, self._greenlet = self._greenlet, None
+        if self._sub is not None:
+            self._sub.cancel()
         if greenlet is not None:
             greenlet.kill(block=True, timeout=2)
+
+    def _hear(self, event: Event) -> None:
+        """From `shutdown` on, Consul failing is expected (its agent may be
+        one of the jobs stopping): the watch says nothing of it."""
+        if event == ev.GLOBAL_SHUTDOWN:
+            self._stopping = True
 
     def status(self) -> dict:
         """What `GET /v3/status` shows for this watch."""
@@ -113,6 +125,13 @@ class Watch:
         if self._failures == 1:
             self.log.debug("failed to query %s: %s (retrying)", self.cfg.name, text)
             return min(self.cfg.interval, RETRY_SOON)
+        if getattr(err, "waiting", False) or self._stopping:
+            # Consul not up yet (its agent may be a job still starting), or
+            # Pilot shutting down (the agent may stop first): no warning.
+            if not self._stopping and err.claim_waiting():
+                self.log.info("watch %s: waiting for Consul at %s", self.cfg.name, err.address)
+            self.log.debug("failed to query %s: %s", self.cfg.name, text)
+            return min(self.cfg.interval, WAITING_RETRY)
         if text != self._failure and err.claim_warning():
             self.log.warning("failed to query %s: %s", self.cfg.name, text)
             self._failure = text

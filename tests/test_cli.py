@@ -35,6 +35,11 @@ def test_repeatable_key_value_flags_split_at_first_equals():
     (["-maintenance", "foo"], "expected 'enable' or 'disable'"),
     (["-config"], "flag needs an argument: -config"),
     (["-ping=maybe"], "invalid boolean value"),
+    (["-follow"], "flag -follow works with -status: pilot -status -follow"),
+    (["-ping", "-follow"], "flag -follow works with -status"),
+    (["-since", "5m"], "flag -since works with -events: pilot -events -since 5m"),
+    (["-events", "-since", "yesterday"], 'invalid value "yesterday" for flag -since'),
+    (["-events", "-since", "-5m"], 'invalid value "-5m" for flag -since'),
 ])
 def test_usage_errors(argv, message):
     """Bad flags are usage errors with Go's wording."""
@@ -84,6 +89,18 @@ def test_template_is_byte_for_byte_even_for_bytes_that_are_not_utf8(tmp_path, mo
     assert out.read_bytes() == expected
 
 
+def test_events_and_follow_flags():
+    """-events [-since D] and -status -follow are client actions (no
+    supervisor); -since takes a Go duration or plain seconds."""
+    opts = cli.parse_args(["-events", "-since", "5m"])
+    assert opts.events and cli.since_seconds(opts.since) == 300.0
+    assert cli.since_seconds("90") == 90.0 and cli.since_seconds("1h30m") == 5400.0
+    opts = cli.parse_args(["-status", "-follow"])
+    assert opts.status and opts.follow
+    assert not cli.runs_supervisor(["-config", "c", "-events"])
+    assert not cli.runs_supervisor(["-config", "c", "-status", "-follow"])
+
+
 def test_empty_maintenance_value_is_the_flag_not_given():
     """`-maintenance ""` is Go's zero value, so no action (not a usage error)."""
     opts = cli.parse_args(["-maintenance", "", "-config", "a"])
@@ -97,6 +114,8 @@ def test_empty_maintenance_value_is_the_flag_not_given():
     (["-putenv", "A=1"], "-putenv: failed to run subcommand: "),
     (["-putmetric", "m=1"], "-putmetric: failed to run subcommand: "),
     (["-ping"], "-ping: failed: "),
+    (["-events"], "-events: failed: "),
+    (["-status", "-follow"], "-status: failed: "),
 ])
 def test_client_failure_wording_is_38s(argv, prefix, tmp_path, capsys):
     """With no Pilot listening, each client flag fails (exit 1) on one line with
@@ -176,17 +195,18 @@ def test_a_bug_in_the_supervisor_goes_to_its_log_with_the_traceback_at_debug(
 ONE_SHOT_SCRIPT = """
 import json, sys
 from pilot import cli
-code = cli.main(["-config", sys.argv[1], "-ping"])
+code = cli.main(["-config", sys.argv[1]] + sys.argv[2:])
 heavy = ("gevent", "socket", "ssl", "http.client", "email", "bottle", "consul", "requests",
          "prometheus_client", "threading", "subprocess", "pilot.run", "pilot.app")
 print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}))
 """
 
 
-def test_a_one_shot_action_loads_nothing_heavy(tmp_path):
+@pytest.mark.parametrize("flags", [["-ping"], ["-events"], ["-status", "-follow"]])
+def test_a_one_shot_action_loads_nothing_heavy(tmp_path, flags):
     """`pilot -ping` (jobs run such actions every few seconds) loads the
     config and the client only: no gevent, no socket module, no HTTP stack,
-    none of the supervisor's modules."""
+    none of the supervisor's modules; nor do the live views."""
     import json
     import subprocess
     import sys
@@ -194,7 +214,7 @@ def test_a_one_shot_action_loads_nothing_heavy(tmp_path):
     config.write_text('{control: {socket: "%s"}, jobs: [{name: "a", exec: "true"}]}'
                       % (tmp_path / "none.sock"))
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", ONE_SHOT_SCRIPT, str(config)], cwd=repo,
+    done = subprocess.run([sys.executable, "-c", ONE_SHOT_SCRIPT, str(config)] + flags, cwd=repo,
                           capture_output=True, text=True, timeout=30)
     assert json.loads(done.stdout) == {"code": 1, "loaded": []}, done.stderr
     assert "pilot is not running" in done.stderr

@@ -408,32 +408,61 @@ def test_a_fresh_client_process_talks_to_the_real_control_server(tmp_path):
     assert app.env == {"GREETING": "hello"}
 
 
-def test_status_table_lists_jobs_maintenance_and_watches():
-    """-status prints one aligned row per job (how long in its state; `-`
-    for the health of a job without check), what a job waits for under it,
-    then maintenance and watch lines."""
-    doc = {"jobs": [{"name": "web", "state": "running", "pid": 12, "restarts": 1,
-                     "status": "healthy", "last_exit": None, "since": 1000.0},
-                    {"name": "db", "state": "waiting", "last_exit": 3, "status": "idle",
-                     "health_checked": False, "since": 995.0,
-                     "detail": "waiting for: consul healthy"}],
-           "maintenance": True, "watches": [{"name": "up", "instances": 2}]}
-    assert client.status_table(doc, now=1200.0).splitlines() == [
-        "JOB  STATE    PID  RESTARTS  HEALTH   LAST EXIT  SINCE",
-        "web  running  12   1         healthy  -          3m",
-        "db   waiting  -    0         -        3          3m",
-        "  waiting for: consul healthy",
-        "maintenance: enabled",
-        "watch up: 2 instance(s)",
-    ]
+# --- the event stream ------------------------------------------------------------------
 
 
-def test_status_table_tells_tagged_watches_of_one_service_apart():
-    """Watches are keyed by name and tag: -status names the tag, so two
-    watches of the same service are two distinguishable lines."""
-    doc = {"jobs": [], "watches": [{"name": "web", "tag": "", "instances": 1},
-                                   {"name": "web", "tag": "x", "instances": 0}]}
-    assert client.status_table(doc).splitlines()[1:] == [
-        "watch web: 1 instance(s)",
-        "watch web (tag x): 0 instance(s)",
-    ]
+def read_all_events(stream):
+    got = []
+    with pytest.raises(client.StreamEnded):
+        while True:
+            got += stream.read(10)
+    return got
+
+
+def serve_in_pieces(path, pieces, seen):
+    """A server that answers one connection with `pieces`, one send each."""
+    import time
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            seen.append(FakeControl._read_request(conn))
+            for piece in pieces:
+                conn.sendall(piece)
+                time.sleep(0.02)
+        listener.close()
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def test_an_event_stream_asks_with_since_and_reads_lines_as_they_come(tmp_path):
+    """GET /v3/events?since=N; events are the JSON lines of the body, read
+    right wherever the bytes are cut (inside the head, inside a line); the
+    end of the stream is StreamEnded."""
+    path, seen = str(tmp_path / "s.sock"), []
+    answer = http_answer(headers={"Content-Type": "application/x-ndjson"}, length=False) \
+        + b'{"message": "one"}\n{"message": "two"}\n'
+    serve_in_pieces(path, [answer[:10], answer[10:60], answer[60:-12], answer[-12:]], seen)
+    stream = client.EventStream(path, since=300)
+    assert [d["message"] for d in read_all_events(stream)] == ["one", "two"]
+    stream.close()
+    assert seen[0][0] == "GET /v3/events?since=300 HTTP/1.0"
+
+
+def test_an_event_stream_refused_is_the_servers_reason(fake):
+    """A 503 (too many streams) or any error answer is a ControlError with
+    the server's reason, as for every other request."""
+    body = json.dumps({"error": "too many event streams open (16)"}).encode()
+    fake.answer = http_answer(503, body, {"Content-Type": "application/json"})
+    stream = client.EventStream(fake.path)
+    with pytest.raises(ControlError, match="control server answered 503: too many event streams"):
+        while True:
+            stream.read(10)
+    stream.close()
+
+
+def test_an_event_stream_without_pilot_says_it_is_not_running(tmp_path):
+    with pytest.raises(ControlError, match="pilot is not running: no socket at"):
+        client.EventStream(str(tmp_path / "none.sock"))

@@ -222,11 +222,12 @@ def test_sources_may_name_jobs_watches_checks_and_globals():
 
 
 @pytest.mark.parametrize("text, source", [
-    ('{jobs: [{name: "a", when: {source: "nope", once: "healthy"}}]}', "nope"),
-    ('{jobs: [{name: "a", when: {source: "b"}}]}', "b"),
-    ('{jobs: [{name: "a", when: {source: "check.b", once: "exitFailed"}}, {name: "b"}]}', "check.b"),
+    ('{jobs: [{name: "a", exec: "x", when: {source: "nope", once: "healthy"}}]}', "nope"),
+    ('{jobs: [{name: "a", exec: "x", when: {source: "b"}}]}', "b"),
+    ('{jobs: [{name: "a", exec: "x", when: {source: "check.b", once: "exitFailed"}},'
+     ' {name: "b", exec: "x"}]}', "check.b"),
     ('{consul: "c", watches: [{name: "nats", interval: 2}],'
-     ' jobs: [{name: "a", when: {source: "watch.influxdb", each: "changed"}}]}', "watch.influxdb"),
+     ' jobs: [{name: "a", exec: "x", when: {source: "watch.influxdb", each: "changed"}}]}', "watch.influxdb"),
 ])
 def test_a_source_naming_nothing_loads_with_a_warning(text, source):
     """3.8 loads a `when.source` that names nothing (the job never starts), and
@@ -251,6 +252,36 @@ def test_a_job_defined_twice_keeps_its_last_definition_with_a_warning():
     assert config.warnings == (
         "job[a] is defined 3 times: only its last definition is used"
         " (ContainerPilot 3.8 ran every definition under the one name)",)
+
+
+def test_a_job_that_does_nothing_loads_with_a_warning_naming_it():
+    """No exec, no port, no health check: 3.8 loads such a job and it does
+    nothing, silently; Pilot loads it too, with a warning naming it. A job
+    with only a port (registered) or a health check (its events) is useful."""
+    config = build('{consul: "c", jobs: [{name: "a"}, {name: "b", exec: "x"},'
+                   ' {name: "c", when: {source: "b", once: "exitSuccess"}},'
+                   ' {name: "d", health: {exec: "check", interval: 5, ttl: 10}}]}')
+    assert config.warnings == ("job[a] has no exec, no port and no health check: it does nothing",
+                               "job[c] has no exec, no port and no health check: it does nothing")
+
+
+@pytest.mark.parametrize("keys", [["services"], ["backends", "preStart"], ["coprocesses", "tasks"],
+                                  ["preStop", "postStop"]])
+def test_a_containerpilot_2_config_is_one_line_naming_what_replaces_each_key(keys):
+    """A 2.x config (several autopilotpattern repositories still are) is
+    refused in one line that says it is 2.x and which 3.x field replaces
+    each of its keys, whatever else the file holds."""
+    text = "{consul: \"c:8500\", logging: {level: \"loud\"}, " + \
+        ", ".join(f'{k}: []' for k in keys) + "}"
+    with pytest.raises(ConfigError) as info:
+        build(text)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"test.json5: this is a ContainerPilot 2.x config ({', '.join(keys)}); Pilot reads the 3.x format: ")
+    for key in keys:
+        assert f"{key} \u2192 " in message
+    assert ("services \u2192 jobs with a port and a health check" in message) is ("services" in keys)
+    assert ('coprocesses \u2192 jobs with restarts: "unlimited"' in message) is ("coprocesses" in keys)
 
 
 def test_a_config_whose_sources_all_exist_has_no_warnings():
@@ -459,7 +490,10 @@ BROKEN = [
     ('{jobs: [{name: "a", port: "abc"}]}', "cannot parse 'job[a].port' as int: strconv.ParseInt: parsing \"abc\""),
     ('{jobs: [{name: "a", port: 70000}]}', "job[a].port must be between 0 and 65535 (got 70000)"),
     ('{jobs: [{name: "a", tags: "x"}]}', "'job[a].tags': source data must be an array or slice, got string"),
-    ('{jobs: [{name: "a", health: {interval: "5s", ttl: 1}}]}', "cannot parse 'job[a].health.interval' as int"),
+    ('{jobs: [{name: "a", health: {interval: "10s", ttl: 1}}]}',
+     'unable to parse jobs: job[a].health.interval must be a number of seconds, e.g. 10 (got "10s")'),
+    ('{jobs: [{name: "a", health: {interval: 10, ttl: "30s"}}]}',
+     'job[a].health.ttl must be a number of seconds, e.g. 10 (got "30s")'),
     ('{jobs: [{name: ["a"]}]}', "'jobs[0].name' expected type 'string'"),
     ("{" + J + "[{name: \"web\", port: 80}]}", "unable to parse jobs: job[web].health must be set if 'port' is set"),
     ("{jobs: [{name: \"web\", health: {interval: 0, ttl: 5}}]}", "unable to parse jobs: job[web].health.interval must be > 0 (got 0)"),
@@ -506,7 +540,9 @@ BROKEN = [
     ('{jobs: [{name: "E", timeout: "20yy"}]}', "time: unknown unit yy in duration 20yy"),
     ('{jobs: [{name: "E", exec: ""}]}', "unable to create job[E].exec: received zero-length argument"),
     ('{jobs: [{name: "E", exec: []}]}', "unable to create job[E].exec: received zero-length argument"),
-    ('{jobs: [{name: "E", exec: {}}]}', "unable to create job[E].exec: received zero-length argument"),
+    ('{jobs: [{name: "E", exec: {}}]}', "unable to create job[E].exec: an exec must be a string or a list of strings"),
+    ('{jobs: [{name: "E", exec: 42}]}', "unable to create job[E].exec: an exec must be a string or a list of strings,"
+     ' e.g. "app --port 80" or ["app", "--port", "80"] (got 42)'),
     ('{jobs: [{name: "db"}, {name: "a", when: {all: [{source: "db", once: "healthy"}], source: "db"}}]}',
      "job[a].when.all cannot be combined with 'source'"),
     ('{jobs: [{name: "a", when: {all: []}}]}', "job[a].when.all must list at least one condition (got an empty list)"),

@@ -437,3 +437,141 @@ def test_http_stack_loads_on_the_first_request_not_at_start(tmp_path):
     assert result["before"] == []
     assert result["status"] == {"jobs": []}
     assert "bottle" in result["after"] and "gevent.pywsgi" in result["after"]
+
+
+# --- the event stream: GET /v3/events ------------------------------------------------
+
+
+def timeline_with(*sources):
+    from pilot.events import Event
+    from pilot.timeline import Timeline
+    t = Timeline()
+    for source in sources:
+        t.record(Event("signal", source))
+    return t
+
+
+def test_events_since_is_ndjson_of_the_kept_events(app, tmp_path):
+    """`since` (seconds or a duration) returns the kept events of that
+    past, one JSON object per line: time, code, source, message;
+    `follow=0` ends the answer there."""
+    server = ControlServer(app, str(tmp_path / "s"), timeline=timeline_with("SIGHUP", "SIGUSR2"))
+    for since in ("300", "5m", "2.5"):
+        status, headers, body = call(server, "GET", "/v3/events", headers={
+            "QUERY_STRING": f"since={since}&follow=0"})
+        assert status == 200 and headers["Content-Type"] == "application/x-ndjson"
+        docs = [json.loads(line) for line in body.decode().splitlines()]
+        assert [(d["code"], d["source"], d["message"]) for d in docs] == [
+            ("signal", "SIGHUP", "SIGHUP received"), ("signal", "SIGUSR2", "SIGUSR2 received")]
+        assert all(set(d) == {"time", "code", "source", "message"} for d in docs)
+    _, _, body = call(server, "GET", "/v3/events", headers={"QUERY_STRING": "follow=0"})
+    assert body == b""  # without since: only what happens from now on
+
+
+@pytest.mark.parametrize("query,text", [
+    ("since=yesterday", "since must be a number of seconds or a duration such as 5m"),
+    ("since=-5", "since must be"), ("since=nan", "since must be"), ("follow=maybe", "follow must be 1 or 0"),
+])
+def test_bad_event_queries_are_400_json(app, tmp_path, query, text):
+    server = ControlServer(app, str(tmp_path / "s"), timeline=timeline_with())
+    status, _, body = call(server, "GET", "/v3/events", headers={"QUERY_STRING": query})
+    assert status == 400 and text in error_of(body)
+
+
+def test_events_without_a_timeline_are_404(server):
+    status, _, body = call(server, "GET", "/v3/events")
+    assert status == 404 and "no event timeline" in error_of(body)
+
+
+def live_greenlets():
+    import gc
+    from greenlet import greenlet
+    gc.collect()
+    return [g for g in gc.get_objects() if isinstance(g, greenlet) and not g.dead]
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def next_events(stream, timeout=10.0):
+    """The next events a stream delivers (its head may come first, alone)."""
+    import time as clock
+    deadline = clock.monotonic() + timeout
+    while clock.monotonic() < deadline:
+        got = stream.read(max(deadline - clock.monotonic(), 0.01))
+        if got:
+            return got
+    raise AssertionError("no event came")
+
+
+def test_a_stream_follows_and_disconnecting_clients_leave_nothing_behind(app, tmp_path):
+    """A stream gets each new event as it happens; 100 clients that leave
+    mid-stream (idle, or just after an event) leave no stream, greenlet or
+    file descriptor behind; the 17th stream at once is refused (503)."""
+    import gevent
+    from pilot import client
+    from pilot.events import Event
+    from tests.integration.pilot_proc import wait_for
+    timeline = timeline_with()
+    path = str(tmp_path / "s")
+    server = ControlServer(app, path, timeline=timeline)
+    server.start()
+    try:
+        first = client.EventStream(path)  # warms the HTTP stack up, and follows
+        wait_for(lambda: server.streams.open == 1, 10, "the first stream to open")
+        timeline.record(Event("signal", "SIGHUP"))
+        assert [d["message"] for d in next_events(first)] == ["SIGHUP received"]
+        first.close()
+        wait_for(lambda: server.streams.open == 0, 10, "the first stream to end")
+        gevent.sleep(0.1)
+        fds, greenlets = open_fds(), len(live_greenlets())
+        for batch in range(10):
+            streams = [client.EventStream(path) for _ in range(10)]
+            wait_for(lambda: server.streams.open == 10, 10, "ten streams to open")
+            timeline.record(Event("signal", f"SIG{batch}"))
+            for s in streams[:5]:  # these read an event, the others leave idle
+                assert next_events(s)[0]["source"] == f"SIG{batch}"
+            for s in streams:
+                s.close()
+            wait_for(lambda: server.streams.open == 0, 10, "the streams of clients that left to end")
+        crowd = [client.EventStream(path) for _ in range(server.streams.MAX)]
+        wait_for(lambda: server.streams.open == server.streams.MAX, 10, "a full house")
+        late = client.EventStream(path)
+        with pytest.raises(client.ControlError, match="503: too many event streams"):
+            late.read(10)
+        late.close()
+        for s in crowd:
+            s.close()
+        wait_for(lambda: server.streams.open == 0, 10, "the crowd to leave")
+        wait_for(lambda: open_fds() == fds, 10, f"file descriptors back to {fds}")
+        wait_for(lambda: len(live_greenlets()) <= greenlets, 10,
+                 f"greenlets back to {greenlets}")
+    finally:
+        server.stop()
+
+
+def test_stopping_the_server_ends_its_streams_at_once(app, tmp_path):
+    """A stream ends when the control server stops (Pilot shutting down):
+    what happened just before is still sent, then the client sees the end
+    of the stream; the server does not wait for it."""
+    import time as clock
+    from pilot import client
+    from tests.integration.pilot_proc import wait_for
+    timeline = timeline_with()
+    path = str(tmp_path / "s")
+    server = ControlServer(app, path, timeline=timeline)
+    server.start()
+    stream = client.EventStream(path)
+    wait_for(lambda: server.streams.open == 1, 10, "the stream to open")
+    from pilot.events import Event
+    timeline.record(Event("stopped", "web"))
+    began = clock.monotonic()
+    server.stop()
+    assert clock.monotonic() - began < httpserver.STOP_TIMEOUT
+    got = []
+    with pytest.raises(client.StreamEnded):
+        while True:
+            got += stream.read(10)
+    stream.close()
+    assert [d["message"] for d in got] == ["web stopped"]

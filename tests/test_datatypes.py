@@ -168,10 +168,18 @@ def test_exec_args(value, args):
     assert datatypes.exec_args(value) == args
 
 
-@pytest.mark.parametrize("value", ["", [], {}, 5, True])
+@pytest.mark.parametrize("value", ["", []])
 def test_exec_args_zero_length(value):
-    """Empty or non-string/array exec values fail as 3.8 does."""
+    """Empty exec values fail as 3.8 does."""
     with pytest.raises(Invalid, match="received zero-length argument"):
+        datatypes.exec_args(value)
+
+
+@pytest.mark.parametrize("value", [{}, 5, 42.5, True])
+def test_exec_args_of_another_type_say_what_an_exec_is(value):
+    """`exec: 42` says an exec is a string or a list of strings (3.8 said
+    `received zero-length argument`, which points nowhere)."""
+    with pytest.raises(Invalid, match="an exec must be a string or a list of strings"):
         datatypes.exec_args(value)
 
 

@@ -193,9 +193,15 @@ def test_failed_registration_skips_ttl_update(agent, log):
     assert puts(agent, "/v1/agent/check/update/") == []
 
 
+def answered_once(consul):
+    """Consul has answered before (an outage, not an agent still starting)."""
+    consul.health_service("anything")
+
+
 def test_outage_warns_once_and_logs_recovery(agent, log, caplog):
     """Consul unreachable: one warning per outage, one line when it answers again."""
     svc = service(agent, log)
+    answered_once(svc.consul)
     agent.down = True
     with caplog.at_level(logging.INFO, logger=log.name):
         for _ in range(3):
@@ -219,6 +225,7 @@ def test_outage_is_shared_by_all_services_of_one_client(agent, log, caplog):
     consul = Consul(ConsulConfig(address="consul:8500"), log=log)
     one = ServiceDefinition(make_job(name="one"), consul, hostname="h", log=log)
     two = ServiceDefinition(make_job(name="two"), consul, hostname="h", log=log)
+    answered_once(consul)
     agent.down = True
     with caplog.at_level(logging.WARNING, logger=log.name):
         one.send_heartbeat()
@@ -279,7 +286,7 @@ def test_health_service_query_and_instances(agent, log):
     method, path, params, _, _, timeout = agent.requests[-1]
     assert (method, path) == ("GET", "/v1/health/service/web")
     assert sorted(params) == [("dc", "dc2"), ("passing", "1"), ("tag", "x")]
-    assert timeout == consul_agent.CALL_TIMEOUT
+    assert timeout == (consul_agent.CALL_TIMEOUT, consul_agent.HUNG_AFTER)
     consul.health_service("web")
     assert agent.requests[-1][2] == [("passing", "1")]
 
@@ -457,3 +464,81 @@ def test_a_bug_in_a_background_heartbeat_is_logged_and_the_next_one_runs(agent, 
     bg.send_heartbeat()
     gevent.wait([bg._busy], timeout=5)
     assert puts(agent, "/v1/agent/service/register")
+
+
+def test_a_service_before_consul_is_up_waits_quietly(agent, log, caplog):
+    """Registering before Consul ever answered: `NAME: waiting for Consul at
+    ADDR` once (INFO), no warning; registered once it answers."""
+    svc = service(agent, log)
+    agent.down = True
+    with caplog.at_level(logging.INFO, logger=log.name):
+        svc.send_heartbeat()
+        svc.send_heartbeat()
+        agent.down = False
+        svc.send_heartbeat()
+    assert caplog.messages == ["app: waiting for Consul at consul:8500",
+                               "consul: consul:8500 is up", "Service registered: app"]
+
+
+def test_an_error_other_than_refused_is_never_waiting(agent, log):
+    """Only a refused connection (nothing listens yet) is waiting; a DNS
+    failure or a timeout is an outage from the first time."""
+    consul = Consul(ConsulConfig(address="consul:8500"), log=log)
+    outage = consul._outage
+    assert outage.waiting(True) and not outage.waiting(False)
+    assert consul_agent._refused(requests.ConnectionError(ConnectionRefusedError(111, "refused")))
+    assert not consul_agent._refused(requests.ConnectTimeout("timed out"))
+
+
+class SlowAgent:
+    """A real HTTP server on a loopback port that answers every request
+    after `delay` seconds (an agent under load, or electing a leader)."""
+
+    def __init__(self, delay):
+        from gevent.pywsgi import WSGIServer
+        self.delay = delay
+        self.server = WSGIServer(("127.0.0.1", 0), self.app, log=None)
+        self.server.start()
+        self.address = f"127.0.0.1:{self.server.server_port}"
+
+    def app(self, environ, start_response):
+        import gevent
+        gevent.sleep(self.delay)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"true"]
+
+    def stop(self):
+        self.server.stop()
+
+
+def test_a_slow_agent_is_slow_and_a_late_registration_counts_when_it_comes(log, caplog, monkeypatch):
+    """An agent that answers after 2.5 s (more than the time allowed to
+    connect, here 1 s) is `slow` with the time it took, not `unreachable:
+    timed out`; the registration it accepted late is logged as registered
+    when the answer came, not at the next heartbeat."""
+    import time
+    monkeypatch.setattr(consul_agent, "CALL_TIMEOUT", 1.0)
+    slow = SlowAgent(2.5)
+    try:
+        consul = Consul(ConsulConfig(address=slow.address), log=log)
+        svc = ServiceDefinition(make_job(), consul, hostname="h", log=log)
+        with caplog.at_level(logging.INFO, logger=log.name):
+            began = time.monotonic()
+            svc.send_heartbeat()
+            took = time.monotonic() - began
+        messages = caplog.messages
+        assert messages[0].startswith(f"consul: {slow.address} slow: registering app took ")
+        assert float(messages[0].rsplit(" ", 1)[1].rstrip("s")) >= 2.5
+        assert "Service registered: app" in messages and svc.registered
+        assert not any("unreachable" in m or "failed" in m for m in messages), messages
+        assert took >= 2.5
+    finally:
+        slow.stop()
+
+
+def test_deregistering_is_logged_at_debug_as_38_did(agent, log, caplog):
+    """`deregistering: ID` at DEBUG, the line 3.8 users grep for."""
+    svc = service(agent, log)
+    with caplog.at_level(logging.DEBUG, logger=log.name):
+        svc.deregister()
+    assert "deregistering: app-host1" in caplog.messages

@@ -1,5 +1,7 @@
 """The bus: routing by source, one order for everyone, inline delivery,
 held delivery, handler errors kept in."""
+import logging
+
 import gevent
 
 from pilot.events import Bus, Event, Timers
@@ -86,3 +88,15 @@ def test_a_broken_listener_is_logged_as_a_bug_and_delivery_goes_on(caplog):
     assert heard == [event] and delivered == [event]
     assert_bug_logged(caplog, "event listener failed on healthy{web}: ZeroDivisionError: division by zero",
                       ZeroDivisionError)
+
+
+def test_debug_event_lines_in_38s_spelling_and_pilots(caplog):
+    """At DEBUG each event is logged as 3.8 wrote it (`event: {StatusHealthy
+    nginx}`, so existing greps keep working), then in Pilot's spelling."""
+    caplog.set_level(logging.DEBUG, "pilot.events")
+    bus = Bus()
+    bus.publish(Event("healthy", "nginx"))
+    bus.publish(Event("signal", "SIGHUP"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "event: {StatusHealthy nginx}", "event: healthy{nginx}",
+        "event: {Signal SIGHUP}", "event: signal{SIGHUP}"]

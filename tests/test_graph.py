@@ -46,3 +46,29 @@ def test_hooks_of_a_stopping_job_are_found_transitively():
     others = [job("pre", "app", ev.STOPPING), job("prepre", "pre", ev.STOPPED),
               job("web", "app", ev.HEALTHY)]
     assert hooks_of(["app"], others) == ["pre", "prepre"]
+
+
+def test_graph_as_text_is_one_line_per_edge_for_a_terminal():
+    """`-graph text`: `source --event--> job`, a hook dotted, a job's notes
+    at its first mention, an all/any group named, a job nothing starts."""
+    from pilot.config import parse_text
+    from pilot.graph import draw
+    cfg = parse_text("""{consul: "c:8500", watches: [{name: "db", interval: 5}], jobs: [
+        {name: "setup", exec: "x"},
+        {name: "web", exec: "x", port: 80, interfaces: ["static:10.0.0.1"],
+         health: {exec: "check", interval: 1, ttl: 5}, when: {source: "setup", once: "exitSuccess"}},
+        {name: "drain", exec: "x", when: {source: "web", once: "stopping"}},
+        {name: "report", exec: "x", when: {all: [{source: "web", once: "healthy"},
+                                                {source: "watch.db", once: "healthy"}]}},
+        {name: "tick", exec: "x", when: {interval: "3s"}},
+        {name: "orphan", exec: "x", when: {source: "nothing"}}]}""", "c.json5", {})
+    assert draw(cfg, "text").splitlines() == [
+        "startup --> setup",
+        "setup --exitSuccess--> web (port 80, health-checked)",
+        "web ..stopping (pre-stop)..> drain",
+        "web --healthy--> all of report",
+        "watch.db --healthy--> all of report",
+        "all of report --> report",
+        "startup --every 3s--> tick",
+        "orphan: nothing starts it",
+    ]

@@ -33,6 +33,10 @@ class FakeCommand:
         self.signals.append(sig)
         return True
 
+    def terminate(self, sig):
+        self.terminated = True
+        return self.signal(sig)
+
     def exited(self):
         self.running = False
 
@@ -1093,3 +1097,41 @@ def test_no_liveness_restart_in_maintenance_or_while_stopping():
     h.feed(ev.GLOBAL_EXIT_MAINTENANCE, ev.GLOBAL_SHUTDOWN)
     h.feed(Event(ev.EXIT_FAILED, "check.app"))
     assert h.job.phase is Phase.EXITING and h.process.signals == [signal.SIGTERM]
+
+
+# -- the runner: stopped once the job has left Consul ----------------------------------
+
+
+def test_the_runner_publishes_stopped_once_the_job_has_left_consul():
+    """A job's `stopped` waits for its deregistration in flight, so a job
+    that stops after it (the Consul agent whose health started it) cannot
+    cut the deregistration short; it is published as soon as that ends."""
+    import gevent
+    import gevent.event
+    from pilot.events import Bus
+    from pilot.jobs import JobRunner
+    gate = gevent.event.Event()
+
+    class LeavingService(FakeService):
+        leaving = None
+
+        def deregister(self):
+            super().deregister()
+            self.leaving = gevent.spawn(gate.wait)
+
+    bus = Bus()
+    seen = []
+    bus.listen(seen.append)
+    service = LeavingService()
+    runner = JobRunner(job("web", exec=None, port=80), bus=bus, environ={}, service=service)
+    runner.job.timers = FakeTimers()
+    runner.start()
+    bus.publish(ev.GLOBAL_STARTUP)
+    bus.publish(ev.GLOBAL_SHUTDOWN)
+    assert runner.complete and "deregister" in service.calls
+    assert Event(ev.STOPPING, "web") in seen and Event(ev.STOPPED, "web") not in seen
+    gate.set()
+    gevent.sleep(0.01)
+    service.leaving.join(timeout=5)
+    gevent.sleep(0)
+    assert seen[-1] == Event(ev.STOPPED, "web")

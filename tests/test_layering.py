@@ -46,9 +46,11 @@ LAYERS = [
     "watches",      # Watch: Consul changes -> events
     "templates",    # files rendered from Consul
     "telemetry",    # metrics and their HTTP server
+    "timeline",     # the event timeline: the bus and job moments in the user's words
     "control_api",  # the control socket's endpoints (bottle)
     "control",      # the control socket's life
     "client",       # the control socket's client (one-shot actions)
+    "views",        # what a terminal shows: the status table, -status -follow, -events
     "supervisor",   # PID 1 duties: subreaper, signals
     "app",          # builds every component from the Config and runs them
     "run",          # supervisor mode

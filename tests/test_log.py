@@ -25,10 +25,11 @@ def test_default_format_has_time_job_pid_and_no_level():
     assert re.fullmatch(r"\S+ control: serving at /x", line)
 
 
-def test_default_format_for_checks_shows_pid_only():
-    """Health-check output: the `check` field is not printed in this format."""
+def test_default_format_for_checks_names_the_check():
+    """Health-check output carries whose check it is (`check.app`) before
+    the pid; 3.8 printed the pid alone."""
     line = pilot_log.DefaultFormatter().format(record("ok", check="check.app", pid=7))
-    assert re.fullmatch(r"\S+ 7 ok", line)
+    assert re.fullmatch(r"\S+ check\.app 7 ok", line)
 
 
 def test_text_format_is_logrus_like_with_sorted_fields():

@@ -389,6 +389,7 @@ def test_an_outage_first_met_by_a_quiet_retry_is_still_reported(bus, caplog, age
     the new watch still warns once (and not twice with a third watch meeting
     the same outage), and the recovery is logged once."""
     real = real_consul()
+    real.health_service("anything")  # it answered before: this is an outage
     caplog.set_level(logging.DEBUG)
     replaced, second, third = (make_watch(real, bus) for _ in range(3))
     agent.down = True
@@ -414,3 +415,54 @@ def test_a_failure_fixed_by_the_quick_retry_logs_no_recovery(bus, caplog, agent)
     agent.down = False
     watch.poll()
     assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_a_watch_before_consul_is_up_says_once_that_it_waits(bus, caplog, agent):
+    """Consul never answered yet and refuses the connection (its agent is a
+    job still starting): the watch says once that it waits for Consul, at
+    INFO, never `failed to query`; retries come a second apart; when Consul
+    answers, one line says it is up."""
+    real = real_consul()
+    caplog.set_level(logging.INFO)
+    watch = make_watch(real, bus, interval=5)
+    agent.down = True
+    delays = [watch.poll() for _ in range(5)]
+    agent.down = False
+    watch.poll()
+    watch.poll()
+    assert [r.getMessage() for r in caplog.records] == [
+        "watch db: waiting for Consul at consul:8500", "consul: consul:8500 is up"]
+    assert all(r.levelno == logging.INFO for r in caplog.records)
+    assert delays[1:] == [1.0] * 4
+
+
+def test_consul_that_never_comes_up_is_warned_about_after_the_grace(bus, caplog, agent, monkeypatch):
+    """Waiting lasts START_GRACE after start: then a refused connection is an
+    outage like any other and the watch warns."""
+    from pilot.discovery import agent as consul_agent
+    monkeypatch.setattr(consul_agent, "START_GRACE", 0.0)
+    real = real_consul()
+    caplog.set_level(logging.INFO)
+    watch = make_watch(real, bus)
+    agent.down = True
+    watch.poll(), watch.poll()
+    assert warnings_in(caplog) == [
+        "failed to query db: consul at consul:8500 unreachable: Connection refused"]
+
+
+def test_no_watch_error_is_logged_once_shutdown_began(bus, caplog, agent):
+    """From `shutdown{global}` on, Consul failing is expected (its agent may
+    be one of the stopping jobs): the watch logs no warning."""
+    real = real_consul()
+    real.health_service("anything")
+    watch = make_watch(real, bus)
+    watch.start()
+    try:
+        caplog.set_level(logging.INFO)
+        bus.publish(ev.GLOBAL_SHUTDOWN)
+        agent.down = True
+        for _ in range(3):
+            watch.poll()
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
+    finally:
+        watch.stop()

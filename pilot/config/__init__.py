@@ -33,6 +33,16 @@ MAX_CONFIG_BYTES = 1 << 20  # 1 MiB, before and after template rendering
 
 TOP_LEVEL_KEYS = ("consul", "logging", "jobs", "watches", "telemetry", "control", "stopTimeout", "templates")
 GLOBAL_SOURCES = ("global", "SIGHUP", "SIGUSR2")
+# ContainerPilot 2.x's top-level keys, and what takes their place in a 3.x config.
+V2_KEYS = {
+    "services": "jobs with a port and a health check",
+    "backends": 'watches (each onChange a job with when: {source: "watch.NAME", each: "changed"})',
+    "preStart": 'a job the others start after (when: {source: "NAME", once: "exitSuccess"})',
+    "preStop": 'a job with when: {source: "JOB", once: "stopping"}',
+    "postStop": 'a job with when: {source: "JOB", once: "stopped"}',
+    "coprocesses": 'jobs with restarts: "unlimited"',
+    "tasks": 'jobs with when: {interval: "…"}',
+}
 
 
 def resolve_path(flag_value: Optional[str], env: Mapping[str, str]) -> str:
@@ -126,6 +136,7 @@ def parse_text(text: str, path: str, env: Mapping[str, str]) -> Config:
 
 def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     """Sections in 3.8's order, stopping at the first error, then the cross-checks."""
+    _check_not_v2(data)
     logging = build_logging(data.get("logging"))
     stop_timeout = build_stop_timeout(data.get("stopTimeout"))
     _check_top_level_keys(data)
@@ -139,10 +150,30 @@ def _build(data: dict, path: str, env: Mapping[str, str]) -> Config:
     if telemetry is not None:
         _check_reserved(jobs)
         jobs.append(telemetry_job(telemetry))
-    warnings = job_warnings + _dangling_sources(built, jobs, watches, templates) + _long_drain(consul, stop_timeout)
+    warnings = (job_warnings + _idle_jobs(built) + _dangling_sources(built, jobs, watches, templates)
+                + _long_drain(consul, stop_timeout))
     return Config(path=path, consul=consul, logging=logging, control=control, jobs=tuple(jobs),
                   watches=watches, telemetry=telemetry, stop_timeout=stop_timeout, warnings=warnings,
                   templates=templates)
+
+
+def _check_not_v2(data: dict) -> None:
+    """A ContainerPilot 2.x config gets one line saying so, and what replaces
+    each of its keys (3.8 said `unknown config keys`, which helps nobody)."""
+    found = [key for key in V2_KEYS if key in data]
+    if found:
+        replaced = "; ".join(f"{key} \u2192 {V2_KEYS[key]}" for key in found)
+        raise fail(f"this is a ContainerPilot 2.x config ({', '.join(found)}); Pilot reads the 3.x"
+                   f" format: {replaced}")
+
+
+def _idle_jobs(built: Sequence[Built]) -> Tuple[str, ...]:
+    """A job with no exec, no port and no health check does nothing at all
+    (3.8 loads it silently): most likely `exec` was misspelt or forgotten."""
+    return tuple(
+        f"{item.label} has no exec, no port and no health check: it does nothing"
+        for item in built
+        if not item.job.exec and not item.job.port and item.job.health is None)
 
 
 def _check_top_level_keys(data: dict) -> None:

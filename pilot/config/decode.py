@@ -85,6 +85,16 @@ class Fields:
         except Invalid as error:
             raise fail(f"cannot parse '{self.path(key)}' as int: {error}", self.path(key)) from None
 
+    def seconds(self, key: str, default: Optional[int] = None) -> Optional[int]:
+        """Whole seconds, written as a number (`interval: 10`): an integer
+        field whose users often write a duration; the error says so."""
+        value = self.values.get(key)
+        try:
+            return self.integer(key, default)
+        except ConfigError:
+            raise fail(f"{self.path(key)} must be a number of seconds, e.g. 10 (got {show(value)})",
+                       self.path(key)) from None
+
     def boolean(self, key: str, default: Optional[bool] = None) -> Optional[bool]:
         """A boolean field: numbers and Go's ParseBool strings are accepted."""
         value = self.values.get(key)

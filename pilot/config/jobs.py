@@ -97,8 +97,8 @@ def _decode_job(item: Any, index: int) -> None:
     _raw_logging(fields)
     health = fields.block("health", HEALTH_KEYS)
     if health is not None:
-        health.integer("interval")
-        health.integer("ttl")
+        health.seconds("interval")
+        health.seconds("ttl")
         health.integer("failureThreshold")
         health.integer("successThreshold")
         for key in ("timeout", "http", "tcp", "startPeriod", "onUnhealthy"):
@@ -171,8 +171,8 @@ def _health(fields: Fields, label: str, name: str, port: int) -> Optional[Health
         if port != 0 and name != "containerpilot":
             raise fail(f"{label}.health must be set if 'port' is set", f"{label}.health")
         return None
-    interval = block.integer("interval", 0)
-    ttl = block.integer("ttl", 0)
+    interval = block.seconds("interval", 0)
+    ttl = block.seconds("ttl", 0)
     raw_logging = _raw_logging(block)
     if interval < 1:
         raise fail(f"{label}.health.interval must be > 0 (got {interval})", f"{label}.health.interval")

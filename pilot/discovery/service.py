@@ -101,6 +101,7 @@ class ServiceDefinition:
     def deregister(self) -> None:
         """Remove the service from the agent; the next heartbeat would register again."""
         self.registered = False
+        self.log.debug("deregistering: %s", self.id)
         try:
             self.consul.deregister(self.id)
         except ConsulError as e:
@@ -118,5 +119,11 @@ class ServiceDefinition:
         return True
 
     def _warn(self, fmt, err):
-        """Warn, unless this is one more failure of an outage already reported."""
+        """Warn, unless this is one more failure of an outage already
+        reported, or Consul has not come up yet (said once, as waiting)."""
+        if err.waiting:
+            if err.claim_waiting():
+                self.log.info("%s: waiting for Consul at %s", self.name, err.address)
+            self.log.debug(fmt, err)
+            return
         (self.log.warning if err.claim_warning() else self.log.debug)(fmt, err)

@@ -182,15 +182,21 @@ class Container:
 
     def run(self, *argv, timeout=DEADLINE, user=None):
         """Run a command inside the running container, as `docker exec [--user]` does."""
-        env = dict(self.env)
+        return subprocess.run(self._exec(argv, user), env=dict(self.env), capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    def start_exec(self, *argv, user=None):
+        """Start a long-running command inside the container (`docker exec`
+        of `/pilot -events`); its output is read through the pipes."""
+        return subprocess.Popen(self._exec(argv, user), env=dict(self.env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def _exec(self, argv, user):
         as_user, user = user or self.user, []
         if as_user and as_user not in ("0", "0:0"):
             uid, _, gid = as_user.partition(":")
             user = ["--setuid", uid, "--setgid", gid or uid]
-        command = ["nsenter", "-t", str(self.pid1), "--pid", "--mount", "--root", "--wd",
-                   *user, *argv]
-        return subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return ["nsenter", "-t", str(self.pid1), "--pid", "--mount", "--root", "--wd", *user, *argv]
 
     def path(self, path):
         """Where the host sees an image path: through PID 1's root while it runs

@@ -39,8 +39,10 @@ def test_advertised_job_registers_and_deregisters_on_sigterm(consul_agent, pilot
 
 
 def test_agent_that_comes_up_after_pilot(tmp_path, consul_agent_factory, pilot):
-    """Without an agent, jobs run and the outage is told once; when the agent
-    comes up the service registers within seconds and recovery is logged."""
+    """Without an agent (it has never answered: it may be a job still
+    starting), jobs run and Pilot says once that it waits for Consul, with
+    no `unreachable` warning; when the agent comes up the service registers
+    within seconds and one line says Consul is up."""
     port = free_port()
     ran, checks = tmp_path / "ran", tmp_path / "checks"
     jobs = [advertised_app(exec=["sh", "-c", f"touch {ran}; exec sleep 1000"],
@@ -48,13 +50,13 @@ def test_agent_that_comes_up_after_pilot(tmp_path, consul_agent_factory, pilot):
                                    "interval": 1, "ttl": 5})]
     p = pilot(config_text(jobs, consul=f"127.0.0.1:{port}", watches=[{"name": "app", "interval": 1}]))
     wait_for(ran.exists, what="the job to run without Consul")
-    p.wait_log("unreachable")
+    p.wait_log(rf"waiting for Consul at 127\.0\.0\.1:{port}$")
     wait_for(lambda: count_lines(checks) >= 3, what="three failed heartbeats")
     agent = consul_agent_factory(http_port=port)
     wait_for(lambda: registered(agent, SERVICE_ID), what="registration once the agent is up")
-    p.wait_log(rf"consul: 127\.0\.0\.1:{port} recovered")
-    outage = p.lines("unreachable")
-    assert len(outage) == 1, outage
+    p.wait_log(rf"consul: 127\.0\.0\.1:{port} is up$")
+    assert len(p.lines("waiting for Consul")) == 1, p.log
+    assert p.lines("unreachable") == [] and p.lines("recovered") == [], p.log
 
 
 def test_agent_restart_that_forgets_everything(consul_agent_factory, pilot):

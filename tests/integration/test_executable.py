@@ -774,3 +774,39 @@ def test_a_job_runs_as_a_numeric_uid_in_the_scratch_image(container):
         assert "// greeting=hello" in f.read()
     box.signal(signal.SIGTERM)
     assert box.wait() == 0, box.output()
+
+
+def test_events_from_docker_exec_show_the_past_then_follow(container):
+    """`docker exec CONTAINER /pilot -events -since 5m` in the scratch image:
+    the kept events first, then new ones as they happen (a SIGHUP sent to
+    PID 1), from the running Pilot's unpacked copy; Ctrl-C ends it with 0."""
+    import select
+    box = container(SIGNAL_JOBS)
+    box.wait_for_output(r"control: serving at")
+    events = box.start_exec("/pilot", "-events", "-since", "5m")
+    text = ""
+
+    def read_until(pattern, timeout=20):
+        nonlocal text
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, text, re.M):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {pattern!r} in:\n{text}"
+            if select.select([events.stdout], [], [], min(left, 0.5))[0]:
+                chunk = os.read(events.stdout.fileno(), 65536).decode()
+                assert chunk, f"-events ended:\n{text}{events.stderr.read().decode()}"
+                text += chunk
+    try:
+        read_until(r"^\d\d:\d\d:\d\d\.\d{3} pilot started$")
+        box.signal(signal.SIGHUP)
+        read_until(r"^\d\d:\d\d:\d\d\.\d{3} on-hup started \(trigger: SIGHUP\)$")
+        assert len(box.unpacked_copies()) == 1, box.leftovers()  # no copy of its own
+        # Ctrl-C reaches the process `docker exec` runs (nsenter's child here).
+        with open(f"/proc/{events.pid}/task/{events.pid}/children") as f:
+            (inside,) = f.read().split()
+        os.kill(int(inside), signal.SIGINT)
+        assert events.wait(20) == 0
+    finally:
+        if events.poll() is None:
+            events.kill()
+            events.wait()
