@@ -344,8 +344,8 @@ static void withdraw_shared(const struct trailer *t, const char *dir)
 static int is_one_shot(char **argv)
 {
     static const char *actions[] = {"template", "version", "reload", "ping", "status",
-                                    "help", "h", "events", "follow", NULL};
-    int asked[10] = {0}, one_shot = 0;
+                                    "health", "help", "h", "events", "follow", "graph", NULL};
+    int asked[16] = {0}, one_shot = 0;
     for (int i = 1; argv[i]; i++) {
         const char *arg = argv[i];
         if (arg[0] != '-' || !arg[1] || strcmp(arg, "--") == 0 || strncmp(arg, "---", 3) == 0)
@@ -359,11 +359,20 @@ static int is_one_shot(char **argv)
                 asked[k] = !eq || strcmp(eq + 1, "1") == 0 || strcasecmp(eq + 1, "t") == 0
                            || strcasecmp(eq + 1, "true") == 0;
             }
-        if (known)
+        if (known) {
+            /* -graph's format may follow it as the next argument */
+            if (len == 5 && strncmp(name, "graph", 5) == 0 && !eq && argv[i + 1]
+                && (strcmp(argv[i + 1], "dot") == 0 || strcmp(argv[i + 1], "mermaid") == 0
+                    || strcmp(argv[i + 1], "text") == 0))
+                i++;
+            if (len == 5 && strncmp(name, "graph", 5) == 0)
+                asked[10] = 1;  /* any -graph[=format] is the one-shot drawing */
             continue;
+        }
         int takes_value = 0;
         static const char *valued[] = {"config", "out", "maintenance", "putenv", "putmetric",
-                                       "since", NULL};
+                                       "since", "stop", "start", "restart", "signal", "render",
+                                       NULL};
         for (int k = 0; valued[k]; k++)
             if (strlen(valued[k]) == len && strncmp(name, valued[k], len) == 0)
                 takes_value = k + 1;
@@ -373,7 +382,7 @@ static int is_one_shot(char **argv)
         if (!eq && argv[i + 1])
             i++;
         if (takes_value >= 3 && value && value[0])
-            one_shot = 1;  /* -maintenance enable|disable, -putenv, -putmetric, -since */
+            one_shot = 1;  /* -maintenance enable|disable, -putenv, -putmetric, -since, a job order */
     }
     for (int k = 0; actions[k]; k++)
         one_shot |= asked[k];

@@ -551,7 +551,10 @@ def test_only_one_shot_flags_reuse_a_running_copy(executable, tmp_path):
                                   capture_output=True, text=True, timeout=2 * DEADLINE, check=False)
             return "cannot unpack into TMPDIR" in done.stderr
         for one_shot in (["--status"], ["-maintenance=disable"], ["-putenv", "A=1"],
-                         ["-ping=true"], ["-version"], ["-template", "-out", "-"]):
+                         ["-ping=true"], ["-version"], ["-template", "-out", "-"],
+                         ["-health"], ["-stop", "app"], ["-start=app"], ["-restart", "app"],
+                         ["-signal", "app=HUP"], ["-graph"], ["-graph", "mermaid"],
+                         ["-graph=text"]):
             assert not unpacked(*one_shot), one_shot
         for supervisor in ([], ["-ping=false"], ["-maintenance", ""], ["--", "-ping"]):
             assert unpacked(*supervisor), supervisor
