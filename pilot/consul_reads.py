@@ -85,15 +85,15 @@ def read(consul, query: Query, index: Optional[int] = None, wait: Optional[float
     api, wait_text = _api_for(consul, index, wait)
     kind = query.kind
     if kind == SERVICE:
-        got, entries = consul._call(lambda: api.health.service(
+        got, entries = consul._call(None, lambda: api.health.service(
             query.name, index=index or None, wait=wait_text, passing=True,
             tag=query.tag or None, dc=query.dc or None))
         return _index(got), _services(entries or ())
     if kind == SERVICES:
-        got, found = consul._call(lambda: consul_catalog(api).services(
+        got, found = consul._call(None, lambda: consul_catalog(api).services(
             index=index or None, wait=wait_text, dc=query.dc or None))
         return _index(got), tuple(sorted((name, tuple(sorted(tags or ()))) for name, tags in (found or {}).items()))
-    got, pairs = consul._call(lambda: consul_kv(api).get(
+    got, pairs = consul._call(None, lambda: consul_kv(api).get(
         query.name, index=index or None, wait=wait_text, recurse=kind == PREFIX, dc=query.dc or None))
     if kind == KEY:
         return _index(got), _text(pairs["Value"]) if pairs else None

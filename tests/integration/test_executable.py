@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -654,13 +655,13 @@ def test_root_never_runs_another_users_program_through_a_shared_tmpdir(executabl
     config.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "cp.sock"))
     pilot = None
     try:
-        _wait_for(lambda: os.path.exists(os.path.join(own, "ready")) or attacker.poll(),
+        wait_for(lambda: os.path.exists(os.path.join(own, "ready")) or attacker.poll(),
                   what="the other user's set-up")
         assert attacker.poll() is None, attacker.stderr.read()
         pilot = subprocess.Popen([executable, "-config", str(config)],
                                  env={"PATH": "/usr/bin:/bin", "TMPDIR": shared},
                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
+        wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
         (roots,) = [p for p in glob.glob(os.path.join(shared, "pilot-*"))
                     if os.lstat(p).st_uid == 0]
         by_link, by_own_bundle = {"TMPDIR": shared}, {"TMPDIR": shared, "PILOT_BUNDLE": roots}
@@ -718,7 +719,7 @@ def test_a_copy_is_removed_only_once_no_call_runs_from_it(executable, tmp_path):
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     call = None
     try:
-        _wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
+        wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
         (bundle,) = glob.glob(str(tmp_path / "pilot-*"))
         call = subprocess.Popen([executable, "-config", str(other), "-ping"],
                                 env=dict(env, PILOT_BUNDLE=bundle), stdout=subprocess.DEVNULL,
@@ -727,7 +728,7 @@ def test_a_copy_is_removed_only_once_no_call_runs_from_it(executable, tmp_path):
         assert glob.glob(str(tmp_path / "pilot-*")) == [bundle]
         pilot.send_signal(signal.SIGTERM)
         # Pilot has exited once its launcher withdraws the shared link.
-        _wait_for(lambda: not glob.glob(str(tmp_path / ".pilot-*")), what="Pilot's exit")
+        wait_for(lambda: not glob.glob(str(tmp_path / ".pilot-*")), what="Pilot's exit")
         assert os.path.isdir(bundle) and pilot.poll() is None
         connection.close()  # the call ends (no answer), and with it the hold
         call.wait(20)
@@ -789,7 +790,7 @@ def test_events_from_docker_exec_show_the_past_then_follow(container):
     events = box.start_exec("/pilot", "-events", "-since", "5m")
     text = ""
 
-    def read_until(pattern, timeout=20):
+    def read_until(pattern, timeout=DEADLINE):
         nonlocal text
         deadline = time.monotonic() + timeout
         while not re.search(pattern, text, re.M):
