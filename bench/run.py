@@ -27,6 +27,8 @@ BENCHES = {
     "control": ["1"],
     "watch_latency": ["--changes", "10", "--interval", "1"],
     "executable": [],
+    "scale": ["--jobs", "10,100", "--window", "3"],
+    "client": ["--calls", "20", "--idle-seconds", "20", "--pings", "100"],
 }
 
 
