@@ -27,7 +27,7 @@ BENCHES = {
     "control": ["1"],
     "watch_latency": ["--changes", "10", "--interval", "1"],
     "executable": [],
-    "scale": ["--jobs", "10,100", "--window", "3"],
+    "scale": ["--jobs", "10,100", "--window", "5"],
     "client": ["--calls", "20", "--idle-seconds", "20", "--pings", "100"],
 }
 

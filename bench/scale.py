@@ -41,7 +41,7 @@ import common  # noqa: E402  (bench/ is not a package)
 import peers  # noqa: E402
 from peers import Run, Workload  # noqa: E402
 
-SETTLE = {False: 1.0, True: 2.0}  # seconds after all run: checks start one interval in
+SETTLE = {False: 1.0, True: 3.0}  # seconds after all run: checks start one interval in
 
 
 def measure(peer, workload: Workload, probe, window: float, stop_cap: float) -> Dict[str, object]:
