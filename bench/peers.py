@@ -183,27 +183,37 @@ class Peer:
 
 
 def available_peers(names: Optional[List[str]] = None, warn=print) -> List[Peer]:
-    """Every peer found on this machine (or those whose kind is in `names`)."""
-    out = [Peer("python pilot.py", "pilot", (common.PYTHON, common.PILOT))]
-    dist = dist_pilot()
-    if dist:
-        out.append(Peer("dist/pilot", "pilot", (dist,)))
-    else:
-        warn("bench: no dist/pilot (`make dist`); its column is left out")
-    cp = containerpilot_binary()
-    if cp:
-        out.append(Peer("ContainerPilot 3.8", "containerpilot", (cp,)))
-    else:
-        warn(CP_MISSING)
-    out.append(Peer("supervisord 4", "supervisord",
-                    (common.bench_venv_tool("supervisord", "supervisor"),),
-                    health_checks=False, control=False))
-    tini = shutil.which("tini")
-    if tini:
-        out.append(Peer("tini + sh", "tini", (tini, "-g", "--"), health_checks=False, control=False))
-    else:
-        warn("bench: no tini (Debian package `tini`); its column is left out")
-    return [p for p in out if not names or p.kind in names or p.name in names]
+    """Every peer found on this machine, or those whose kind or name is in
+    `names`; `warn` hears about each one missing."""
+    def wanted(kind: str, name: str) -> bool:
+        return not names or kind in names or name in names
+
+    out = []
+    if wanted("pilot", "python pilot.py"):
+        out.append(Peer("python pilot.py", "pilot", (common.PYTHON, common.PILOT)))
+    if wanted("pilot", "dist/pilot"):
+        dist = dist_pilot()
+        if dist:
+            out.append(Peer("dist/pilot", "pilot", (dist,)))
+        else:
+            warn("bench: no dist/pilot (`make dist`); its column is left out")
+    if wanted("containerpilot", "ContainerPilot 3.8"):
+        cp = containerpilot_binary()
+        if cp:
+            out.append(Peer("ContainerPilot 3.8", "containerpilot", (cp,)))
+        else:
+            warn(CP_MISSING)
+    if wanted("supervisord", "supervisord 4"):
+        out.append(Peer("supervisord 4", "supervisord",
+                        (common.bench_venv_tool("supervisord", "supervisor"),),
+                        health_checks=False, control=False))
+    if wanted("tini", "tini + sh"):
+        tini = shutil.which("tini")
+        if tini:
+            out.append(Peer("tini + sh", "tini", (tini, "-g", "--"), health_checks=False, control=False))
+        else:
+            warn("bench: no tini (Debian package `tini`); its column is left out")
+    return out
 
 
 class Files:
