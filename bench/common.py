@@ -6,6 +6,7 @@ Benchmarks are not tests: they print numbers and assert nothing.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import shutil
@@ -206,3 +207,46 @@ def bench_venv_tool(tool: str, package: str) -> str:
     subprocess.run([str(BENCH_VENV / "bin" / "pip"), "install", "-q",
                     "--disable-pip-version-check", package], check=True)
     return str(path)
+
+
+# -- profiling ------------------------------------------------------------------
+
+def start_profiler(pid: int, out: Path, rate: int = 1000) -> subprocess.Popen:
+    """py-spy (from the bench venv) sampling `pid` into `out` (collapsed
+    stacks), idle samples left out; stop it with `stop_profiler`."""
+    spy = bench_venv_tool("py-spy", "py-spy")
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+                             "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen) -> None:
+    profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    try:
+        profiler.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait()
+
+
+def profile_report(path: Path, top: int = 25) -> str:
+    """Inclusive and own share of samples per function, from py-spy's
+    collapsed stacks (`frame;frame;frame count`)."""
+    if not path.exists():
+        return "(py-spy wrote no profile: is ptrace allowed here?)"
+    inclusive, own, total = collections.Counter(), collections.Counter(), 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        for frame in set(frames):
+            inclusive[frame] += n
+        own[frames[-1]] += n
+    if not total:
+        return "(no samples)"
+    rows = [(f"`{frame}`", f"{n / total * 100:.1f}", f"{own[frame] / total * 100:.1f}")
+            for frame, n in inclusive.most_common(top)]
+    return f"py-spy, {total} samples\n\n" + table(["function (file:line)", "inclusive %", "own %"], rows)

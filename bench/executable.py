@@ -34,6 +34,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from bench.common import wait_for  # noqa: E402
 from tests.integration.scratch import DOCKER_ENV, Container, Image  # noqa: E402
 
 EXECUTABLE = os.path.join(REPO, "dist", "pilot")
@@ -54,17 +55,6 @@ def child_env(tmpdir):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["TMPDIR"] = tmpdir
     return env
-
-
-def wait_for(check, timeout, what):
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.002)
-    raise TimeoutError(f"no {what} after {timeout} s")
 
 
 def read_stamp(path):

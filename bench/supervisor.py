@@ -27,7 +27,6 @@ during the restart loop and prints where its time goes.
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime
 import os
 import subprocess
@@ -200,19 +199,14 @@ def restart_pilot(probe: str, restarts: int, max_seconds: float, profile: bool =
         try:
             if profile:
                 wait_first_run(proc, stamps_file)
-                profiler = start_profiler(proc.pid, tmp / "profile.txt")
+                profiler = common.start_profiler(proc.pid, tmp / "profile.txt")
             values = collect_restarts(proc, stamps_file, restarts, max_seconds)
         finally:
             if profiler is not None:
-                profiler.send_signal(2)  # py-spy writes its file on SIGINT
-                try:
-                    profiler.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    profiler.kill()
-                    profiler.wait()
+                common.stop_profiler(profiler)
             common.stop(proc)
         if profile:
-            return f"{len(values)} restarts; " + profile_report(tmp / "profile.txt")
+            return f"{len(values)} restarts; " + common.profile_report(tmp / "profile.txt")
         return values
 
 
@@ -319,38 +313,6 @@ def idle_table(rows: list, idle_seconds: float) -> str:
     return table(["supervisor", "start → all running (ms)", f"CPU over {idle_seconds:g} s (ms)",
                   "CPU (% of a core)", "CPU incl. reaped children (ms)", "RSS (MiB)",
                   "tree RSS (MiB)", "tree PSS (MiB)", "processes"], rows)
-
-
-# -- profiling ----------------------------------------------------------------
-
-def start_profiler(pid: int, out: Path) -> subprocess.Popen:
-    spy = common.bench_venv_tool("py-spy", "py-spy")
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "1000", "--format", "raw",
-                             "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def profile_report(path: Path, top: int = 25) -> str:
-    """Inclusive and own share of samples per function, from py-spy's
-    collapsed stacks (`frame;frame;frame count`)."""
-    if not path.exists():
-        return "(py-spy wrote no profile: is ptrace allowed here?)"
-    inclusive, own, total = collections.Counter(), collections.Counter(), 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = stack.split(";")
-        for frame in set(frames):
-            inclusive[frame] += n
-        own[frames[-1]] += n
-    if not total:
-        return "(no samples)"
-    rows = [(f"`{frame}`", f"{n / total * 100:.1f}", f"{own[frame] / total * 100:.1f}")
-            for frame, n in inclusive.most_common(top)]
-    return f"py-spy, {total} samples\n\n" + table(["function (file:line)", "inclusive %", "own %"], rows)
 
 
 # -- main -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.common import wait_for  # noqa: E402
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv/bin/python").exists() else sys.executable
 
 
@@ -64,14 +65,6 @@ def run_polling_pilot(config_path):
 
 
 # -- one variant ----------------------------------------------------------------
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out waiting for {what}")
-        time.sleep(0.002)
-
 
 def put(agent, path, body=None):
     data = b"" if body is None else json.dumps(body).encode()

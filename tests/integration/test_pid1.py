@@ -1,6 +1,7 @@
 """Pilot as PID 1 of its own PID namespace: reaping, signals, shutdown
 order, restarts, timeouts and exit statuses, with real processes."""
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 from tests.support import count_lines, proc_stat, wait_for
 
-from .pilot_proc import ENTRY, ORPHAN_JOBS, ORPHANS, ZOMBIE_BOUND, Pilot, orphan_storm_is_reaped
+from .pilot_proc import ENTRY, ORPHAN_JOBS, ORPHANS, PYTHON, ROOT, ZOMBIE_BOUND, Pilot, orphan_storm_is_reaped
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
 
@@ -309,3 +310,66 @@ def test_sigquit_is_a_graceful_shutdown(pilot, tmp_path):
     p.signal(signal.SIGQUIT)
     assert p.wait() == 0
     assert p.lines("pre-stop-ran") and not p.socket.exists()
+
+
+# Run as PID 1 of a PID namespace that shares the host's /proc: /proc then
+# numbers processes as the host does, and our own pids differ from them.
+DESCENDANTS_PROBE = r"""
+import json, os, subprocess, sys, time
+from pilot import supervisor
+orphan = int(subprocess.run(["sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"],
+                            capture_output=True, text=True).stdout)
+kid = subprocess.Popen(["sh", "-c", "sleep 1001 & echo started; exec sleep 1002"],
+                       stdout=subprocess.PIPE, text=True)
+kid.stdout.readline()  # its background child exists now
+before = sorted(supervisor.descendants(os.getpid()))
+below_kid = sorted(supervisor.descendants(kid.pid))
+supervisor.kill_descendants()
+killed_by = None
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    pid, status = os.waitpid(orphan, os.WNOHANG)
+    if pid:
+        killed_by = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        break
+    time.sleep(0.01)
+print(json.dumps({"me": os.getpid(), "orphan": orphan, "kid": kid.pid, "before": before,
+                  "below_kid": below_kid, "orphan_killed_by": killed_by}))
+"""
+
+
+def test_descendants_as_pid1_with_the_hosts_proc(tmp_path):
+    """As PID 1 of a namespace without its own /proc (`unshare --pid
+    --fork`, no `--mount-proc`), Pilot's view of the processes below it is
+    in its own pid numbers: exactly its children and their children, not
+    the host's process tree; kill_descendants() kills an orphan that came
+    to it."""
+    done = subprocess.run(["unshare", "--pid", "--fork", PYTHON, "-c", DESCENDANTS_PROBE],
+                          capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["me"] == 1
+    grandchild = set(seen["below_kid"])
+    assert len(grandchild) == 1 and grandchild.isdisjoint({seen["kid"], seen["orphan"]})
+    assert set(seen["before"]) == {seen["orphan"], seen["kid"]} | grandchild
+    assert seen["orphan_killed_by"] == signal.SIGKILL
+
+
+def test_no_stray_process_as_pid1_with_the_hosts_proc(tmp_path):
+    """PID 1 of a namespace that shares the host's /proc: SIGTERM still
+    ends with exit 0 and the escaped daemon gone."""
+    marker = f"pilot-stray-{os.getpid()}-3"
+    p = Pilot(tmp_path, f"""{{jobs: [{{name: "daemonizer",
+        exec: ["sh", "-c", "setsid bash -c 'exec -a {marker} sleep 1000' & echo spawned; exec sleep 1000"]}}]}}""")
+    p.proc = subprocess.Popen(["unshare", "--pid", "--fork", *p.command, "-config", str(p.config)],
+                              stdout=open(p.log_path, "wb"), stderr=open(p.err_path, "wb"),
+                              stdin=subprocess.DEVNULL, cwd=str(tmp_path))
+    try:
+        p.pid = wait_for(p._namespace_init, 10, "pilot to start as pid 1")
+        p.wait_log("spawned")
+        wait_for(lambda: _with_marker(marker), 10, "the escaped daemon")
+        p.signal(signal.SIGTERM)
+        assert p.wait() == 0
+        wait_for(lambda: not _with_marker(marker), 5, "no stray process")
+    finally:
+        p.stop()
