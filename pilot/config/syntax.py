@@ -7,8 +7,10 @@ syntax error becomes one line: `parse error at line:col [L:C]: <reason>`.
 The json5 package is pure Python (~9 µs a byte: 1 MB took 8.7 s). A config
 that is plain JSON (what generators write) is read by the standard
 library's C parser instead, ~500 times faster: JSON is a subset of JSON5 and
-both parsers give the same values for it. Anything the C parser refuses goes
-to json5, so JSON5 syntax and every error message are json5's as before.
+both parsers give the same values for it. JSON5 is first rewritten as JSON
+token by token (pilot.config.json5fast) for the same parser; anything that
+rewriting is not certain of, and every syntax error, goes to json5, so
+JSON5's values and every error message are json5's as before.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 import re
 from typing import Any, Optional, Tuple
 
+from pilot.config import json5fast
 from pilot.config.decode import fail
 from pilot.datatypes import kind
 from pilot.errors import ConfigError
@@ -42,6 +45,9 @@ def parse(text: str, path: str) -> dict:
 def _parse_json5(text: str) -> Any:
     data = _plain_json(text)
     if data is not _NOT_JSON:
+        return data
+    data = json5fast.loads(text)
+    if data is not None:
         return data
     import json5
 
