@@ -250,3 +250,13 @@ def profile_report(path: Path, top: int = 25) -> str:
     rows = [(f"`{frame}`", f"{n / total * 100:.1f}", f"{own[frame] / total * 100:.1f}")
             for frame, n in inclusive.most_common(top)]
     return f"py-spy, {total} samples\n\n" + table(["function (file:line)", "inclusive %", "own %"], rows)
+
+
+def run_main(main) -> None:
+    """Exit with `main()`'s status; on Ctrl-C, kill and reap what the bench
+    started and exit 130."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        reap_orphans()
+        sys.exit(130)

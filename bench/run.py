@@ -79,8 +79,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        common.reap_orphans()
-        sys.exit(130)
+    common.run_main(main)

@@ -197,13 +197,7 @@ class ControlAPI:
 
     def _order(self, name: str, action: str) -> str:
         log.info("control: %s %s", action, name)
-        try:
-            refusal = self.supervisor.order_job(name, action)
-        except UnknownJob as exc:
-            raise refused(404, str(exc)) from None
-        if refusal:
-            raise refused(409, refusal)
-        return "\n"
+        return _done(lambda: self.supervisor.order_job(name, action))
 
     def _signal(self, name: str) -> str:
         try:
@@ -211,13 +205,7 @@ class ControlAPI:
         except RequestError as exc:
             raise bottle.HTTPError(exc.status, exc.message) from None
         log.info("control: signal %s %s", name, signal_name(sig))
-        try:
-            refusal = self.supervisor.signal_job(name, sig)
-        except UnknownJob as exc:
-            raise refused(404, str(exc)) from None
-        if refusal:
-            raise refused(409, refusal)
-        return "\n"
+        return _done(lambda: self.supervisor.signal_job(name, sig))
 
 
 def _ndjson(entries) -> bytes:
@@ -269,6 +257,18 @@ def client_left(connection) -> bool:
         return any(mask & _HUNG_UP for _, mask in poller.poll(0))
     except (OSError, ValueError):
         return True
+
+
+def _done(order) -> str:
+    """Carry out an order for one job: 404 for no such job, 409 with the
+    reason when it cannot be done now."""
+    try:
+        refusal = order()
+    except UnknownJob as exc:
+        raise refused(404, str(exc)) from None
+    if refusal:
+        raise refused(409, refusal)
+    return "\n"
 
 
 def signal_name(sig: int) -> str:

@@ -59,38 +59,29 @@ class ServiceDefinition:
         If the agent no longer knows the check (it restarted, or someone
         deregistered us) register again at once and retry (docs/behaviour.md §0).
         """
-        if not self.registered and not self._register("passing"):
-            return
-        try:
-            self.consul.update_ttl(self.check_id)
-            return
-        except ConsulError as e:
-            if not e.unknown_check:
-                self._warn("service update TTL failed: %s", e)
-                return
-        self.registered = False
-        if self._register("passing"):
-            try:
-                self.consul.update_ttl(self.check_id)
-            except ConsulError as e:
-                self._warn("service update TTL failed: %s", e)
+        self._set_check("passing", "ok")
 
     def send_critical(self, output: str) -> None:
         """Mark the TTL check critical now, with the check's output as its
         note (3.8 only stopped heartbeating and let the TTL run out)."""
-        if not self.registered and not self._register("critical"):
+        self._set_check("critical", output or "unhealthy")
+
+    def _set_check(self, status: str, output: str) -> None:
+        """Register if needed, then set the TTL check; if the agent no
+        longer knows the check, register again at once and retry."""
+        if not self.registered and not self._register(status):
             return
         try:
-            self.consul.update_ttl(self.check_id, "critical", output or "unhealthy")
+            self.consul.update_ttl(self.check_id, status, output)
             return
         except ConsulError as e:
             if not e.unknown_check:
                 self._warn("service update TTL failed: %s", e)
                 return
         self.registered = False
-        if self._register("critical"):
+        if self._register(status):
             try:
-                self.consul.update_ttl(self.check_id, "critical", output or "unhealthy")
+                self.consul.update_ttl(self.check_id, status, output)
             except ConsulError as e:
                 self._warn("service update TTL failed: %s", e)
 
