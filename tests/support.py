@@ -11,6 +11,7 @@ import http.client
 import inspect
 import json
 import logging
+import os
 import socket
 import time
 import urllib.parse
@@ -100,6 +101,11 @@ def count_lines(path) -> int:
         return len(Path(path).read_text().splitlines())
     except FileNotFoundError:
         return 0
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors process `pid` holds right now."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def proc_stat(pid: int) -> Optional[Tuple[str, int]]:

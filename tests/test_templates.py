@@ -86,6 +86,16 @@ WEB = Query(SERVICE, "web")
 MAX = Query(KEY, "config/max")
 
 
+def rendered(make, cfg, instances):
+    """Templates over `cfg`, started, its file written once `web` answered `instances`."""
+    comp = make(cfg)
+    comp.start()
+    wait_for(lambda: FakeFollow.made, what="the first lookup")
+    follow_of(WEB).answer(instances)
+    wait_for(lambda: os.path.exists(cfg.destination), what="the first file")
+    return comp
+
+
 def test_renders_when_its_lookups_answer_then_writes_and_publishes(tmp_path, bus, make):
     """Nothing is written while a lookup has no answer; the first complete
     render writes the file with its perms and publishes changed{template.NAME}."""
@@ -113,11 +123,7 @@ def test_a_change_rewrites_and_an_unchanged_output_does_not(tmp_path, bus, make)
     """New data that changes the output: one write, one changed. New data
     that renders the same text: no write, no event."""
     cfg = config(tmp_path, '{{range service "web"}}{{.Address}} {{end}}')
-    comp = make(cfg)
-    comp.start()
-    wait_for(lambda: FakeFollow.made)
-    follow_of(WEB).answer((web(1),))
-    wait_for(lambda: os.path.exists(cfg.destination))
+    comp = rendered(make, cfg, (web(1),))
     seen = published(bus)
     follow_of(WEB).answer((web(1), web(2, address="10.0.0.2")))
     wait_for(lambda: seen, what="changed")
@@ -182,11 +188,7 @@ def test_a_render_error_keeps_the_last_good_file(tmp_path, bus, make, caplog):
     was, logs one line naming the template and the line, publishes nothing;
     a later good answer renders again."""
     cfg = config(tmp_path, 'first\n{{index (service "web") 1}}')
-    comp = make(cfg)
-    comp.start()
-    wait_for(lambda: FakeFollow.made)
-    follow_of(WEB).answer((web(1), web(2)))
-    wait_for(lambda: os.path.exists(cfg.destination))
+    comp = rendered(make, cfg, (web(1), web(2)))
     good = open(cfg.destination).read()
     seen = published(bus)
     with caplog.at_level(logging.ERROR, logger=LOGGER):
@@ -208,11 +210,7 @@ def test_an_unwritable_destination_logs_once_and_is_retried(tmp_path, bus, make,
     import pilot.templates as templates
     monkeypatch.setattr(templates, "WRITE_RETRY", 0.05)
     cfg = config(tmp_path, '{{range service "web"}}{{.Address}}{{end}}')
-    comp = make(cfg)
-    comp.start()
-    wait_for(lambda: FakeFollow.made)
-    follow_of(WEB).answer((web(1),))
-    wait_for(lambda: os.path.exists(cfg.destination))
+    comp = rendered(make, cfg, (web(1),))
     seen = published(bus)
     real_rename = os.rename
     monkeypatch.setattr(templates.os, "rename", lambda *a: (_ for _ in ()).throw(
@@ -233,11 +231,7 @@ def test_wait_holds_a_burst_of_changes_into_one_render(tmp_path, bus, make):
     """With `wait`, changes closer together than it make one render after
     the burst (the first render is not held)."""
     cfg = config(tmp_path, '{{len (service "web")}}', wait=1.0)
-    comp = make(cfg)
-    comp.start()
-    wait_for(lambda: FakeFollow.made)
-    follow_of(WEB).answer(())
-    wait_for(lambda: os.path.exists(cfg.destination))
+    rendered(make, cfg, ())
     seen = published(bus)
     for n in range(1, 6):  # each change heard before the next: no wait would render each
         follow_of(WEB).answer(tuple(web(i) for i in range(n)))

@@ -16,15 +16,13 @@ import os
 import random
 import signal
 import socket
-import time
 
 import gevent
 import gevent.pool
 import pytest
 
-from tests.consul_agent import free_port
-from tests.integration.pilot_proc import control_request, wait_for
-from tests.integration.test_reload import running_pids
+from tests.integration.pilot_proc import control_request
+from tests.support import free_port, open_fds, wait_for
 
 pytestmark = [
     pytest.mark.timeout(900),
@@ -165,10 +163,6 @@ def rss_kib(pid):
         return int(next(ln for ln in f if ln.startswith("VmRSS:")).split()[1])
 
 
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def test_fuzzed_requests_to_both_servers(pilot, consul_agent):
     port = free_port()
     p = pilot(f"""{{consul: "{consul_agent.http_addr}",
@@ -178,7 +172,7 @@ def test_fuzzed_requests_to_both_servers(pilot, consul_agent):
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"],
         metrics: [{{name: "hits", type: "counter", help: "hits"}}]}}}}""")
     control, telemetry = str(p.socket), ("127.0.0.1", port)
-    web = wait_for(lambda: running_pids(p, ["web"]), 20, "web running")
+    web = wait_for(lambda: p.running_pids(["web"]), what="web running")
     wait_for(lambda: exchange(telemetry, b"GET /metrics HTTP/1.0\r\n\r\n", False)[0] == 200, 20,
              "the telemetry port")
 
@@ -197,9 +191,9 @@ def test_fuzzed_requests_to_both_servers(pilot, consul_agent):
 
     # Pilot still serves, its jobs still run, and what the fuzz held is let go.
     assert control_request(p.socket, "POST", "/v3/maintenance/disable")[0] == 200
-    assert running_pids(p, ["web"]) == web
-    wait_for(lambda: len(p.lines('"msg":"tick"')) > ticks + 1, 30, "the periodic job to run again")
-    wait_for(lambda: open_fds(p.pid) <= fds, 30, f"open files back to {fds} (now {open_fds(p.pid)})")
+    assert p.running_pids(["web"]) == web
+    wait_for(lambda: len(p.lines('"msg":"tick"')) > ticks + 1, what="the periodic job to run again")
+    wait_for(lambda: open_fds(p.pid) <= fds, what=f"open files back to {fds} (now {open_fds(p.pid)})")
     grown = rss_kib(p.pid) - rss
     print(f"fuzz: control {statuses}, telemetry {tel_statuses}; open files {fds} -> "
           f"{open_fds(p.pid)}; RSS {rss} KiB -> {rss + grown} KiB")
@@ -207,7 +201,7 @@ def test_fuzzed_requests_to_both_servers(pilot, consul_agent):
 
     # Every line Pilot wrote is one JSON object: nothing bypassed the log format.
     p.signal(signal.SIGTERM)
-    assert p.wait(30) == 0
+    assert p.wait() == 0
     lines = [ln for ln in p.log.splitlines() if ln.strip()]
     bad = [ln for ln in lines if not _is_json_object(ln)]
     assert not bad, f"{len(bad)} of {len(lines)} log lines are not JSON, first: {bad[:5]}"
