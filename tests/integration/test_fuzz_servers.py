@@ -22,7 +22,7 @@ import gevent.pool
 import pytest
 
 from tests.integration.pilot_proc import control_request
-from tests.support import free_port, open_fds, wait_for
+from tests.support import DEADLINE, free_port, open_fds, wait_for
 
 pytestmark = [
     pytest.mark.timeout(900),
@@ -32,7 +32,7 @@ pytestmark = [
 COUNT = int(os.environ.get("PILOT_FUZZ_REQUESTS", "10000"))  # per server
 SEED = int(os.environ.get("PILOT_FUZZ_SEED", "20261205"))
 CONCURRENCY = 16
-ANSWER_TIMEOUT = 20.0  # seconds for an answer or a close: Pilot's request deadline is 5 s
+ANSWER_TIMEOUT = DEADLINE  # for an answer or a close (Pilot's request deadline is 5 s): longer is a hang
 RSS_SLACK_KIB = 8 * 1024  # allocator noise; a leak of a few hundred bytes a request is more
 
 CONTROL_PATHS = ["/v3/ping", "/v3/status", "/v3/environ", "/v3/env", "/v3/metric",
