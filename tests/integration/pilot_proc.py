@@ -66,6 +66,16 @@ def control_request(path, method: str, url: str, body: Optional[bytes | str] = N
         conn.close()
 
 
+def answers_ping(path) -> bool:
+    """True when a control socket at `path` answers GET /v3/ping with 200;
+    False while nothing listens there (no file yet, or bound and not yet
+    listening: connect() is refused in between)."""
+    try:
+        return control_request(path, "GET", "/v3/ping")[0] == 200
+    except OSError:
+        return False
+
+
 def children(pid: int) -> List[int]:
     """Direct children of `pid`, read in one go from the kernel."""
     try:
@@ -203,10 +213,7 @@ class Pilot:
     def ping(self) -> bool:
         """-ping's request, made directly (the config file may be broken on
         purpose): True when the control socket answers 200."""
-        try:
-            return control_request(self.socket, "GET", "/v3/ping")[0] == 200
-        except OSError:
-            return False
+        return answers_ping(self.socket)
 
     def _get(self, url: str):
         """(status, body) of GET `url` on the control socket, once it answers."""

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.pilot_proc import control_request, output_lines, run_cli, sleeper
+from tests.integration.pilot_proc import answers_ping, control_request, output_lines, run_cli, sleeper
 from tests.support import DEADLINE, alive, wait_for
 
 pytestmark = [
@@ -251,8 +251,7 @@ def test_reload_moves_the_control_socket(pilot, tmp_path):
     p.config.write_text(f'{{control: {{socket: "{new_sock}"}}, jobs: [{sleeper("steady")}]}}')
     code, _ = control_request(p.socket, "POST", "/v3/reload")
     assert code == 200
-    wait_for(lambda: new_sock.exists() and control_request(new_sock, "GET", "/v3/ping")[0] == 200,
-             what="the new socket answering")
+    wait_for(lambda: answers_ping(new_sock), what="the new socket answering")
     wait_for(lambda: not p.socket.exists(), what="the old socket removed")
     assert p.cli("-ping").stdout == "ok\n"
 
