@@ -3,17 +3,56 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import logging  # noqa: E402
 import traceback  # noqa: E402
 
 import gevent  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+from pilot import log as pilot_log  # noqa: E402
+from pilot.discovery import transport  # noqa: E402
+from pilot.events import Bus  # noqa: E402
+from tests.support import FakeConsulAgent, FakeConsulHTTP  # noqa: E402
+
 # Property tests judge what they generate, never how fast: no per-example
 # deadline and no "too slow" health check, which a busy machine would trip.
 # (A test's own @settings keeps these unless it names them.)
 settings.register_profile("pilot", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("pilot")
+
+
+@pytest.fixture
+def bus():
+    """A fresh event bus."""
+    return Bus()
+
+
+@pytest.fixture
+def agent(monkeypatch):
+    """A fake Consul agent (tests.support.FakeConsulAgent) behind pilot.discovery's
+    real client: every Consul made during the test talks to it."""
+    fake = FakeConsulAgent()
+    monkeypatch.setattr(transport, "http_client",
+                        lambda cfg, address, timeout: FakeConsulHTTP(fake, timeout))
+    return fake
+
+
+@pytest.fixture
+def pilot_logger():
+    """Pilot's root logger, given back as it was (handlers, level,
+    propagation): configure() changes all three, and tests that run later
+    must not inherit a level or a handler from this one."""
+    root = logging.getLogger(pilot_log.ROOT)
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield root
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        if handler not in saved[0]:
+            handler.close()
+    handlers, root.level, root.propagate = saved
+    for handler in handlers:
+        root.addHandler(handler)
 
 
 @pytest.fixture(autouse=True)

@@ -174,6 +174,27 @@ def agent_put(agent, path, body=None):
         r.read()
 
 
+def register(agent, name, service_id, address, port, tags=()):
+    """Register service instance `service_id` of `name` with the agent, as
+    another container's Pilot would (no check: it is passing at once)."""
+    agent_put(agent, "/v1/agent/service/register",
+              {"ID": service_id, "Name": name, "Address": address, "Port": port, "Tags": list(tags)})
+
+
+def kv_put(agent, key, value):
+    """Set a key in the agent's KV store."""
+    req = urllib.request.Request(f"{agent.url}/v1/kv/{key}", data=value.encode(), method="PUT")
+    with urllib.request.urlopen(req, timeout=DEADLINE) as r:
+        assert r.read().strip() == b"true"
+
+
+def kv_delete(agent, key):
+    """Remove a key from the agent's KV store."""
+    req = urllib.request.Request(f"{agent.url}/v1/kv/{key}", method="DELETE")
+    with urllib.request.urlopen(req, timeout=DEADLINE) as r:
+        r.read()
+
+
 def registered(agent, service_id):
     """The agent's record of service `service_id`, or None (also while the
     agent does not answer)."""

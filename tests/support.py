@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import inspect
+import json
+import logging
+import os
 import socket
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Tuple, TypeVar, Union
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from pilot.config.model import HealthConfig, JobConfig
+from pilot.errors import UnknownJob
 
 T = TypeVar("T")
 
@@ -98,6 +103,37 @@ def count_lines(path) -> int:
         return 0
 
 
+def open_fds(pid: int, consul_port: Optional[int] = None) -> int:
+    """How many file descriptors process `pid` holds right now, not counting
+    its keep-alive connections to the Consul agent on `consul_port`: the
+    client's pools hold one or two of them, as the agent and the pools
+    decide; that is not a leak."""
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass  # closed while we looked
+    to_consul = _sockets_to(consul_port) if consul_port else set()
+    return sum(1 for link in links if link not in to_consul)
+
+
+def _sockets_to(port: int) -> set:
+    """`socket:[INODE]` of every TCP connection to `port` on this host."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if int(fields[2].rsplit(":", 1)[1], 16) == port:
+                        found.add(f"socket:[{fields[9]}]")
+        except OSError:
+            pass  # no IPv6 table here
+    return found
+
+
 def proc_stat(pid: int) -> Optional[Tuple[str, int]]:
     """(state, ppid) of a process, or None when it is gone."""
     try:
@@ -155,3 +191,175 @@ def advertised_job(**fields):
                   health=HealthConfig(exec=("true",), interval=5, ttl=10, timeout=None))
     values.update(fields)
     return JobConfig(**values)
+
+
+# -- logs ----------------------------------------------------------------------------
+
+
+def assert_bug_logged(caplog, message: str, exc_type: type) -> None:
+    """A barrier reported one bug the log_bug way: `message` as the only
+    ERROR record, and one DEBUG record carrying the exception's traceback.
+    (Used by the tests of every barrier.)"""
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [message]
+    tracebacks = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
+    assert [type(r.exc_info[1]) for r in tracebacks] == [exc_type]
+    assert tracebacks[0].exc_info[2] is not None
+
+
+# -- the bus -------------------------------------------------------------------------
+
+
+def published(bus) -> list:
+    """Every event published on `bus` from now on, in order."""
+    seen = []
+    bus.listen(seen.append)
+    return seen
+
+
+# -- fakes and the interfaces they stand for -----------------------------------------
+
+
+def _public(cls) -> dict:
+    return {name: member for name, member in vars(cls).items()
+            if not name.startswith("_") and callable(member)}
+
+
+def assert_implements(cls, protocol) -> None:
+    """Every method `protocol` declares exists on `cls` with the same
+    parameters: a fake that drifts from the production interface fails
+    here, not silently in the tests that use it."""
+    for name, declared in _public(protocol).items():
+        real = getattr(cls, name, None)
+        assert callable(real), f"{cls.__name__} lacks {name}()"
+        assert list(inspect.signature(real).parameters) == list(inspect.signature(declared).parameters), \
+            f"{cls.__name__}.{name}{inspect.signature(real)} != {protocol.__name__}.{name}{inspect.signature(declared)}"
+
+
+class FakeSupervisor:
+    """The running Pilot as the control socket sees it
+    (`pilot.control.Supervisor`), recording what it was told.
+
+    `reload_error` is what reload() answers (a PilotError instance is
+    raised instead); `telemetry` is what a test hands the ControlServer as
+    its metrics (`metrics=lambda: app.telemetry`), None when off."""
+
+    def __init__(self, reload_error=None, telemetry=None):
+        self.env: Dict[str, str] = {}
+        self.maintenance: List[bool] = []
+        self.reloads = 0
+        self.reload_error = reload_error
+        self.telemetry = telemetry
+        self.jobs = [{"name": "app", "state": "running"}]
+        self.orders: List[Tuple[str, str]] = []
+        self.signals: List[Tuple[str, int]] = []
+
+    def putenv(self, values):
+        self.env.update(values)
+
+    def set_maintenance(self, enabled):
+        self.maintenance.append(enabled)
+
+    def reload(self):
+        self.reloads += 1
+        if isinstance(self.reload_error, Exception):
+            raise self.reload_error
+        return self.reload_error
+
+    def status(self):
+        return {"jobs": [dict(j) for j in self.jobs],
+                "maintenance": bool(self.maintenance and self.maintenance[-1]), "watches": []}
+
+    def health(self):
+        return {"healthy": True, "jobs": {}}
+
+    def job_status(self, name):
+        return dict(self._job(name))
+
+    def order_job(self, name, action):
+        self._job(name)
+        self.orders.append((name, action))
+        return None
+
+    def signal_job(self, name, sig):
+        self._job(name)
+        self.signals.append((name, sig))
+        return None
+
+    def state(self):
+        """Everything a request could have changed, to compare before and after."""
+        return (dict(self.env), list(self.maintenance), self.reloads, list(self.orders),
+                list(self.signals))
+
+    def _job(self, name):
+        for job in self.jobs:
+            if job["name"] == name:
+                return job
+        raise UnknownJob(name)
+
+
+class FakeConsulAgent:
+    """Just enough of a Consul agent's HTTP API: services, TTL checks,
+    health answers; it records every request and can be `down`."""
+
+    def __init__(self):
+        self.requests = []  # (method, path, params, body, headers, timeout)
+        self.services = {}
+        self.checks = {}
+        self.down = False
+        self.status_for = {}  # path prefix -> (code, body) forced answer
+        self.health = []  # entries returned by /v1/health/service
+        self.index = 7
+
+    def answer(self, method, path, params, body):
+        for prefix, forced in self.status_for.items():
+            if path.startswith(prefix):
+                return forced
+        if path == "/v1/agent/service/register":
+            svc = json.loads(body)
+            self.services[svc["id"]] = svc
+            self.checks["service:" + svc["id"]] = svc["check"].get("Status", "critical")
+        elif path.startswith("/v1/agent/check/update/"):
+            check_id = path.rsplit("/", 1)[1]
+            if check_id not in self.checks:
+                return 500, 'CheckID "%s" does not have associated TTL' % check_id
+            self.checks[check_id] = json.loads(body)["Status"]
+        elif path.startswith("/v1/agent/service/deregister/"):
+            sid = path.rsplit("/", 1)[1]
+            self.services.pop(sid, None)
+            self.checks.pop("service:" + sid, None)
+        elif path.startswith("/v1/health/service/"):
+            return 200, json.dumps(self.health)
+        return 200, ""
+
+
+class FakeConsulHTTP:
+    """Stands in for python-consul2's requests-based HTTPClient, in front of
+    a FakeConsulAgent (the `agent` fixture puts it behind pilot.discovery)."""
+
+    scheme = "http"
+
+    def __init__(self, agent: FakeConsulAgent, timeout):
+        self.agent = agent
+        self.timeout = timeout
+
+    def _do(self, method, callback, path, params=None, data="", headers=None):
+        # Imported here: bench scripts import this module (through
+        # tests/consul_agent.py) before they monkey-patch, and requests
+        # brings ssl with it.
+        import requests
+        from pilot.discovery import transport
+        self.agent.requests.append(
+            (method, path, list(params or []), data, dict(headers or {}), self.timeout))
+        if self.agent.down:
+            raise requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+        code, body = self.agent.answer(method, path, params, data)
+        response = transport.consul.base.Response(
+            code, {"X-Consul-Index": str(self.agent.index)}, body, body.encode())
+        return callback(response)
+
+    def get(self, callback, path, params=None, headers=None):
+        return self._do("GET", callback, path, params, "", headers)
+
+    def put(self, callback, path, params=None, data="", headers=None):
+        return self._do("PUT", callback, path, params, data, headers)

@@ -3,6 +3,7 @@ environment jobs see."""
 from pilot import events as ev
 from pilot.app import ip_env_name
 from pilot.config.model import JobConfig, When
+from tests.support import DEADLINE, count_lines, wait_for
 
 
 def test_ip_env_name():
@@ -19,7 +20,7 @@ def test_complete_job_leaves_the_bus():
                  jobs=(JobConfig(name="once", exec=("true",)),), stop_timeout=1)
     app = App(cfg, environ={"PATH": "/usr/bin:/bin"})
     app._control_server = lambda cfg: None  # no socket needed here
-    with gevent.Timeout(10):
+    with gevent.Timeout(DEADLINE):
         assert app.run() == 0
     assert app.bus.subscribers == 0
 
@@ -41,12 +42,12 @@ def test_shutdown_is_not_kept_waiting_by_a_flood_of_signal_triggers():
     app = App(cfg, environ={"PATH": "/usr/bin:/bin"})
     app._control_server = lambda cfg: None
     runner = gevent.spawn(app.run)
-    gevent.sleep(0.1)
+    wait_for(lambda: app.bus.subscribers, what="the job listening")
     for _ in range(300):  # 30 s of runs, were they all made
         app.signal_event("SIGHUP")
-    gevent.sleep(0.3)
+    wait_for(lambda: count_lines(runs), what="the first run")
     app.shutdown()
-    runner.join(timeout=20)
+    runner.join(timeout=DEADLINE)  # the 300 runs would take longer
     assert runner.ready(), "shutdown waited for the queued SIGHUP runs"
     assert runner.value == 0
     with open(runs) as f:
@@ -72,14 +73,12 @@ def test_jobs_environment_is_pilots_own_not_the_process_environment(monkeypatch,
     app.putenv({"PILOT_TEST_PUT": "1"})
     runner = gevent.spawn(app.run)
     try:
-        with gevent.Timeout(10):
-            while not out.exists():
-                gevent.sleep(0.02)
+        wait_for(out.exists, what="the job's environment written")
         assert "CONTAINERPILOT_FIRST_PID" in app.environ
         assert "CONTAINERPILOT_FIRST_PID" not in os.environ
         assert "PILOT_TEST_PUT" not in os.environ
     finally:
         app.shutdown()
-        runner.join(timeout=10)
+        runner.join(timeout=DEADLINE)
     seen = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
     assert seen["PILOT_TEST_GIVEN"] == "kept" and seen["PILOT_TEST_PUT"] == "1"

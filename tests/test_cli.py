@@ -5,7 +5,6 @@ import pytest
 
 from pilot import cli
 from pilot.errors import UsageError
-from tests.test_log import pilot_logger  # noqa: F401 - fixture: Pilot's logger restored after the test
 
 
 def test_flag_forms():

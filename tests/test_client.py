@@ -14,6 +14,7 @@ import pytest
 from pilot import client
 from pilot.control import ControlServer
 from pilot.errors import ControlError
+from tests.support import FakeSupervisor
 
 pytestmark = pytest.mark.timeout(30)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -359,27 +360,6 @@ def test_a_listener_of_another_user_gets_nothing_even_behind_a_file_of_ours(tmp_
 # --- against the real server, from a fresh interpreter --------------------------------------
 
 
-class QuietApp:
-    """The least an App offers the control server."""
-
-    telemetry = None
-
-    def __init__(self):
-        self.env = {}
-
-    def putenv(self, values):
-        self.env.update(values)
-
-    def set_maintenance(self, enabled):
-        pass
-
-    def reload(self):
-        return None
-
-    def status(self):
-        return {"jobs": [{"name": "app", "state": "running"}], "maintenance": False, "watches": []}
-
-
 CLIENT_SCRIPT = """
 import json, sys
 from pilot import client
@@ -394,7 +374,7 @@ print(json.dumps({"status": client.status(path),
 
 def test_a_fresh_client_process_talks_to_the_real_control_server(tmp_path):
     """ControlServer answers a new interpreter's client, which loads no heavy module."""
-    app, path = QuietApp(), str(tmp_path / "pilot.sock")
+    app, path = FakeSupervisor(), str(tmp_path / "pilot.sock")
     server = ControlServer(app, path, attempts=2, delay=0.05)
     server.start()
     try:

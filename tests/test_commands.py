@@ -3,7 +3,6 @@ import logging
 import os
 import signal
 
-import gevent
 import pytest
 
 from pilot.commands import Command, ExitStatus, pid_env_name, signal_description
@@ -97,9 +96,10 @@ def test_timeout_kills_the_group_with_sigkill(tmp_path):
     """After `timeout` the whole group gets SIGKILL, background children too."""
     pidfile = tmp_path / "bg"
     # The timeout leaves the shell ample time to start its background child
-    # and tell its pid, even on a busy machine.
+    # and tell its pid, even on a busy machine (two busy loops beside the
+    # suite); the run itself lasts 60 s, so only the timeout can end it.
     cmd = Command("slow", ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; sleep 60"],
-                  timeout=2.0, environ={})
+                  timeout=5.0, environ={})
     st = run(cmd)
     assert st.signal == signal.SIGKILL and cmd.timed_out
     bg = int(pidfile.read_text())
@@ -128,11 +128,11 @@ def test_starting_while_a_run_is_alive_is_refused():
         assert cmd.pid == first and cmd.running
     finally:
         cmd.signal(signal.SIGKILL)
-    assert cmd.wait(timeout=5) is not None
+    assert cmd.wait(timeout=DEADLINE) is not None
     cmd.start()  # once it has ended, a new run starts
     assert cmd.pid != first
     cmd.signal(signal.SIGKILL)
-    cmd.wait(timeout=5)
+    cmd.wait(timeout=DEADLINE)
 
 
 def test_signal_reaches_the_process_group():
@@ -140,7 +140,7 @@ def test_signal_reaches_the_process_group():
     cmd = Command("app", ["sleep", "30"], environ={"PATH": os.environ["PATH"]})
     cmd.start()
     assert cmd.signal(signal.SIGQUIT)
-    assert cmd.wait(timeout=5).signal == signal.SIGQUIT
+    assert cmd.wait(timeout=DEADLINE).signal == signal.SIGQUIT
 
 
 def test_exit_events_as_documented():

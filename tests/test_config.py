@@ -625,7 +625,7 @@ def test_a_bug_while_building_is_one_line_and_logged_with_its_traceback(monkeypa
     import logging
 
     import pilot.config
-    from tests.test_log import assert_bug_logged
+    from tests.support import assert_bug_logged
 
     def broken(data, path, env):
         raise TypeError("unhashable")

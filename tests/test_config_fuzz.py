@@ -14,12 +14,13 @@ import pytest
 
 from pilot import config
 from pilot.errors import ConfigError
+from tests.support import DEADLINE
 
 pytestmark = pytest.mark.timeout(900)
 
 COUNT = int(os.environ.get("PILOT_FUZZ_CONFIGS", "10000"))
 SEED = int(os.environ.get("PILOT_FUZZ_SEED", "20261205"))
-SLOW = 10.0  # seconds: a load past this counts as a hang (a normal one takes milliseconds)
+SLOW = DEADLINE  # a load past this counts as a hang (a normal one takes milliseconds)
 CONFIGS = Path(__file__).parent / "configs"
 ENV = {"HOST": "web-1", "PORT": "8080", "PARTS": "a:b:c", "EMPTY": ""}
 

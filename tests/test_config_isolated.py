@@ -11,6 +11,7 @@ import pytest
 from pilot import config
 from pilot.config import isolated
 from pilot.errors import ConfigError
+from tests.support import DEADLINE, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,19 +46,24 @@ def test_a_config_error_comes_back_as_the_same_one_line_error(tmp_path):
 
 
 def test_the_event_loop_runs_while_the_child_works(tmp_path):
-    """A loader busy for a second in the child: the parent's greenlets run
-    all along (they did not while json5 parsed in-process)."""
-    ticks = []
+    """A loader that keeps the CPU until the parent's greenlets have run ten
+    times: it finishes only because they run meanwhile (in-process, they did
+    not while json5 parsed, and this loader would spin to its deadline)."""
+    ticks, ticked = [], tmp_path / "ticked"
 
     def busy(path, env):
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
+        # Spins without yielding, as a long parse does; the deadline only
+        # bounds a failing run.
+        end = time.monotonic() + DEADLINE
+        while not ticked.exists() and time.monotonic() < end:
             pass
         return config.load(path, env)
 
     def tick():
         while True:
             ticks.append(time.monotonic())
+            if len(ticks) == 10:
+                ticked.touch()
             gevent.sleep(0.01)
     ticker = gevent.spawn(tick)
     try:
@@ -77,9 +83,7 @@ def test_a_child_past_the_time_limit_is_killed_with_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         isolated.load_in_child(path, {}, forever, timeout=0.5)
     assert str(info.value) == f"{path}: could not load the config within 0.5s"
-    deadline = time.monotonic() + 30
-    while children() - before and time.monotonic() < deadline:
-        gevent.sleep(0.05)
+    wait_for(lambda: not children() - before, what="the killed child reaped")
     assert children() - before == set()
 
 

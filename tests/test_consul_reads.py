@@ -14,8 +14,9 @@ from pilot.consul_reads import KEY, PREFIX, Follow, Query, next_index
 from pilot.discovery import ConsulError
 from pilot.events import Bus, Event
 from pilot.watches import KeyWatch
+from tests.support import DEADLINE
 
-pytestmark = pytest.mark.timeout(10)
+pytestmark = pytest.mark.timeout(120)
 LOGGER = "pilot.consul_reads.test"
 
 
@@ -106,7 +107,7 @@ def test_follow_runs_in_its_own_greenlet_until_stopped(monkeypatch):
     monkeypatch.setattr(reads, "read", slow_read)
     f, told = follow()
     f.start()
-    assert answered.wait(5)
+    assert answered.wait(DEADLINE)
     assert told == ["x"]
     f.stop()
     f.stop()  # idempotent

@@ -11,16 +11,17 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from pilot import control_api, httpserver
-from pilot.control import ControlServer
+from pilot.control import ControlServer, MetricSink, Supervisor
 from pilot.control_api import RequestError
 from pilot.errors import PilotError
-from tests.test_log import assert_bug_logged
+from tests.support import FakeSupervisor, assert_bug_logged, assert_implements, open_fds
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(120)
 
 
 class FakeTelemetry:
-    """Accepts metric `ok` with numeric values only; counts requests."""
+    """Telemetry as the control socket uses it (`pilot.control.MetricSink`):
+    accepts metric `ok` with numeric values only; counts requests."""
 
     def __init__(self):
         self.recorded = []
@@ -35,28 +36,15 @@ class FakeTelemetry:
         self.requests.append((code, path))
 
 
-class FakeApp:
-    def __init__(self, reload_error=None, telemetry=True):
-        self.env = {}
-        self.maintenance = []
-        self.reloads = 0
-        self.reload_error = reload_error
-        self.telemetry = FakeTelemetry() if telemetry else None
-
-    def putenv(self, values):
-        self.env.update(values)
-
-    def set_maintenance(self, enabled):
-        self.maintenance.append(enabled)
-
-    def reload(self):
-        self.reloads += 1
-        if isinstance(self.reload_error, Exception):
-            raise self.reload_error
-        return self.reload_error
-
-    def status(self):
-        return {"jobs": [{"name": "app", "state": "running"}], "maintenance": False, "watches": []}
+def test_the_fakes_follow_the_interfaces_the_control_server_declares():
+    """The stand-ins above take what the real parts take, so a passing test
+    here means something for the running Pilot."""
+    from pilot.app import App
+    from pilot.telemetry import Telemetry
+    for cls in (FakeSupervisor, App):
+        assert_implements(cls, Supervisor)
+    for cls in (FakeTelemetry, Telemetry):
+        assert_implements(cls, MetricSink)
 
 
 def call(server, method, path, body=b"", headers=None):
@@ -76,7 +64,7 @@ def call(server, method, path, body=b"", headers=None):
 
 @pytest.fixture
 def app():
-    return FakeApp()
+    return FakeSupervisor(telemetry=FakeTelemetry())
 
 
 @pytest.fixture
@@ -169,7 +157,7 @@ def test_metric_applies_all_or_nothing(server, app):
 
 def test_metric_without_telemetry_names_the_reason(tmp_path):
     """With telemetry off any metric name is unknown (400); an empty object is fine."""
-    app = FakeApp(telemetry=False)
+    app = FakeSupervisor()
     server = ControlServer(app, str(tmp_path / "s"))
     status, _, body = call(server, "POST", "/v3/metric", b'{"x": 1}')
     assert status == 400 and "telemetry is not configured" in error_of(body)
@@ -185,7 +173,7 @@ def test_maintenance_enable_and_disable_call_the_app_each_time(server, app):
 
 def test_reload_returns_the_error_of_an_invalid_config(tmp_path):
     """The caller of -reload sees why the new config was refused (docs/behaviour.md §0)."""
-    app = FakeApp(reload_error="config.json5: job[web].port must be a number")
+    app = FakeSupervisor(reload_error="config.json5: job[web].port must be a number")
     server = ControlServer(app, str(tmp_path / "s"))
     status, _, body = call(server, "POST", "/v3/reload")
     assert status == 400 and error_of(body) == "config.json5: job[web].port must be a number"
@@ -347,7 +335,7 @@ def test_anything_but_a_socket_at_the_path_is_kept_and_refused_at_once(tmp_path,
     path = tmp_path / "pilot.socket"
     unchanged = _occupy(path, what)
     waited = _no_retries(monkeypatch)
-    server = ControlServer(FakeApp(), str(path), attempts=10, delay=1)
+    server = ControlServer(FakeSupervisor(), str(path), attempts=10, delay=1)
     with pytest.raises(PilotError) as info:
         server.start()
     assert str(info.value) == (f"error listening to socket at {path}: {kind} is there, not a "
@@ -369,7 +357,7 @@ def test_a_live_socket_of_another_user_is_refused_at_once_and_kept(tmp_path, mon
     waited = _no_retries(monkeypatch)
     try:
         with pytest.raises(PilotError) as info:
-            ControlServer(FakeApp(), str(path), attempts=10, delay=1).start()
+            ControlServer(FakeSupervisor(), str(path), attempts=10, delay=1).start()
         assert str(info.value) == (f"error listening to socket at {path}: a socket owned by uid "
                                    "65534 is there and in use; Pilot (uid 0) does not take "
                                    "over another user's socket")
@@ -389,7 +377,7 @@ def test_a_live_socket_of_our_own_is_not_deleted(tmp_path, monkeypatch):
     waited = _no_retries(monkeypatch)
     try:
         with pytest.raises(PilotError) as info:
-            ControlServer(FakeApp(), str(path), attempts=3, delay=1).start()
+            ControlServer(FakeSupervisor(), str(path), attempts=3, delay=1).start()
         assert str(info.value) == (f"error listening to socket at {path}: another process is "
                                    "listening on it")
         assert waited == [1, 1] and os.lstat(path).st_ino == inode
@@ -405,7 +393,7 @@ gevent.events.notify_and_call_entry_points = gevent.events.notify  # as pilot.py
 monkey.patch_all(ssl=False, subprocess=False)
 import gevent
 from pilot import client
-from pilot.control import ControlServer
+from pilot.control import ControlServer, MetricSink, Supervisor
 
 class App:
     telemetry = None
@@ -490,10 +478,6 @@ def live_greenlets():
     return [g for g in gc.get_objects() if isinstance(g, greenlet) and not g.dead]
 
 
-def open_fds():
-    return len(os.listdir("/proc/self/fd"))
-
-
 def next_events(stream, timeout=10.0):
     """The next events a stream delivers (its head may come first, alone)."""
     import time as clock
@@ -525,7 +509,7 @@ def test_a_stream_follows_and_disconnecting_clients_leave_nothing_behind(app, tm
         first.close()
         wait_for(lambda: server.streams.open == 0, 10, "the first stream to end")
         gevent.sleep(0.1)
-        fds, greenlets = open_fds(), len(live_greenlets())
+        fds, greenlets = open_fds(os.getpid()), len(live_greenlets())
         for batch in range(10):
             streams = [client.EventStream(path) for _ in range(10)]
             wait_for(lambda: server.streams.open == 10, 10, "ten streams to open")
@@ -544,7 +528,7 @@ def test_a_stream_follows_and_disconnecting_clients_leave_nothing_behind(app, tm
         for s in crowd:
             s.close()
         wait_for(lambda: server.streams.open == 0, 10, "the crowd to leave")
-        wait_for(lambda: open_fds() == fds, 10, f"file descriptors back to {fds}")
+        wait_for(lambda: open_fds(os.getpid()) == fds, 10, f"file descriptors back to {fds}")
         wait_for(lambda: len(live_greenlets()) <= greenlets, 10,
                  f"greenlets back to {greenlets}")
     finally:

@@ -7,79 +7,11 @@ import pytest
 import requests
 
 import pilot.discovery as discovery
-from pilot.config.model import ConsulConfig, HealthConfig, JobConfig, TLSConfig
+from pilot.config.model import ConsulConfig, TLSConfig
 from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition, agent as consul_agent, transport
-from tests.test_log import assert_bug_logged
+from tests.support import DEADLINE, FakeConsulHTTP, advertised_job, assert_bug_logged, wait_for
 
 TOKEN = "s3cr3t-token"
-
-
-class FakeAgent:
-    """Just enough of a Consul agent: services, TTL checks, health answers."""
-
-    def __init__(self):
-        self.requests = []  # (method, path, params, body, headers, timeout)
-        self.services = {}
-        self.checks = {}
-        self.down = False
-        self.status_for = {}  # path prefix -> (code, body) forced answer
-        self.health = []  # entries returned by /v1/health/service
-        self.index = 7
-
-    def answer(self, method, path, params, body):
-        for prefix, forced in self.status_for.items():
-            if path.startswith(prefix):
-                return forced
-        if path == "/v1/agent/service/register":
-            svc = json.loads(body)
-            self.services[svc["id"]] = svc
-            self.checks["service:" + svc["id"]] = svc["check"].get("Status", "critical")
-        elif path.startswith("/v1/agent/check/update/"):
-            check_id = path.rsplit("/", 1)[1]
-            if check_id not in self.checks:
-                return 500, 'CheckID "%s" does not have associated TTL' % check_id
-            self.checks[check_id] = json.loads(body)["Status"]
-        elif path.startswith("/v1/agent/service/deregister/"):
-            sid = path.rsplit("/", 1)[1]
-            self.services.pop(sid, None)
-            self.checks.pop("service:" + sid, None)
-        elif path.startswith("/v1/health/service/"):
-            return 200, json.dumps(self.health)
-        return 200, ""
-
-
-class FakeHTTP:
-    """Stands in for python-consul2's requests-based HTTPClient."""
-
-    scheme = "http"
-
-    def __init__(self, agent, timeout):
-        self.agent = agent
-        self.timeout = timeout
-
-    def _do(self, method, callback, path, params=None, data="", headers=None):
-        self.agent.requests.append(
-            (method, path, list(params or []), data, dict(headers or {}), self.timeout))
-        if self.agent.down:
-            raise requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
-        code, body = self.agent.answer(method, path, params, data)
-        response = transport.consul.base.Response(
-            code, {"X-Consul-Index": str(self.agent.index)}, body, body.encode())
-        return callback(response)
-
-    def get(self, callback, path, params=None, headers=None):
-        return self._do("GET", callback, path, params, "", headers)
-
-    def put(self, callback, path, params=None, data="", headers=None):
-        return self._do("PUT", callback, path, params, data, headers)
-
-
-@pytest.fixture
-def agent(monkeypatch):
-    fake = FakeAgent()
-    monkeypatch.setattr(transport, "http_client",
-                        lambda cfg, address, timeout: FakeHTTP(fake, timeout))
-    return fake
 
 
 @pytest.fixture
@@ -87,16 +19,9 @@ def log():
     return logging.getLogger("pilot.discovery.test")
 
 
-def make_job(**kw):
-    values = dict(name="app", port=8000,
-                  health=HealthConfig(exec=("true",), interval=5, ttl=10, timeout=None))
-    values.update(kw)
-    return JobConfig(**values)
-
-
 def service(agent, log, token="", **kw):
     consul = Consul(ConsulConfig(address="consul:8500", token=token), log=log)
-    return ServiceDefinition(make_job(**kw), consul, hostname="host1", log=log)
+    return ServiceDefinition(advertised_job(**kw), consul, hostname="host1", log=log)
 
 
 def puts(agent, prefix):
@@ -223,8 +148,8 @@ def test_outage_warns_once_and_logs_recovery(agent, log, caplog):
 def test_outage_is_shared_by_all_services_of_one_client(agent, log, caplog):
     """Two services on one Consul client report one outage between them."""
     consul = Consul(ConsulConfig(address="consul:8500"), log=log)
-    one = ServiceDefinition(make_job(name="one"), consul, hostname="h", log=log)
-    two = ServiceDefinition(make_job(name="two"), consul, hostname="h", log=log)
+    one = ServiceDefinition(advertised_job(name="one"), consul, hostname="h", log=log)
+    two = ServiceDefinition(advertised_job(name="two"), consul, hostname="h", log=log)
     answered_once(consul)
     agent.down = True
     with caplog.at_level(logging.WARNING, logger=log.name):
@@ -378,15 +303,18 @@ def test_address_prefix_sets_the_scheme_as_consuls_go_client(address, scheme, ex
     assert transport.endpoint(address, scheme) == expected
 
 
-class HangingHTTP(FakeHTTP):
-    """A fake agent that does not answer until `release` is set (a stopped agent)."""
+class HangingHTTP(FakeConsulHTTP):
+    """A fake agent that does not answer until `release` is set (a stopped
+    agent); `held` lists the paths of the calls it is holding or held."""
 
     release = None
+    held = None
 
-    def _do(self, *args, **kw):
+    def _do(self, method, callback, path, *args, **kw):
         if self.release is not None:
+            self.held.append(path)
             self.release.wait()
-        return super()._do(*args, **kw)
+        return super()._do(method, callback, path, *args, **kw)
 
 
 def test_background_heartbeat_returns_while_the_agent_hangs(agent, log, monkeypatch):
@@ -395,21 +323,23 @@ def test_background_heartbeat_returns_while_the_agent_hangs(agent, log, monkeypa
     shutdown) and is the only call that reaches the agent afterwards."""
     import gevent
     import gevent.event
-    release = gevent.event.Event()
+    release, held = gevent.event.Event(), []
     monkeypatch.setattr(HangingHTTP, "release", release)
+    monkeypatch.setattr(HangingHTTP, "held", held)
     monkeypatch.setattr(transport, "http_client",
                         lambda cfg, address, timeout: HangingHTTP(agent, timeout))
     bg = discovery.BackgroundService(service(agent, log))
-    with gevent.Timeout(5):
+    with gevent.Timeout(DEADLINE):  # the agent hangs for ever: only a wait for it could take this long
         bg.send_heartbeat()  # returns at once although the agent hangs
         bg.send_heartbeat()  # one already in flight: skipped
         assert bg.register_with_initial_status() is False
-    gevent.sleep(0.05)  # the registration is now in flight
-    with gevent.Timeout(5):
+    wait_for(lambda: held == ["/v1/agent/service/register"], what="the registration in flight")
+    with gevent.Timeout(DEADLINE):
         bg.deregister()  # returns at once; the deregistration runs in the background
-    gevent.sleep(0.05)
+    wait_for(lambda: len(held) == 2, what="the deregistration at the agent (the registration abandoned)")
+    assert held[1] == "/v1/agent/service/deregister/app-host1"
     release.set()
-    bg.leaving.join(timeout=5)
+    bg.leaving.join(timeout=DEADLINE)
     assert bg.leaving.successful()
     assert [r[1] for r in agent.requests] == ["/v1/agent/service/deregister/app-host1"]
     assert agent.services == {}
@@ -421,8 +351,8 @@ def test_background_heartbeat_voided_by_a_deregistration(agent, log):
     bg = discovery.BackgroundService(service(agent, log))
     bg.send_heartbeat()
     bg.deregister()  # runs before the heartbeat's greenlet gets a turn
-    bg.leaving.join(timeout=5)
-    gevent.sleep(0.05)
+    bg.leaving.join(timeout=DEADLINE)
+    gevent.idle()  # a heartbeat still pending would run now
     assert puts(agent, "/v1/agent/service/register") == []
     assert agent.services == {}
 
@@ -434,7 +364,7 @@ def test_a_deregistration_met_by_an_outage_is_retried_when_consul_answers(agent,
     import gevent
     gone = service(agent, log)
     consul = gone.consul
-    back = ServiceDefinition(make_job(name="web"), consul, hostname="host1", log=log)
+    back = ServiceDefinition(advertised_job(name="web"), consul, hostname="host1", log=log)
     gone.send_heartbeat(), back.send_heartbeat()
     agent.down = True
     gone.deregister(), back.deregister()
@@ -458,11 +388,11 @@ def test_a_bug_in_a_background_heartbeat_is_logged_and_the_next_one_runs(agent, 
     real = svc.send_heartbeat
     svc.send_heartbeat = lambda: (_ for _ in ()).throw(KeyError("lost"))
     bg.send_heartbeat()
-    gevent.wait([bg._busy], timeout=5)
+    gevent.wait([bg._busy], timeout=DEADLINE)
     assert_bug_logged(caplog, "consul: unexpected error for app: KeyError: 'lost'", KeyError)
     svc.send_heartbeat = real
     bg.send_heartbeat()
-    gevent.wait([bg._busy], timeout=5)
+    gevent.wait([bg._busy], timeout=DEADLINE)
     assert puts(agent, "/v1/agent/service/register")
 
 
@@ -521,7 +451,7 @@ def test_a_slow_agent_is_slow_and_a_late_registration_counts_when_it_comes(log, 
     slow = SlowAgent(2.5)
     try:
         consul = Consul(ConsulConfig(address=slow.address), log=log)
-        svc = ServiceDefinition(make_job(), consul, hostname="h", log=log)
+        svc = ServiceDefinition(advertised_job(), consul, hostname="h", log=log)
         with caplog.at_level(logging.INFO, logger=log.name):
             began = time.monotonic()
             svc.send_heartbeat()

@@ -5,6 +5,7 @@ import logging
 import gevent
 
 from pilot.events import Bus, Event, Timers
+from tests.support import assert_bug_logged, wait_for
 
 
 def test_a_handler_hears_only_its_sources_and_everyone_hears_one_order():
@@ -62,9 +63,7 @@ def test_timers_tick_to_their_owner_only():
     bus.subscribe(others.append)
     timers = Timers(bus, lambda: sub)
     timers.after("once", 0.01, Event("tick", "job"))
-    with gevent.Timeout(10):
-        while not mine:
-            gevent.sleep(0.01)
+    wait_for(lambda: mine, what="the tick")
     assert mine == [Event("tick", "job")] and others == []
     assert "once" not in timers
 
@@ -72,8 +71,6 @@ def test_timers_tick_to_their_owner_only():
 def test_a_broken_listener_is_logged_as_a_bug_and_delivery_goes_on(caplog):
     """A listener that raises is a bug: one ERROR line naming the event, its
     traceback at DEBUG; later listeners and every subscriber still get the event."""
-    import logging
-    from tests.test_log import assert_bug_logged
     bus, delivered = Bus(), []
     bus.subscribe(delivered.append, {"web"})
     heard = []

@@ -13,8 +13,9 @@ from pilot.commands import Command
 from pilot.config.model import Launch, SecretFile
 from pilot.events import Event
 from pilot.users import User
+from tests.support import DEADLINE
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(120)
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
 NOBODY = User("65534:65534", 65534, 65534, (65534, 100))
 PATH = {"PATH": os.environ.get("PATH", os.defpath)}
@@ -25,7 +26,7 @@ def output_of(command, caplog):
     caplog.set_level(logging.INFO, logger="pilot.job")
     caplog.clear()
     command.start()
-    status = command.wait(timeout=20)
+    status = command.wait(timeout=DEADLINE)
     return status, [r.getMessage() for r in caplog.records if r.name == "pilot.job"]
 
 
@@ -59,7 +60,7 @@ def test_a_missing_directory_is_a_failed_start_naming_it(caplog):
     command = Command("app", ["true"], environ=dict(PATH), publish=seen.append,
                       launch=Launch(dir="/no/such/dir"))
     command.start()
-    status = command.wait(timeout=5)
+    status = command.wait(timeout=DEADLINE)
     assert status.error == "chdir /no/such/dir: no such file or directory"
     assert seen == [Event(ev.EXIT_FAILED, "app"), Event(ev.ERROR, status.error)]
     assert [r.getMessage() for r in caplog.records] == [
@@ -69,7 +70,7 @@ def test_a_missing_directory_is_a_failed_start_naming_it(caplog):
 def test_a_directory_that_is_a_file_is_a_failed_start():
     command = Command("app", ["true"], environ=dict(PATH), launch=Launch(dir="/etc/hostname"))
     command.start()
-    assert command.wait(timeout=5).error == "chdir /etc/hostname: not a directory"
+    assert command.wait(timeout=DEADLINE).error == "chdir /etc/hostname: not a directory"
 
 
 @pytest.mark.parametrize("path,reason", [
@@ -82,7 +83,7 @@ def test_a_failed_exec_is_worded_as_without_user_or_dir(path, reason):
     switching = Command("app", [path], environ={}, launch=Launch(dir="/"))
     for command in (plain, switching):
         command.start()
-        assert command.wait(timeout=5).error == f"fork/exec {path}: {reason}"
+        assert command.wait(timeout=DEADLINE).error == f"fork/exec {path}: {reason}"
 
 
 def test_a_missing_secret_fails_the_start_naming_the_file(tmp_path, caplog):
@@ -91,7 +92,7 @@ def test_a_missing_secret_fails_the_start_naming_the_file(tmp_path, caplog):
     command = Command("app", ["true"], environ=dict(PATH),
                       launch=Launch(env=(("DB_PASSWORD", SecretFile(str(secret))),)))
     command.start()
-    assert command.wait(timeout=5).error == f"open {secret}: no such file or directory"
+    assert command.wait(timeout=DEADLINE).error == f"open {secret}: no such file or directory"
     assert f"unable to start app: open {secret}: no such file or directory" in caplog.text
 
 
@@ -111,7 +112,7 @@ def test_the_process_leads_its_own_group_and_can_be_stopped():
     command.start()
     assert os.getpgid(command.pid) == command.pid
     assert command.signal(signal.SIGTERM)
-    assert command.wait(timeout=5).signal == signal.SIGTERM
+    assert command.wait(timeout=DEADLINE).signal == signal.SIGTERM
 
 
 def _signal_state(launch, caplog):

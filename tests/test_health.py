@@ -1,5 +1,6 @@
 """HTTP and TCP probes against real sockets on loopback: what passes, what
 fails and the reason given as the check's output."""
+import contextlib
 import socket
 
 import gevent
@@ -9,8 +10,9 @@ import pytest
 from pilot import events as ev
 from pilot.events import Event
 from pilot.health import Probe
+from tests.support import wait_for
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(120)
 
 
 def answer_with(status_line):
@@ -25,9 +27,7 @@ def answer_with(status_line):
 
 def run(probe, seen):
     probe.start()
-    with gevent.Timeout(10):
-        while not seen:
-            gevent.sleep(0.01)
+    wait_for(lambda: seen, what="the probe's result")
     return seen[0]
 
 
@@ -71,36 +71,39 @@ def test_tcp_passes_when_the_connect_completes():
         assert run(probe, seen) == Event(ev.EXIT_SUCCESS, "check.db")
 
 
-def test_a_server_that_never_answers_fails_at_the_timeout():
-    """A hung endpoint: the check fails `timed out after 200ms`."""
+@contextlib.contextmanager
+def hung_server():
+    """A server that accepts and never answers; yields (its port, the
+    addresses of the connections it holds)."""
+    held = []
+
     def hang(sock, address):
-        gevent.sleep(30)
+        held.append(address)
+        gevent.sleep(60)
     server = gevent.server.StreamServer(("127.0.0.1", 0), hang)
     server.start()
     try:
-        seen = []
-        probe = Probe("check.web", timeout=0.2, http=f"http://127.0.0.1:{server.server_port}/",
-                      publish=seen.append)
-        assert run(probe, seen) == Event(ev.EXIT_FAILED, "check.web")
-        assert probe.output == "timed out after 200ms"
+        yield server.server_port, held
     finally:
         server.stop()
+
+
+def test_a_server_that_never_answers_fails_at_the_timeout():
+    """A hung endpoint: the check fails `timed out after 200ms`."""
+    with hung_server() as (port, _):
+        seen = []
+        probe = Probe("check.web", timeout=0.2, http=f"http://127.0.0.1:{port}/", publish=seen.append)
+        assert run(probe, seen) == Event(ev.EXIT_FAILED, "check.web")
+        assert probe.output == "timed out after 200ms"
 
 
 def test_stopping_a_probe_publishes_nothing():
     """A check abandoned because its job stops reports no result."""
-    def hang(sock, address):
-        gevent.sleep(30)
-    server = gevent.server.StreamServer(("127.0.0.1", 0), hang)
-    server.start()
-    try:
+    with hung_server() as (port, held):
         seen = []
-        probe = Probe("check.web", timeout=20, http=f"http://127.0.0.1:{server.server_port}/",
-                      publish=seen.append)
+        probe = Probe("check.web", timeout=20, http=f"http://127.0.0.1:{port}/", publish=seen.append)
         probe.start()
-        gevent.sleep(0.05)
+        wait_for(lambda: held, what="the probe's request at the server")
         assert probe.running and probe.signal(15)
-        gevent.sleep(0.05)
+        gevent.idle()  # the abandoned probe unwinds now
         assert seen == [] and not probe.running
-    finally:
-        server.stop()

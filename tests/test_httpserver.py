@@ -12,6 +12,7 @@ import pytest
 
 from pilot import client, httpserver
 from pilot.httpserver import HTTPServer, bind_tcp, bind_unix, guarded
+from tests.support import DEADLINE, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 IDLE = 200  # idle connections an attacker (or a hung helper) holds open
@@ -46,6 +47,11 @@ def start_server(kind, tmp_path, app):
                         attempts=1, delay=0)
     server.start()
     return server
+
+
+def serving(server) -> int:
+    """Connections the server is handling now (accepted, not yet closed)."""
+    return len(server._pool)
 
 
 def connect(server, blocking=True):
@@ -121,7 +127,8 @@ def test_idle_connections_do_not_lock_out_a_request(server):
     its answer within the client's normal timeout (-ping's 10 s)."""
     held = [connect(server, blocking=False) for _ in range(IDLE)]
     try:
-        gevent.sleep(0.2)  # let the server take in what it will
+        wait_for(lambda: serving(server) == httpserver.MAX_CONNECTIONS,
+                 what="every slot taken by an idle connection")
         assert exchange(server, b"GET /ping HTTP/1.0\r\n\r\n") == (200, b"ok\n")
     finally:
         for s in held:
@@ -133,8 +140,9 @@ def test_idle_connections_are_closed_by_the_server(server, monkeypatch):
     deadline has passed (here shortened), so it frees its slot."""
     monkeypatch.setattr(httpserver, "REQUEST_TIMEOUT", 0.5)
     s = connect(server)
+    s.settimeout(DEADLINE)
     try:
-        assert s.recv(1) == b""  # closed by the server, well within the 10 s timeout
+        assert s.recv(1) == b""  # closed by the server (it waits for ever otherwise)
     finally:
         s.close()
 
@@ -157,9 +165,10 @@ def test_a_slow_answer_is_not_cut_by_the_deadline(server, app, monkeypatch):
     """The deadline ends when the request is in: an endpoint may take longer."""
     monkeypatch.setattr(httpserver, "REQUEST_TIMEOUT", 0.3)
     job = gevent.spawn(exchange, server, b"GET /block HTTP/1.0\r\n\r\n")
-    gevent.sleep(1.0)
+    wait_for(lambda: app.blocked, what="the request in the endpoint")
+    gevent.sleep(3 * httpserver.REQUEST_TIMEOUT)  # the deadline passes while the endpoint works
     app.release.set()
-    assert job.get(timeout=10) == (200, b"ok\n")
+    assert job.get(timeout=DEADLINE) == (200, b"ok\n")
 
 
 @pytest.mark.parametrize("request_bytes", [
@@ -178,10 +187,7 @@ def test_the_backlog_is_as_long_as_the_system_allows(server, app):
     old fixed length) instead of being refused."""
     busy = [gevent.spawn(exchange, server, b"GET /block HTTP/1.0\r\n\r\n")
             for _ in range(httpserver.MAX_CONNECTIONS)]
-    deadline = gevent.Timeout(30)
-    with deadline:
-        while app.blocked < httpserver.MAX_CONNECTIONS:
-            gevent.sleep(0.02)
+    wait_for(lambda: app.blocked == httpserver.MAX_CONNECTIONS, what="every slot busy")
     refused, waiting = 0, []
     for _ in range(300):
         try:
@@ -191,7 +197,7 @@ def test_the_backlog_is_as_long_as_the_system_allows(server, app):
     for s in waiting:
         s.close()
     app.release.set()
-    gevent.joinall(busy, timeout=30)
+    gevent.joinall(busy, timeout=DEADLINE)
     assert refused == 0
     assert httpserver.listen_backlog() >= 300
 
@@ -223,7 +229,7 @@ def test_malformed_requests_get_a_4xx_json_and_one_log_line(server, request_byte
     if status is not None:
         assert 400 <= status < 500, (status, body)
         assert json.loads(body)["error"]
-    gevent.sleep(0.05)  # the handler's last line, if any, is written after the answer
+    wait_for(lambda: serving(server) == 0, what="the handler done")  # its last line, if any, comes after the answer
     records = [r for r in caplog.records if r.name == "pilot"]
     assert len(records) <= 1, [r.getMessage() for r in records]
     assert all("\n" not in r.getMessage() for r in records)

@@ -20,6 +20,7 @@ from pilot.interfaces import (
     resolve,
 )
 from pilot.errors import PilotError
+from tests.support import DEADLINE
 
 REFERENCE = [
     ("eth0", "10.2.0.1"),
@@ -219,7 +220,7 @@ def test_parse_forms():
 def _ip_command_addresses(prefix=()):
     """(interface, ip) pairs as iproute2 reports them, for cross-checking."""
     out = subprocess.run([*prefix, "ip", "-j", "addr", "show"], check=True,
-                         capture_output=True, text=True, timeout=10).stdout
+                         capture_output=True, text=True, timeout=DEADLINE).stdout
     return {(link["ifname"], info["local"])
             for link in json.loads(out) for info in link.get("addr_info", [])
             if "local" in info}
@@ -292,7 +293,7 @@ print(json.dumps({"addresses": machine_addresses(), "resolved": results}))
 
 def _run(*args):
     """Run a command; its failure message becomes a readable string."""
-    return subprocess.run(args, capture_output=True, text=True, timeout=20)
+    return subprocess.run(args, capture_output=True, text=True, timeout=DEADLINE)
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +321,7 @@ def probe(namespace):
     done = subprocess.run(
         ["ip", "netns", "exec", namespace, sys.executable, "-c", NAMESPACE_PROBE,
          json.dumps(NAMESPACE_SPECS)],
-        capture_output=True, text=True, timeout=30, env=env,
+        capture_output=True, text=True, timeout=DEADLINE, env=env,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -4,7 +4,6 @@ The fakes stand in for the interfaces `Job` declares (`Process`, `Service`,
 `TimerSet`); `test_fakes_and_real_parts_implement_the_job_interfaces` keeps
 both the fakes and the production classes true to them.
 """
-import inspect
 import signal
 
 import pytest
@@ -14,6 +13,7 @@ from pilot.config.model import UNLIMITED, HealthConfig, JobConfig, When
 from pilot.events import Event
 from pilot import jobs
 from pilot.jobs import TRANSITIONS, Health, IllegalTransition, Job, Phase
+from tests.support import assert_implements
 
 
 class FakeCommand:
@@ -798,20 +798,6 @@ def test_since_is_when_the_job_entered_its_phase():
     assert h.job.since == 100.0
     h.feed(Event(ev.HEALTHY, "db"))
     assert h.job.since == 105.0 and h.job.phase is Phase.RUNNING
-
-
-def _public(cls):
-    return {name: member for name, member in vars(cls).items()
-            if not name.startswith("_") and callable(member)}
-
-
-def assert_implements(cls, protocol):
-    """Every method the protocol declares exists on `cls` with the same parameters."""
-    for name, declared in _public(protocol).items():
-        real = getattr(cls, name, None)
-        assert callable(real), f"{cls.__name__} lacks {name}()"
-        assert list(inspect.signature(real).parameters) == list(inspect.signature(declared).parameters), \
-            f"{cls.__name__}.{name}{inspect.signature(real)} != {protocol.__name__}.{name}{inspect.signature(declared)}"
 
 
 def test_fakes_and_real_parts_implement_the_job_interfaces():

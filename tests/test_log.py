@@ -119,34 +119,6 @@ def caught():
         return exc
 
 
-@pytest.fixture
-def pilot_logger():
-    """Pilot's root logger, given back as it was (handlers, level,
-    propagation): configure() changes all three, and tests that run later
-    must not inherit a level or a handler from this one."""
-    root = logging.getLogger(pilot_log.ROOT)
-    saved = (list(root.handlers), root.level, root.propagate)
-    yield root
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        if handler not in saved[0]:
-            handler.close()
-    handlers, root.level, root.propagate = saved
-    for handler in handlers:
-        root.addHandler(handler)
-
-
-def assert_bug_logged(caplog, message, exc_type):
-    """A barrier reported one bug the log_bug way: `message` as the only
-    ERROR record, and one DEBUG record carrying the exception's traceback.
-    (Used by the tests of every barrier.)"""
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors == [message]
-    tracebacks = [r for r in caplog.records if r.levelno == logging.DEBUG and r.exc_info]
-    assert [type(r.exc_info[1]) for r in tracebacks] == [exc_type]
-    assert tracebacks[0].exc_info[2] is not None
-
-
 def logged_bug(tmp_path, fmt, level="DEBUG"):
     """The lines `log_bug` writes through the real handler in format `fmt`."""
     path = tmp_path / f"{fmt}.log"

@@ -15,8 +15,9 @@ from pilot.config.model import MetricConfig, TelemetryConfig, WatchConfig
 from pilot.errors import PilotError
 from pilot.events import Bus, Event
 from pilot.telemetry import Telemetry, UserSummary, metric_number, prom_float
+from tests.support import sample
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(120)
 
 METRICS = (
     MetricConfig("hits", "requests seen", "counter"),
@@ -41,14 +42,6 @@ def make(cfg, runners=(), watches=(), bus=None, **kw):
 @pytest.fixture
 def tel():
     return make(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS))
-
-
-def sample(text, line_start):
-    """The value of the exposition line starting with `line_start`."""
-    for line in text.splitlines():
-        if line.startswith(line_start + " "):
-            return line.rsplit(" ", 1)[1]
-    raise AssertionError(f"no line {line_start!r} in:\n{text}")
 
 
 @pytest.mark.parametrize("x,text", [(1, "1"), (0, "0"), (-1, "-1"), (2.5, "2.5"), (10, "10"),

@@ -4,6 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 from pilot.errors import TemplateError
 from pilot.template import MAX_LOOP, render
+from tests.support import DEADLINE
 
 # The environment docs/behaviour.md §4.3's examples are written against.
 SPEC_ENV = {"NAME": "Template", "PARTS": "a:b:c", "COUNT": "3", "NAME_1": "Template"}
@@ -572,6 +573,6 @@ def test_text_without_actions_is_returned_as_is_without_loading_the_machinery():
               f"assert render({text!r}, {{}}) == {text!r}; "
               "print(sorted(m for m in sys.modules if m.startswith('pilot.template.')"
               " and m != 'pilot.template.limits'))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=DEADLINE)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -3,7 +3,6 @@ that the test answers (the real one is in tests/integration/test_templates_consu
 import logging
 import os
 import stat
-import time
 
 import gevent
 import pytest
@@ -11,13 +10,14 @@ import pytest
 from pilot import events as ev
 from pilot.config.model import TemplateConfig
 from pilot.consul_reads import KEY, PREFIX, SERVICE, Query, ServiceEntry
-from pilot.events import Bus, Event
+from pilot.events import Event
 from pilot.templates import (
     FAILED, PENDING, RENDERED, WAITING, WaitingForKey, Store, Template, Templates, render_once,
     write_if_changed,
 )
+from tests.support import published, wait_for
 
-pytestmark = pytest.mark.timeout(20)
+pytestmark = pytest.mark.timeout(120)
 LOGGER = "pilot.templates.test"
 
 
@@ -57,20 +57,6 @@ def follow_of(query):
     return live[0]
 
 
-def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        gevent.sleep(0.005)
-
-
-def published(bus):
-    seen = []
-    bus.listen(seen.append)
-    return seen
-
-
 def web(i, address="10.0.0.1", port=80, node="n1"):
     return ServiceEntry(id=f"web-{i}", name="web", address=address, port=port, tags=("a",),
                         node=node, node_address="10.9.9.9")
@@ -78,11 +64,6 @@ def web(i, address="10.0.0.1", port=80, node="n1"):
 
 def config(tmp_path, text, name="t", **kw):
     return TemplateConfig(name=name, text=text, destination=str(tmp_path / f"{name}.out"), **kw)
-
-
-@pytest.fixture
-def bus():
-    return Bus()
 
 
 @pytest.fixture
@@ -105,6 +86,16 @@ WEB = Query(SERVICE, "web")
 MAX = Query(KEY, "config/max")
 
 
+def rendered(make, cfg, instances):
+    """Templates over `cfg`, started, its file written once `web` answered `instances`."""
+    comp = make(cfg)
+    comp.start()
+    wait_for(lambda: FakeFollow.made, what="the first lookup")
+    follow_of(WEB).answer(instances)
+    wait_for(lambda: os.path.exists(cfg.destination), what="the first file")
+    return comp
+
+
 def test_renders_when_its_lookups_answer_then_writes_and_publishes(tmp_path, bus, make):
     """Nothing is written while a lookup has no answer; the first complete
     render writes the file with its perms and publishes changed{template.NAME}."""
@@ -114,8 +105,10 @@ def test_renders_when_its_lookups_answer_then_writes_and_publishes(tmp_path, bus
     comp = make(cfg)
     comp.start()
     wait_for(lambda: FakeFollow.made, what="the first lookup")
+    rendered = comp.templates[0].renders
     follow_of(WEB).answer((web(1),))
-    gevent.sleep(0.05)
+    wait_for(lambda: comp.templates[0].renders > rendered, what="the render after web's answer")
+    gevent.idle()
     assert not os.path.exists(cfg.destination) and seen == []
     follow_of(MAX).answer("10")
     wait_for(lambda: os.path.exists(cfg.destination), what="the file")
@@ -130,11 +123,7 @@ def test_a_change_rewrites_and_an_unchanged_output_does_not(tmp_path, bus, make)
     """New data that changes the output: one write, one changed. New data
     that renders the same text: no write, no event."""
     cfg = config(tmp_path, '{{range service "web"}}{{.Address}} {{end}}')
-    comp = make(cfg)
-    comp.start()
-    wait_for(lambda: FakeFollow.made)
-    follow_of(WEB).answer((web(1),))
-    wait_for(lambda: os.path.exists(cfg.destination))
+    comp = rendered(make, cfg, (web(1),))
     seen = published(bus)
     follow_of(WEB).answer((web(1), web(2, address="10.0.0.2")))
     wait_for(lambda: seen, what="changed")
@@ -142,7 +131,7 @@ def test_a_change_rewrites_and_an_unchanged_output_does_not(tmp_path, bus, make)
     inode = os.stat(cfg.destination).st_ino
     follow_of(WEB).answer((web(1, port=81), web(2, address="10.0.0.2")))  # port not rendered
     wait_for(lambda: comp.templates[0].renders >= 3, what="the third render")
-    gevent.sleep(0.05)
+    gevent.idle()
     assert seen == [Event(ev.CHANGED, "template.t")]
     assert os.stat(cfg.destination).st_ino == inode
     assert comp.templates[0].writes == 2
@@ -155,8 +144,8 @@ def test_lookups_are_shared_and_released(tmp_path, make):
     b = config(tmp_path, '{{service "web"}}', name="b")
     comp = make(a, b)
     comp.start()
-    wait_for(lambda: len(FakeFollow.made) >= 1)
-    gevent.sleep(0.05)
+    wait_for(lambda: all(t.renders >= 1 for t in comp.templates), what="both first renders")
+    gevent.idle()
     assert [f.query for f in FakeFollow.made] == [WEB]
     assert len(follow_of(WEB).listeners) == 2
     follow_of(WEB).answer((web(1),))
@@ -182,8 +171,9 @@ def test_a_missing_key_waits_and_is_logged_once(tmp_path, bus, make, caplog):
         wait_for(lambda: len(FakeFollow.made) == 2)
         follow_of(Query(KEY, "config/min")).answer(None)
         for _ in range(3):  # told again and again: still one line
+            rendered = comp.templates[0].renders
             follow_of(MAX).answer(None)
-            gevent.sleep(0.02)
+            wait_for(lambda: comp.templates[0].renders > rendered, what="a render")
         assert comp.templates[0].state == WAITING
         assert not os.path.exists(cfg.destination) and seen == []
         follow_of(MAX).answer("10")
@@ -198,11 +188,7 @@ def test_a_render_error_keeps_the_last_good_file(tmp_path, bus, make, caplog):
     was, logs one line naming the template and the line, publishes nothing;
     a later good answer renders again."""
     cfg = config(tmp_path, 'first\n{{index (service "web") 1}}')
-    comp = make(cfg)
-    comp.start()
-    wait_for(lambda: FakeFollow.made)
-    follow_of(WEB).answer((web(1), web(2)))
-    wait_for(lambda: os.path.exists(cfg.destination))
+    comp = rendered(make, cfg, (web(1), web(2)))
     good = open(cfg.destination).read()
     seen = published(bus)
     with caplog.at_level(logging.ERROR, logger=LOGGER):
@@ -224,11 +210,7 @@ def test_an_unwritable_destination_logs_once_and_is_retried(tmp_path, bus, make,
     import pilot.templates as templates
     monkeypatch.setattr(templates, "WRITE_RETRY", 0.05)
     cfg = config(tmp_path, '{{range service "web"}}{{.Address}}{{end}}')
-    comp = make(cfg)
-    comp.start()
-    wait_for(lambda: FakeFollow.made)
-    follow_of(WEB).answer((web(1),))
-    wait_for(lambda: os.path.exists(cfg.destination))
+    comp = rendered(make, cfg, (web(1),))
     seen = published(bus)
     real_rename = os.rename
     monkeypatch.setattr(templates.os, "rename", lambda *a: (_ for _ in ()).throw(
@@ -248,18 +230,14 @@ def test_an_unwritable_destination_logs_once_and_is_retried(tmp_path, bus, make,
 def test_wait_holds_a_burst_of_changes_into_one_render(tmp_path, bus, make):
     """With `wait`, changes closer together than it make one render after
     the burst (the first render is not held)."""
-    cfg = config(tmp_path, '{{len (service "web")}}', wait=0.3)
-    comp = make(cfg)
-    comp.start()
-    wait_for(lambda: FakeFollow.made)
-    follow_of(WEB).answer(())
-    wait_for(lambda: os.path.exists(cfg.destination))
+    cfg = config(tmp_path, '{{len (service "web")}}', wait=1.0)
+    rendered(make, cfg, ())
     seen = published(bus)
-    for n in range(1, 6):
+    for n in range(1, 6):  # each change heard before the next: no wait would render each
         follow_of(WEB).answer(tuple(web(i) for i in range(n)))
-        gevent.sleep(0.02)
-    wait_for(lambda: seen, what="the render after the burst")
-    gevent.sleep(0.4)
+        gevent.idle()
+    wait_for(lambda: open(cfg.destination).read() == "5", what="the render after the burst")
+    gevent.idle()
     assert open(cfg.destination).read() == "5"
     assert seen == [Event(ev.CHANGED, "template.t")]
 
@@ -292,9 +270,11 @@ def test_reload_keeps_an_unchanged_template_quiet(tmp_path, bus, make):
     seen = published(bus)
     second = make(same, config(tmp_path, "new", name="edited"), previous=first)
     assert second.rendered_sources() == {"template.same"}
+    rendered = [t.renders for t in second.templates]  # an adopted template keeps its count
     second.start()
-    wait_for(lambda: seen)
-    gevent.sleep(0.05)
+    wait_for(lambda: all(t.renders > n for t, n in zip(second.templates, rendered)),
+             what="both templates rendered")
+    gevent.idle()
     assert seen == [Event(ev.CHANGED, "template.edited")]
     assert second.rendered_sources() == {"template.same", "template.edited"}
 

@@ -10,11 +10,9 @@ import pytest
 from pilot import events as ev
 from pilot.config.model import WatchConfig
 from pilot.discovery import ConsulError, Instance
-from pilot.events import Bus, Event
+from pilot.events import Event
 from pilot.watches import RETRY_SOON, Watch, changed, next_index
-from tests.support import wait_for
-from tests.test_discovery import agent  # noqa: F401 - fixture: a fake Consul agent behind the real client
-from tests.test_log import assert_bug_logged
+from tests.support import DEADLINE, assert_bug_logged, published, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 LOGGER = "pilot.watches.test"
@@ -73,21 +71,9 @@ def consul():
     return FakeConsul()
 
 
-@pytest.fixture
-def bus():
-    return Bus()
-
-
 def make_watch(consul, bus, name="db", interval=1, tag="", dc="", report=None):
     cfg = WatchConfig(name=name, interval=interval, tag=tag, dc=dc)
     return Watch(cfg, consul, bus, report, log=logging.getLogger(LOGGER))
-
-
-def published(bus):
-    """Every event published on `bus` from now on, in order."""
-    seen = []
-    bus.listen(seen.append)
-    return seen
 
 
 def test_first_answer_with_instances_is_a_change_to_healthy(consul, bus):
@@ -318,10 +304,10 @@ def test_a_change_reaches_the_bus_without_waiting_for_the_interval(consul, bus):
         wait_for(lambda: blocking(consul), what="the watch's blocking query")
         # Each answer within 20 s: sooner than the 30 s a poll would take.
         consul.put("db", inst("db-1"))
-        assert box.get(timeout=20) == Event(ev.CHANGED, "watch.db")
-        assert box.get(timeout=20) == Event(ev.HEALTHY, "watch.db")
+        assert box.get(timeout=DEADLINE) == Event(ev.CHANGED, "watch.db")
+        assert box.get(timeout=DEADLINE) == Event(ev.HEALTHY, "watch.db")
         consul.put("db")
-        assert [box.get(timeout=20), box.get(timeout=20)] == [
+        assert [box.get(timeout=DEADLINE), box.get(timeout=DEADLINE)] == [
             Event(ev.CHANGED, "watch.db"), Event(ev.UNHEALTHY, "watch.db")]
     finally:
         watch.stop()
@@ -376,8 +362,8 @@ def test_polling_variant_waits_interval_and_never_blocks(consul, bus):
 
 
 def real_consul():
-    """pilot.discovery's real Consul client; the `agent` fixture (from
-    test_discovery) answers its HTTP calls."""
+    """pilot.discovery's real Consul client; the `agent` fixture
+    (tests/conftest.py) answers its HTTP calls."""
     import pilot.discovery as discovery
     from pilot.config.model import ConsulConfig
     return discovery.Consul(ConsulConfig(address="consul:8500"), log=logging.getLogger(LOGGER))

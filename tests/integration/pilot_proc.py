@@ -66,6 +66,16 @@ def control_request(path, method: str, url: str, body: Optional[bytes | str] = N
         conn.close()
 
 
+def answers_ping(path) -> bool:
+    """True when a control socket at `path` answers GET /v3/ping with 200;
+    False while nothing listens there (no file yet, or bound and not yet
+    listening: connect() is refused in between)."""
+    try:
+        return control_request(path, "GET", "/v3/ping")[0] == 200
+    except OSError:
+        return False
+
+
 def children(pid: int) -> List[int]:
     """Direct children of `pid`, read in one go from the kernel."""
     try:
@@ -102,7 +112,9 @@ def tree(root: int) -> List[int]:
     return out
 
 
-def _is_pilot(pid: int) -> bool:
+def is_pilot(pid: int) -> bool:
+    """True if process `pid` runs Pilot (its command line names a config):
+    Pilot itself, or a copy of it loading a config aside."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return b"-config" in f.read()
@@ -149,14 +161,20 @@ class Pilot:
             cmd, stdout=open(self.log_path, "wb"), stderr=open(self.err_path, "wb"),
             stdin=subprocess.DEVNULL, env=self.env, cwd=str(self.tmp))
         if self.pid1:
-            self.pid = wait_for(self._namespace_init, what="pilot to start as pid 1")
+            found = wait_for(self._namespace_init, what="pilot to start as pid 1")
+            self.pid = found if isinstance(found, int) else None
         else:
             self.pid = self.proc.pid
         return self
 
     def _namespace_init(self):
+        """Pilot's host pid once it runs; "exited" when it has already
+        ended (a config whose jobs all complete at once may end before the
+        first look), so that the test can read its exit status and log."""
         kids = [p for p in tree(self.proc.pid) if proc_stat(p) and proc_stat(p)[1] == self.proc.pid]
-        return kids[0] if kids else None
+        if kids:
+            return kids[0]
+        return "exited" if self.proc.poll() is not None else None
 
     # -- observing --------------------------------------------------------
 
@@ -175,12 +193,65 @@ class Pilot:
     def descendants(self) -> List[int]:
         return tree(self.pid)
 
+    def host_pid(self, ns_pid: int) -> Optional[int]:
+        """The host pid of a process Pilot reports (in -status, /v3/status)
+        by its pid inside Pilot's namespace; None when there is none."""
+        if not self.pid1:
+            return ns_pid
+        for pid in [self.pid] + self.descendants():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    nspid = next(ln for ln in f if ln.startswith("NSpid:")).split()
+            except (OSError, StopIteration):
+                continue
+            if int(nspid[-1]) == ns_pid:
+                return pid
+        return None
+
+    # -- asking its control socket -------------------------------------------
+
+    def ping(self) -> bool:
+        """-ping's request, made directly (the config file may be broken on
+        purpose): True when the control socket answers 200."""
+        return answers_ping(self.socket)
+
+    def _get(self, url: str):
+        """(status, body) of GET `url` on the control socket, once it answers."""
+        def ask():
+            try:
+                return control_request(self.socket, "GET", url)
+            except OSError:
+                return None  # not listening yet, or moved by a reload under way
+        return wait_for(ask, what=lambda: f"the control socket to answer GET {url}; log:\n{self.log[-3000:]}")
+
+    def status(self) -> dict:
+        """GET /v3/status: jobs, maintenance, watches, templates."""
+        code, body = self._get("/v3/status")
+        assert code == 200, body
+        return json.loads(body)
+
+    def jobs(self) -> dict:
+        """name → that job's entry of GET /v3/status."""
+        return {j["name"]: j for j in self.status()["jobs"]}
+
+    def job(self, name: str) -> dict:
+        """GET /v3/jobs/NAME: one job's status."""
+        code, body = self._get(f"/v3/jobs/{name}")
+        assert code == 200, body
+        return json.loads(body)
+
+    def running_pids(self, names) -> Optional[dict]:
+        """{name: pid} once every named job has a live exec, else None."""
+        now = self.jobs()
+        pids = {n: now.get(n, {}).get("pid") for n in names}
+        return pids if all(pids.values()) else None
+
     def zombies(self) -> List[int]:
         """Zombies Pilot is responsible for: its own children (and, when
         PID 1 is the executable's launcher, the launcher's children)."""
         mine = children(self.pid)
         mine += [c for p in list(mine) if self.command[0] != PYTHON for c in children(p)
-                 if proc_stat(p) and proc_stat(p)[0] != "Z" and _is_pilot(p)]
+                 if proc_stat(p) and proc_stat(p)[0] != "Z" and is_pilot(p)]
         return [p for p in mine if (proc_stat(p) or ("", 0))[0] == "Z"]
 
     # -- acting -----------------------------------------------------------
@@ -190,6 +261,7 @@ class Pilot:
         return run_cli("-config", str(self.config), *args, **kw)
 
     def signal(self, sig: int) -> None:
+        assert self.pid is not None, f"pilot had already exited; log:\n{self.log[-3000:]}"
         os.kill(self.pid, sig)
 
     def wait(self, timeout: float = DEADLINE) -> int:
@@ -200,7 +272,7 @@ class Pilot:
 
     def stop(self) -> None:
         """Test clean-up: whatever happened, leave nothing running."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None or self.proc.poll() is not None or self.pid is None:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
@@ -214,6 +286,17 @@ class Pilot:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def output_lines(result: subprocess.CompletedProcess) -> List[str]:
+    """The non-empty lines a CLI run wrote (stdout, then stderr): a refusal is
+    one of them, never a traceback."""
+    return [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
+
+
+def sleeper(name: str, tag: str = "v1") -> str:
+    """A job (config text) that says `NAME-TAG-up` and then runs until stopped."""
+    return f'{{name: "{name}", exec: ["sh", "-c", "echo {name}-{tag}-up; exec sleep 1000"]}}'
 
 
 def run_cli(*args: str, env: Optional[dict] = None, timeout: float = DEADLINE,

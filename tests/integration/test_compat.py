@@ -15,27 +15,18 @@ import urllib.request
 
 import pytest
 
-from tests.consul_agent import agent_get, agent_put
-from tests.integration.pilot_proc import control_request, run_cli
+from tests.consul_agent import agent_get, agent_put, register
+from tests.integration.pilot_proc import control_request, output_lines, run_cli
 from tests.support import DEADLINE, count_lines, free_port, http_request, wait_for
 
 pytestmark = [
-    pytest.mark.timeout(90),
+    pytest.mark.timeout(180),
     pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root"),
 ]
 HOSTNAME = socket.gethostname()
 
 
 # -- helpers -----------------------------------------------------------------
-
-
-def ping_ok(p):
-    return p.cli("-ping").returncode == 0
-
-
-def one_line(result):
-    """The non-empty output lines of a failed CLI run (stdout + stderr)."""
-    return [ln for ln in (result.stdout + result.stderr).splitlines() if ln.strip()]
 
 
 def body_of(url):
@@ -157,20 +148,20 @@ def test_template_errors_are_one_line_exit_1(tmp_path):
     """-template on a missing file / a bad template: one clear line, exit 1."""
     r = run_cli("-config", str(tmp_path / "nope.json5"), "-template")
     assert r.returncode == 1
-    lines = one_line(r)
+    lines = output_lines(r)
     assert len(lines) == 1 and "could not read config file" in lines[0], lines
     cfg = tmp_path / "bad.json5"
     cfg.write_text("{a: {{ .X ")
     r = run_cli("-config", str(cfg), "-template")
     assert r.returncode == 1
-    lines = one_line(r)
+    lines = output_lines(r)
     assert len(lines) == 1 and "could not apply template to config" in lines[0], lines
 
 
 def test_ping_against_running_pilot_prints_ok(pilot):
     """-ping: `ok` on stdout, exit 0, when Pilot runs."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     r = p.cli("-ping")
     assert (r.returncode, r.stdout, r.stderr) == (0, "ok\n", "")
 
@@ -181,7 +172,7 @@ def test_ping_with_nothing_running_fails_with_one_line(tmp_path):
     cfg.write_text(f'{{control: {{socket: "{tmp_path}/none.sock"}}}}')
     r = run_cli("-config", str(cfg), "-ping")
     assert r.returncode == 1
-    lines = one_line(r)
+    lines = output_lines(r)
     assert len(lines) == 1, lines
     assert "-ping: failed" in lines[0] and "Traceback" not in lines[0]
     # a stale socket file that nobody listens on: same
@@ -189,20 +180,20 @@ def test_ping_with_nothing_running_fails_with_one_line(tmp_path):
     s.bind(str(tmp_path / "none.sock"))
     s.close()
     r = run_cli("-config", str(cfg), "-ping")
-    assert r.returncode == 1 and len(one_line(r)) == 1, one_line(r)
+    assert r.returncode == 1 and len(output_lines(r)) == 1, output_lines(r)
 
 
 def test_subcommands_silent_on_success(pilot):
     """-maintenance and -putenv print nothing on success; docs/behaviour.md §0: a metric
     nobody configured is refused (4xx) so -putmetric fails in one line, exit 1."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     for args in (("-putenv", "A=1"), ("-maintenance", "enable"), ("-maintenance", "disable")):
         r = p.cli(*args)
         assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), args
     r = p.cli("-putmetric", "unknown_metric=1")
     assert r.returncode == 1
-    lines = one_line(r)
+    lines = output_lines(r)
     assert len(lines) == 1 and "failed" in lines[0] and "unknown_metric" in lines[0], lines
 
 
@@ -213,7 +204,7 @@ def test_putenv_is_seen_by_later_jobs(pilot, tmp_path):
     p = pilot(f"""{{jobs: [{KEEPALIVE},
       {{name: "show", when: {{source: "SIGHUP"}},
         exec: ["sh", "-c", "echo \\"A=$A B=$B C=${{C-unset}}\\" >> {out}"]}}]}}""")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     r = p.cli("-putenv", "A=x=y", "-putenv", "B=two words", "-putenv", "C=")
     assert r.returncode == 0, r.stdout + r.stderr
     p.signal(signal.SIGHUP)
@@ -225,7 +216,7 @@ def test_status_prints_a_table_with_job_names(pilot):
     """-status: a table naming every job, exit 0."""
     p = pilot(f"""{{jobs: [{KEEPALIVE},
         {{name: "done-job", exec: "true"}}]}}""")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     r = p.cli("-status")
     assert r.returncode == 0, r.stderr
     names = [ln.split()[0] for ln in r.stdout.splitlines()[1:] if ln.strip()]
@@ -241,7 +232,7 @@ def test_maintenance_publishes_enter_and_exit_events(pilot, tmp_path):
         when: {{source: "global", each: "enterMaintenance"}}}},
       {{name: "on-exit", exec: ["sh", "-c", "echo x >> {leave}"],
         when: {{source: "global", each: "exitMaintenance"}}}}]}}""")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     assert p.cli("-maintenance", "enable").returncode == 0
     wait_for(lambda: count_lines(enter) == 1, what="the enterMaintenance job")
     assert p.cli("-maintenance", "enable").returncode == 0
@@ -257,7 +248,7 @@ def test_putmetric_shows_in_metrics(pilot, consul_agent, tmp_path):
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"], metrics: [
         {{name: "my_gauge", type: "gauge", help: "a gauge"}},
         {{namespace: "app", subsystem: "db", name: "hits", type: "counter", help: "hits"}}]}}}}""")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     assert p.cli("-putmetric", "my_gauge=42.5", "-putmetric", "app_db_hits=3").returncode == 0
     assert p.cli("-putmetric", "app_db_hits=2").returncode == 0
 
@@ -579,9 +570,8 @@ def test_watch_changed_healthy_unhealthy_with_a_real_agent(pilot, consul_agent, 
       {{name: "on-healthy", exec: ["sh", "-c", "echo x >> {healthy}"], when: {{source: "watch.backend", each: "healthy"}}}},
       {{name: "on-unhealthy", exec: ["sh", "-c", "echo x >> {unhealthy}"], when: {{source: "watch.backend", each: "unhealthy"}}}}],
       watches: [{{name: "backend", interval: 1}}]}}""")
-    wait_for(lambda: ping_ok(p), what="the control socket")
-    agent_put(consul_agent, "/v1/agent/service/register", {"ID": "backend-1", "Name": "backend", "Port": 1234,
-                                                            "Address": "127.0.0.1"})
+    wait_for(p.ping, what="the control socket")
+    register(consul_agent, "backend", "backend-1", "127.0.0.1", 1234)
     wait_for(lambda: count_lines(changed) == 1 and count_lines(healthy) == 1, what="changed + healthy")
     assert count_lines(unhealthy) == 0
     agent_put(consul_agent, "/v1/agent/service/deregister/backend-1")
@@ -646,7 +636,7 @@ def test_telemetry_status_empty_lists_are_null_and_service_registers(pilot, cons
 def test_control_status_endpoint(pilot):
     """GET /v3/status on the control socket: JSON with every job's state and pid."""
     p = pilot(f"""{{jobs: [{KEEPALIVE}, {{name: "once", exec: "true"}}]}}""")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     code, body = control_request(p.socket, "GET", "/v3/status")
     assert code == 200
     doc = json.loads(body)
@@ -667,7 +657,7 @@ def test_all_jobs_completed_exits_0_even_when_they_failed(pilot):
 def test_sigterm_exits_0_and_removes_the_socket(pilot):
     """SIGTERM: clean shutdown, exit 0, control socket removed."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
     assert not p.socket.exists()
@@ -685,7 +675,7 @@ def test_only_the_first_action_runs(pilot):
     """docs/behaviour.md §2.2: `-reload -ping` only reloads (nothing printed); -version
     wins over everything and needs no readable config."""
     p = pilot(f"{{jobs: [{KEEPALIVE}]}}")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     r = p.cli("-reload", "-ping")
     assert (r.returncode, r.stdout) == (0, ""), r.stderr
     r = run_cli("-config", "/nonexistent/x.json5", "-ping", "-version")
@@ -702,7 +692,7 @@ def test_telemetry_metrics_status_and_maintenance(pilot, consul_agent):
           health: {{exec: "true", interval: 1, ttl: 5}}}}],
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"],
         metrics: [{{name: "x", type: "gauge", help: "x"}}]}}}}""")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     base = f"http://127.0.0.1:{port}"
     assert p.cli("-putmetric", "__x=7").returncode == 0
 
@@ -740,7 +730,7 @@ def test_zero_jobs_exit_promptly_on_sigterm(pilot):
     status 0: it does not sit out the final grace (a minute here; the test
     gives up after half of it)."""
     p = pilot("{stopTimeout: 60}")
-    wait_for(lambda: ping_ok(p), what="the control socket")
+    wait_for(p.ping, what="the control socket")
     p.signal(signal.SIGTERM)
     assert p.wait(timeout=DEADLINE) == 0
 
@@ -776,6 +766,6 @@ def test_template_out_write_error_in_go_wording(tmp_path):
     out = tmp_path / "no" / "dir" / "out.json5"
     r = run_cli("-config", str(cfg), "-template", "-out", str(out))
     assert r.returncode == 1
-    lines = one_line(r)
+    lines = output_lines(r)
     assert len(lines) == 1, lines
     assert f"could not write config file: open {out}: no such file or directory" in lines[0]

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.consul_agent import agent_put, check_status, registered
+from tests.consul_agent import agent_put, check_status, register, registered
 from tests.integration.pilot_proc import config_text
 from tests.support import count_lines, free_port, wait_for
 
@@ -100,13 +100,9 @@ def test_watch_triggers_a_job_long_before_its_interval(tmp_path, consul_agent, p
                       watches=[{"name": "backend", "interval": 300}]))
     wait_for(ready.exists, what="pilot to start its jobs")
     for count, change in enumerate([
-            lambda: agent_put(consul_agent, "/v1/agent/service/register",
-                              {"ID": "backend-1", "Name": "backend",
-                               "Address": "127.0.0.1", "Port": 9000}),
+            lambda: register(consul_agent, "backend", "backend-1", "127.0.0.1", 9000),
             lambda: agent_put(consul_agent, "/v1/agent/service/deregister/backend-1"),
-            lambda: agent_put(consul_agent, "/v1/agent/service/register",
-                              {"ID": "backend-2", "Name": "backend",
-                               "Address": "127.0.0.2", "Port": 9001})], start=1):
+            lambda: register(consul_agent, "backend", "backend-2", "127.0.0.2", 9001)], start=1):
         change()
         # DEADLINE (30 s): a tenth of the 300 s a poll would take
         wait_for(lambda: count_lines(runs) >= count, what=f"run {count} of the changed job")

@@ -7,14 +7,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.request
 
 import pytest
 
-from tests.consul_agent import free_port
-from tests.integration.pilot_proc import ENTRY, PYTHON, ROOT, Pilot, run_cli, wait_for
+from tests.integration.pilot_proc import ENTRY, PYTHON, ROOT, Pilot
+from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -153,10 +152,10 @@ def test_a_squatted_socket_path_stops_pilot_at_once_and_gets_no_secret(tmp_path,
         assert squatter.stdout.readline() == "listening\n"
         p = Pilot(tmp_path, '{control: {socket: "%s"}, jobs: []}' % path).start()
         try:
-            status = p.wait(30)
+            status = p.wait()
         finally:
             p.stop()
-        putenv = run_cli("-config", str(p.config), "-putenv", "DB_PASSWORD=hunter2")
+        putenv = p.cli("-putenv", "DB_PASSWORD=hunter2")
     finally:
         open(stop, "w").close()
         try:
@@ -180,7 +179,7 @@ def test_a_file_named_as_control_socket_is_kept_and_named(tmp_path):
     text = '{control: {socket: "%s"}, jobs: []}' % config
     p = Pilot(tmp_path, text, name=config.name).start()
     try:
-        status = p.wait(30)
+        status = p.wait()
     finally:
         p.stop()
     assert (status, p.log.strip()) == (1, (

@@ -7,7 +7,6 @@ import socket
 import stat
 import string
 import urllib.parse
-from types import SimpleNamespace
 
 import gevent
 import pytest
@@ -22,7 +21,7 @@ from pilot.control import ControlServer
 from pilot.errors import ControlError
 from pilot.events import Bus
 from pilot.telemetry import Telemetry
-from tests.support import DEADLINE, http_request, sample, wait_for
+from tests.support import DEADLINE, FakeSupervisor, http_request, sample, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,37 +33,6 @@ METRICS = (
 )
 
 
-class FakeApp:
-    """What the control server and telemetry use of an App, observable."""
-
-    def __init__(self):
-        self.bus = Bus()
-        self.env = {}
-        self.maintenance = []
-        self.reloads = 0
-        self.reload_error = None
-        self.runners = {}
-        self.cfg = SimpleNamespace(watches=())
-        self.telemetry = None
-
-    def putenv(self, values):
-        self.env.update(values)
-
-    def set_maintenance(self, enabled):
-        self.maintenance.append(enabled)
-
-    def reload(self):
-        self.reloads += 1
-        return self.reload_error
-
-    def status(self):
-        return {"jobs": [], "maintenance": bool(self.maintenance and self.maintenance[-1]),
-                "watches": []}
-
-    def state(self):
-        return (dict(self.env), list(self.maintenance), self.reloads)
-
-
 @pytest.fixture
 def socket_path(tmp_path):
     return str(tmp_path / "pilot.socket")
@@ -72,7 +40,7 @@ def socket_path(tmp_path):
 
 @pytest.fixture
 def app():
-    return FakeApp()
+    return FakeSupervisor()
 
 
 @pytest.fixture
@@ -84,8 +52,8 @@ def server(app, socket_path):
 
 
 @pytest.fixture
-def telemetry(app):
-    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS), bus=app.bus, jobs=lambda: [],
+def telemetry(app, bus):
+    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS), bus=bus, jobs=lambda: [],
                     attempts=2, delay=0.05)
     app.telemetry = tel
     tel.start()
@@ -271,10 +239,10 @@ def test_putmetric_shows_in_metrics(server, telemetry, socket_path):
     assert "process_resident_memory_bytes" in text
 
 
-def test_metrics_count_events_and_watch_instances(telemetry, app):
+def test_metrics_count_events_and_watch_instances(telemetry, bus):
     """containerpilot_events counts bus events; watch instances are a gauge."""
     from pilot import events as ev
-    app.bus.publish(ev.GLOBAL_STARTUP)
+    bus.publish(ev.GLOBAL_STARTUP)
     telemetry.set_watch_instances("db", 3)
     text = tel_get(telemetry, "/metrics")[2]
     assert sample(text, 'containerpilot_events{code="Startup",source="global"}') == "1"
@@ -292,10 +260,10 @@ def test_telemetry_status_is_3_8s_document(telemetry, app):
     assert code == 405 and "GET" in headers["Allow"]
 
 
-def test_telemetry_logs_where_it_serves_and_stops(app, caplog):
+def test_telemetry_logs_where_it_serves_and_stops(bus, caplog):
     """INFO `telemetry: serving at IP:PORT`; after stop nothing listens there."""
     caplog.set_level("INFO", logger="pilot")
-    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1"), bus=app.bus, jobs=lambda: [], attempts=1, delay=0)
+    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1"), bus=bus, jobs=lambda: [], attempts=1, delay=0)
     tel.start()
     port = tel.server.address[1]
     assert "telemetry: serving at 127.0.0.1:0" in caplog.text
@@ -324,9 +292,9 @@ methods = st.one_of(st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PA
 
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory):
-    app = FakeApp()
+    app = FakeSupervisor()
     path = str(tmp_path_factory.mktemp("fuzz") / "pilot.socket")
-    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS), bus=app.bus, jobs=lambda: [], attempts=1)
+    tel = Telemetry(TelemetryConfig(port=0, ip="127.0.0.1", metrics=METRICS), bus=Bus(), jobs=lambda: [], attempts=1)
     app.telemetry = tel
     srv = ControlServer(app, path, metrics=lambda: app.telemetry, attempts=1)
     srv.start()

@@ -9,9 +9,9 @@ import pytest
 from pilot.config.model import ConsulConfig
 from pilot.discovery import Consul, ConsulError, Instance, ServiceDefinition
 from tests.consul_agent import check_status
-from tests.support import advertised_job, wait_for
+from tests.support import DEADLINE, advertised_job, wait_for
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 LOGGER = "pilot.discovery.itest"
 
 
@@ -94,7 +94,7 @@ def test_agent_restart_is_survived(consul_agent_factory, caplog):
 
 
 def test_blocking_query_returns_promptly_without_blocking_other_greenlets(consul_agent):
-    """A blocking health query is woken by a change (not by its 30 s wait);
+    """A blocking health query is woken by a change (not by its 120 s wait);
     other greenlets keep running meanwhile."""
     consul = consul_for(consul_agent.http_addr)
     index, found = consul.health_service("web")
@@ -105,7 +105,7 @@ def test_blocking_query_returns_promptly_without_blocking_other_greenlets(consul
         # A fresh agent syncs its own node a moment after start, which moves
         # every query's index: re-block, as a watch does, until "web" shows.
         while True:
-            index, found = consul.health_service("web", index=index, wait=30)
+            index, found = consul.health_service("web", index=index, wait=4 * DEADLINE)
             if found:
                 return index, found
 
@@ -121,7 +121,7 @@ def test_blocking_query_returns_promptly_without_blocking_other_greenlets(consul
         wait_for(lambda: len(ticks) >= 10, what="ticks while the query blocks")
         assert not query.ready()
         service(consul_agent, name="web", consul=consul).send_heartbeat()
-        new_index, found = query.get(timeout=20)  # woken by the change, not by the 30 s wait
+        new_index, found = query.get(timeout=DEADLINE)  # woken by the change, not by the 120 s wait
         assert new_index > index
         assert [i.id for i in found] == ["web-host1"]
     finally:

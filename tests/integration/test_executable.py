@@ -522,7 +522,7 @@ def test_a_one_shot_call_that_unpacks_does_not_offer_its_copy(executable, tmp_pa
     server = socket.socket(socket.AF_UNIX)
     server.bind(path)
     server.listen(1)
-    server.settimeout(20)
+    server.settimeout(DEADLINE)
     client = subprocess.Popen([executable, "-config", str(config), "-ping"],
                               env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -531,7 +531,7 @@ def test_a_one_shot_call_that_unpacks_does_not_offer_its_copy(executable, tmp_pa
         assert len(glob.glob(str(tmp_path / "pilot-*"))) == 1
         assert glob.glob(str(tmp_path / ".pilot-*")) == []
         connection.close()  # the call fails and ends, removing its copy
-        client.wait(20)
+        client.wait(DEADLINE)
     finally:
         server.close()
         if client.poll() is None:
@@ -683,9 +683,9 @@ def test_root_never_runs_another_users_program_through_a_shared_tmpdir(executabl
         open(stop, "w").close()
         if pilot is not None:
             pilot.send_signal(signal.SIGTERM)
-            pilot.wait(30)
+            pilot.wait(DEADLINE)
         try:
-            attacker.wait(30)
+            attacker.wait(DEADLINE)
         except subprocess.TimeoutExpired:
             attacker.kill()
             attacker.wait()
@@ -709,7 +709,7 @@ def test_a_copy_is_removed_only_once_no_call_runs_from_it(executable, tmp_path):
     silent = socket.socket(socket.AF_UNIX)
     silent.bind(str(tmp_path / "silent.sock"))
     silent.listen(1)
-    silent.settimeout(20)
+    silent.settimeout(DEADLINE)
     other = tmp_path / "other.json5"
     other.write_text('{control: {socket: "%s"}, jobs: []}' % (tmp_path / "silent.sock"))
     config = tmp_path / "pilot.json5"
@@ -731,8 +731,8 @@ def test_a_copy_is_removed_only_once_no_call_runs_from_it(executable, tmp_path):
         wait_for(lambda: not glob.glob(str(tmp_path / ".pilot-*")), what="Pilot's exit")
         assert os.path.isdir(bundle) and pilot.poll() is None
         connection.close()  # the call ends (no answer), and with it the hold
-        call.wait(20)
-        assert pilot.wait(20) == 0
+        call.wait(DEADLINE)
+        assert pilot.wait(DEADLINE) == 0
     finally:
         silent.close()
         for process in (call, pilot):
@@ -747,8 +747,8 @@ def test_a_non_root_user_with_a_private_var_run_keeps_the_default_socket(contain
     makes a socket directory only that user can write (nobody can take the name first),
     and the default control.socket works unchanged, for jobs and for `docker exec`."""
     box = container("""{
-      jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}}],
-    }""", read_only=True, user="1000:1000",
+      jobs: [{name: "tick", exec: ["/pilot", "-ping"], when: {interval: "300ms"}, timeout: %s}],
+    }""" % CLIENT_TIMEOUT, read_only=True, user="1000:1000",
                     tmpfs={"/tmp": "exec", "/var/run": "uid=1000,gid=1000,mode=0700"})
     box.wait_for_output(r"control: serving at /var/run/containerpilot.socket")
     box.wait_for_output(PING_LINE.format(job="tick"), count=2)

@@ -16,15 +16,13 @@ import os
 import random
 import signal
 import socket
-import time
 
 import gevent
 import gevent.pool
 import pytest
 
-from tests.consul_agent import free_port
-from tests.integration.pilot_proc import control_request, wait_for
-from tests.integration.test_reload import running_pids
+from tests.integration.pilot_proc import control_request
+from tests.support import DEADLINE, free_port, open_fds, wait_for
 
 pytestmark = [
     pytest.mark.timeout(900),
@@ -34,7 +32,7 @@ pytestmark = [
 COUNT = int(os.environ.get("PILOT_FUZZ_REQUESTS", "10000"))  # per server
 SEED = int(os.environ.get("PILOT_FUZZ_SEED", "20261205"))
 CONCURRENCY = 16
-ANSWER_TIMEOUT = 20.0  # seconds for an answer or a close: Pilot's request deadline is 5 s
+ANSWER_TIMEOUT = DEADLINE  # for an answer or a close (Pilot's request deadline is 5 s): longer is a hang
 RSS_SLACK_KIB = 8 * 1024  # allocator noise; a leak of a few hundred bytes a request is more
 
 CONTROL_PATHS = ["/v3/ping", "/v3/status", "/v3/environ", "/v3/env", "/v3/metric",
@@ -165,36 +163,6 @@ def rss_kib(pid):
         return int(next(ln for ln in f if ln.startswith("VmRSS:")).split()[1])
 
 
-def open_fds(pid, consul_port=None):
-    """Pilot's open files, not counting its keep-alive connections to the
-    Consul agent: the client's pools hold one or two of them (calls and
-    deregistrations), as the agent and the pools decide; that is not a leak."""
-    links = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            pass
-    to_consul = _sockets_to(consul_port) if consul_port else set()
-    return sum(1 for link in links if link not in to_consul)
-
-
-def _sockets_to(port):
-    """`socket:[INODE]` of every TCP connection to `port` on this host."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    fields = line.split()
-                    if int(fields[2].rsplit(":", 1)[1], 16) == port:
-                        found.add(f"socket:[{fields[9]}]")
-        except OSError:
-            pass
-    return found
-
-
 def test_fuzzed_requests_to_both_servers(pilot, consul_agent):
     port = free_port()
     p = pilot(f"""{{consul: "{consul_agent.http_addr}",
@@ -204,7 +172,7 @@ def test_fuzzed_requests_to_both_servers(pilot, consul_agent):
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"],
         metrics: [{{name: "hits", type: "counter", help: "hits"}}]}}}}""")
     control, telemetry = str(p.socket), ("127.0.0.1", port)
-    web = wait_for(lambda: running_pids(p, ["web"]), 20, "web running")
+    web = wait_for(lambda: p.running_pids(["web"]), what="web running")
     wait_for(lambda: exchange(telemetry, b"GET /metrics HTTP/1.0\r\n\r\n", False)[0] == 200, 20,
              "the telemetry port")
 
@@ -227,10 +195,10 @@ def test_fuzzed_requests_to_both_servers(pilot, consul_agent):
 
     # Pilot still serves, its jobs still run, and what the fuzz held is let go.
     assert control_request(p.socket, "POST", "/v3/maintenance/disable")[0] == 200
-    assert running_pids(p, ["web"]) == web
-    wait_for(lambda: len(p.lines('"msg":"tick"')) > ticks + 1, 30, "the periodic job to run again")
-    wait_for(lambda: open_fds(p.pid, consul_agent.http_port) <= fds, 30,
-             lambda: f"open files back to {fds} (now {open_fds(p.pid, consul_agent.http_port)})")
+    assert p.running_pids(["web"]) == web
+    wait_for(lambda: len(p.lines('"msg":"tick"')) > ticks + 1, what="the periodic job to run again")
+    wait_for(lambda: open_fds(p.pid, consul_agent.http_port) <= fds,
+             what=lambda: f"open files back to {fds} (now {open_fds(p.pid, consul_agent.http_port)})")
     grown = rss_kib(p.pid) - rss
     print(f"fuzz: control {statuses}, telemetry {tel_statuses}; open files {fds} -> "
           f"{open_fds(p.pid, consul_agent.http_port)}; RSS {rss} KiB -> {rss + grown} KiB")
@@ -238,7 +206,7 @@ def test_fuzzed_requests_to_both_servers(pilot, consul_agent):
 
     # Every line Pilot wrote is one JSON object: nothing bypassed the log format.
     p.signal(signal.SIGTERM)
-    assert p.wait(30) == 0
+    assert p.wait() == 0
     lines = [ln for ln in p.log.splitlines() if ln.strip()]
     bad = [ln for ln in lines if not _is_json_object(ln)]
     assert not bad, f"{len(bad)} of {len(lines)} log lines are not JSON, first: {bad[:5]}"

@@ -5,29 +5,14 @@ import json
 import os
 import signal
 import subprocess
-import urllib.request
 
 import pytest
 
-from .pilot_proc import children, control_request, run_cli, wait_for
+from tests.consul_agent import register
+from tests.integration.pilot_proc import children, control_request, run_cli
+from tests.support import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
-
-
-def cli(p, *args):
-    return run_cli("-config", str(p.config), *args)
-
-
-def status(p):
-    """Every job's status by name, once the control socket answers."""
-    def ask():
-        try:
-            return control_request(p.socket, "GET", "/v3/status")
-        except OSError:
-            return None  # not listening yet
-    code, body = wait_for(ask, 15, "the control socket")
-    assert code == 200, body
-    return {j["name"]: j for j in json.loads(body)["jobs"]}
 
 
 def one_shot(name, marker):
@@ -71,9 +56,9 @@ def test_status_says_what_a_waiting_job_waits_for(pilot):
       {name: "app", exec: "sleep 60",
        when: {all: [{source: "db", once: "healthy"}, {source: "migrate", once: "exitSuccess"}]}}
     ]}""")
-    wait_for(lambda: "1 of 2 met" in (status(p)["app"]["detail"] or ""), 15, "migrate's exit to be seen")
-    assert status(p)["app"]["detail"] == "waiting for: db healthy (1 of 2 met)"
-    r = cli(p, "-status")
+    wait_for(lambda: "1 of 2 met" in (p.jobs()["app"]["detail"] or ""), what="migrate's exit to be seen")
+    assert p.jobs()["app"]["detail"] == "waiting for: db healthy (1 of 2 met)"
+    r = p.cli("-status")
     assert r.returncode == 0, r.stderr
     assert "  waiting for: db healthy (1 of 2 met)" in r.stdout.splitlines()
 
@@ -90,18 +75,18 @@ def test_stop_keeps_a_job_stopped_through_its_trigger_until_start(pilot, tmp_pat
     p.wait_log("control: serving")
     p.signal(signal.SIGHUP)
     p.wait_log("web-up")
-    r = cli(p, "-stop", "web")
+    r = p.cli("-stop", "web")
     assert r.returncode == 0, r.stderr
     p.wait_log("post-stop-ran")
-    assert status(p)["web"]["state"] == "stopped-by-order" and status(p)["web"]["pid"] is None
+    assert p.jobs()["web"]["state"] == "stopped-by-order" and p.jobs()["web"]["pid"] is None
     p.signal(signal.SIGHUP)
     p.signal(signal.SIGHUP)
-    assert run_cli("-config", str(p.config), "-ping").returncode == 0  # the signals were handled
-    assert status(p)["web"]["state"] == "stopped-by-order"
+    assert p.cli("-ping").returncode == 0  # the signals were handled
+    assert p.jobs()["web"]["state"] == "stopped-by-order"
     assert runs.read_text().split() == ["run"]
-    assert cli(p, "-start", "web").returncode == 0
+    assert p.cli("-start", "web").returncode == 0
     p.wait_log("web-up", count=2)
-    assert status(p)["web"]["state"] == "running"
+    assert p.jobs()["web"]["state"] == "running"
     assert p.lines(r"control: stop web") and p.lines(r"control: start web")
 
 
@@ -111,15 +96,15 @@ def test_restart_gives_a_new_process_and_does_not_use_up_restarts(pilot):
     p = pilot("""{stopTimeout: 10, jobs: [
       {name: "app", exec: ["sh", "-c", "echo app-up; exec sleep 60"], restarts: 1}]}""")
     p.wait_log("app-up")
-    first = status(p)["app"]["pid"]
-    assert cli(p, "-restart", "app").returncode == 0
+    first = p.jobs()["app"]["pid"]
+    assert p.cli("-restart", "app").returncode == 0
     p.wait_log("app-up", count=2)
-    second = wait_for(lambda: status(p)["app"]["pid"], 10, "the new pid")
-    assert second != first and status(p)["app"]["restarts"] == 0
-    host_pids = wait_for(lambda: children(p.pid), 10, "the job's process")  # pids outside the namespace
+    second = wait_for(lambda: p.jobs()["app"]["pid"], what="the new pid")
+    assert second != first and p.jobs()["app"]["restarts"] == 0
+    host_pids = wait_for(lambda: children(p.pid), what="the job's process")  # pids outside the namespace
     os.kill(host_pids[0], signal.SIGKILL)  # its own exit: the one configured restart
     p.wait_log("app-up", count=3)
-    assert wait_for(lambda: status(p)["app"]["restarts"] == 1, 10, "the restart to be counted")
+    assert wait_for(lambda: p.jobs()["app"]["restarts"] == 1, what="the restart to be counted")
 
 
 def test_signal_reaches_the_jobs_process(pilot):
@@ -127,7 +112,7 @@ def test_signal_reaches_the_jobs_process(pilot):
     p = pilot("""{jobs: [{name: "app",
       exec: ["sh", "-c", "trap 'echo got-usr1' USR1; echo app-up; while :; do sleep 0.1; done"]}]}""")
     p.wait_log("app-up")
-    assert cli(p, "-signal", "app=SIGUSR1").returncode == 0
+    assert p.cli("-signal", "app=SIGUSR1").returncode == 0
     p.wait_log("got-usr1")
     code, body = control_request(p.socket, "POST", "/v3/jobs/app/signal", b'{"signal": 10}')
     assert code == 200, body
@@ -140,12 +125,12 @@ def test_order_errors_are_one_line_and_change_nothing(pilot):
     p = pilot("""{jobs: [{name: "app", exec: ["sh", "-c", "echo app-up; exec sleep 60"]},
                          {name: "never", exec: "true", when: {source: "nothing", once: "healthy"}}]}""")
     p.wait_log("app-up")
-    pid = status(p)["app"]["pid"]
+    pid = p.jobs()["app"]["pid"]
     for args, text in ((("-restart", "nope"), "no such job: 'nope'"),
                        (("-signal", "app=SIGNOPE"), "bad signal"),
                        (("-signal", "never=SIGHUP"), "has no process to signal"),
                        (("-start", "app"), "is already running")):
-        r = cli(p, *args)
+        r = p.cli(*args)
         assert r.returncode == 1, (args, r.stdout)
         assert len(r.stderr.splitlines()) == 1 and text in r.stderr, r.stderr
     for method, url, body, code in (("POST", "/v3/jobs/nope/stop", None, 404),
@@ -156,9 +141,9 @@ def test_order_errors_are_one_line_and_change_nothing(pilot):
         got, answer = control_request(p.socket, method, url, body)
         assert got == code, (url, answer)
         assert set(json.loads(answer)) == {"error"}
-    r = cli(p, "-signal", "app")
+    r = p.cli("-signal", "app")
     assert r.returncode == 2 and "expected NAME=SIGNAL" in r.stderr
-    assert status(p)["app"]["pid"] == pid and status(p)["app"]["state"] == "running"
+    assert p.jobs()["app"]["pid"] == pid and p.jobs()["app"]["state"] == "running"
 
 
 def test_jobs_endpoints_list_and_show_jobs(pilot):
@@ -180,30 +165,26 @@ def test_the_first_main_job_to_end_gives_its_exit_code(pilot):
        when: {source: "held", once: "stopped"}},
       {name: "second", main: true, exec: ["sh", "-c", "exec sleep 60"]}]}""")
     p.wait_log("control: serving")
-    wait_for(lambda: status(p)["held"]["pid"], 10, "held to run")
-    assert cli(p, "-stop", "held").returncode == 0
-    wait_for(lambda: status(p)["held"]["state"] == "stopped-by-order", 10, "held to be stopped")
+    wait_for(lambda: p.jobs()["held"]["pid"], what="held to run")
+    assert p.cli("-stop", "held").returncode == 0
+    wait_for(lambda: p.jobs()["held"]["state"] == "stopped-by-order", what="held to be stopped")
     assert p.proc.poll() is None  # held is stopped, not ended: `first` runs now
-    assert p.wait(30) == 7
+    assert p.wait() == 7
 
 
 def test_at_least_two_instances_of_a_watched_service(pilot, consul_agent):
     """`atLeast: 2`: one passing instance starts nothing; the second does."""
-    def register(n):
-        body = json.dumps({"Name": "backend", "ID": f"backend-{n}", "Port": 8000 + n,
-                           "Address": "127.0.0.1"}).encode()
-        req = urllib.request.Request(consul_agent.url + "/v1/agent/service/register",
-                                     data=body, method="PUT")
-        urllib.request.urlopen(req, timeout=5).close()
+    def backend(n):
+        register(consul_agent, "backend", f"backend-{n}", "127.0.0.1", 8000 + n)
     p = pilot(f"""{{consul: "{consul_agent.http_addr}",
       watches: [{{name: "backend", interval: 5}}],
       jobs: [{{name: "app", exec: ["sh", "-c", "echo app-started; exec sleep 60"],
                when: {{all: [{{source: "watch.backend", once: "healthy", atLeast: 2}}]}}}}]}}""")
-    register(1)
-    wait_for(lambda: "1/2" in (status(p)["app"]["detail"] or ""), 20, "the watch to see one instance")
+    backend(1)
+    wait_for(lambda: "1/2" in (p.jobs()["app"]["detail"] or ""), what="the watch to see one instance")
     assert not p.lines("app-started")
-    register(2)
-    p.wait_log("app-started", timeout=20)
+    backend(2)
+    p.wait_log("app-started")
 
 
 def test_graph_prints_dot_that_graphviz_parses_with_the_configs_edges(tmp_path):

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from tests.support import count_lines, proc_stat, wait_for
+from tests.support import DEADLINE, count_lines, proc_stat, wait_for
 
-from .pilot_proc import ENTRY, ORPHAN_JOBS, ORPHANS, PYTHON, ROOT, ZOMBIE_BOUND, Pilot, orphan_storm_is_reaped
+from tests.integration.pilot_proc import (ENTRY, ORPHAN_JOBS, ORPHANS, PYTHON, ROOT, ZOMBIE_BOUND, Pilot,
+                                      orphan_storm_is_reaped)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root")
 
@@ -97,7 +98,9 @@ def test_unlimited_restarts_keep_running_until_shutdown(pilot, tmp_path):
 def test_interval_with_restarts_runs_n_plus_one_times(pilot, tmp_path):
     """interval 200ms + restarts 3: exactly 4 runs, then complete."""
     out = tmp_path / "runs"
-    p = pilot(f"""{{jobs: [{{name: "tick", restarts: 3, when: {{interval: "200ms"}},
+    # A run may take longer than the interval on a busy machine: `timeout`
+    # keeps it from being killed before it has written its line.
+    p = pilot(f"""{{jobs: [{{name: "tick", restarts: 3, when: {{interval: "200ms"}}, timeout: "{DEADLINE:g}s",
                    exec: ["sh", "-c", "echo run >> {out}"]}}]}}""")
     assert p.wait() == 0
     assert count_lines(out) == 4
@@ -107,13 +110,14 @@ def test_timeout_kills_the_whole_process_group(pilot, tmp_path):
     """A run past `timeout` is killed with its background children. Checked
     while Pilot still runs: once PID 1 exits the kernel kills whatever is
     left in its namespace, which would hide a child the timeout missed.
-    (The 3 s timeout is the time the test has to see the child start.)"""
-    marker = f"pilot-bg-{os.getpid()}"
+    (The child says it started in a file: the test may look only after the
+    3 s timeout on a busy machine.)"""
+    marker, started = f"pilot-bg-{os.getpid()}", tmp_path / "child-started"
     p = pilot(f"""{{jobs: [
         {{name: "keepalive", exec: ["sleep", "1000"]}},
         {{name: "slow", timeout: "3s",
-          exec: ["sh", "-c", "bash -c 'exec -a {marker} sleep 100' & exec sleep 101"]}}]}}""")
-    wait_for(lambda: _with_marker(marker), what="the background child")
+          exec: ["sh", "-c", "bash -c 'echo $$ > {started}; exec -a {marker} sleep 100' & exec sleep 101"]}}]}}""")
+    wait_for(lambda: count_lines(started), what="the background child")
     p.wait_log(r"slow timeout after 3s: '\[sh -c")
     p.wait_log("slow exited with error: signal: killed")
     wait_for(lambda: not _with_marker(marker), what="the background child killed with its group")
@@ -306,7 +310,7 @@ def test_sigquit_is_a_graceful_shutdown(pilot, tmp_path):
         {name: "app", exec: ["sh", "-c", "echo app-up; exec sleep 1000"]},
         {name: "pre", exec: ["sh", "-c", "echo pre-stop-ran"], when: {source: "app", once: "stopping"}}]}""")
     p.wait_log("app-up")
-    wait_for(lambda: p.socket.exists(), 10, "the control socket")
+    wait_for(lambda: p.socket.exists(), what="the control socket")
     p.signal(signal.SIGQUIT)
     assert p.wait() == 0
     assert p.lines("pre-stop-ran") and not p.socket.exists()

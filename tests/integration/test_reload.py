@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.pilot_proc import control_request, run_cli
+from tests.integration.pilot_proc import answers_ping, control_request, output_lines, run_cli, sleeper
 from tests.support import DEADLINE, alive, wait_for
 
 pytestmark = [
@@ -24,71 +24,22 @@ pytestmark = [
 HOSTNAME = socket.gethostname()
 
 
-def with_socket(p, text):
-    """Rewrite the config keeping the test's socket: Pilot.rewrite_config.
-    (Kept because other test modules import it from here.)"""
-    p.rewrite_config(text)
-
-
-def jobs(p):
-    """name → job status entry from GET /v3/status, or {} while unreachable."""
-    try:
-        code, body = control_request(p.socket, "GET", "/v3/status")
-    except OSError:
-        return {}
-    return {j["name"]: j for j in json.loads(body)["jobs"]} if code == 200 else {}
-
-
-def running_pids(p, names):
-    """{name: pid} once every named job has a live exec."""
-    now = jobs(p)
-    pids = {n: now.get(n, {}).get("pid") for n in names}
-    return pids if all(pids.values()) else None
-
-
-def host_pid(p, ns_pid):
-    """The host pid of a process Pilot reports by its namespace pid."""
-    if not p.pid1:
-        return ns_pid
-    for pid in [p.pid] + p.descendants():
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                nspid = next(ln for ln in f if ln.startswith("NSpid:")).split()
-        except (OSError, StopIteration):
-            continue
-        if int(nspid[-1]) == ns_pid:
-            return pid
-    return None
-
-
-def ping(p):
-    """-ping's request, made directly: the config file may be broken on purpose."""
-    try:
-        return control_request(p.socket, "GET", "/v3/ping")[0] == 200
-    except OSError:
-        return False
-
-
-def sleeper(name, tag="v1"):
-    return f'{{name: "{name}", exec: ["sh", "-c", "echo {name}-{tag}-up; exec sleep 1000"]}}'
-
-
 def test_reload_keeps_unchanged_restarts_changed_starts_added_stops_removed(pilot):
     """Unchanged job: same pid. Changed job: new process. Added: started.
     Removed: its process stopped. Pilot keeps running."""
     p = pilot(f"{{jobs: [{sleeper('same')}, {sleeper('changed')}, {sleeper('removed')}]}}")
-    before = wait_for(lambda: running_pids(p, ["same", "changed", "removed"]), what="three jobs running")
-    hosts = {n: host_pid(p, pid) for n, pid in before.items()}
+    before = wait_for(lambda: p.running_pids(["same", "changed", "removed"]), what="three jobs running")
+    hosts = {n: p.host_pid(pid) for n, pid in before.items()}
     assert all(hosts.values()), hosts
     p.rewrite_config(f"{{jobs: [{sleeper('same')}, {sleeper('changed', 'v2')}, {sleeper('added')}]}}")
     r = p.cli("-reload")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
-    after = wait_for(lambda: running_pids(p, ["same", "changed", "added"]), what="jobs after reload")
+    after = wait_for(lambda: p.running_pids(["same", "changed", "added"]), what="jobs after reload")
     assert after["same"] == before["same"]
     assert after["changed"] != before["changed"]
     assert not alive(hosts["changed"])
     wait_for(lambda: not alive(hosts["removed"]), what="the removed job's process gone")
-    assert "removed" not in jobs(p)
+    assert "removed" not in p.jobs()
     p.wait_log("changed-v2-up")
     p.wait_log("added-v1-up")
     assert len(p.lines("same-v1-up")) == 1
@@ -99,27 +50,27 @@ def test_invalid_config_is_refused_and_the_old_jobs_keep_running(pilot):
     """An invalid new config: -reload exits 1 with the error (naming the
     problem) on one line; Pilot keeps the old config and its processes."""
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
+    before = wait_for(lambda: p.running_pids(["web"]), what="web running")
     p.rewrite_config('{jobs: [{name: "web", exec: "true", health: {exec: "true", interval: 0, ttl: 5}}]}')
     r = p.cli("-reload")
     # the CLI validates the file itself first (docs/behaviour.md §2.3): same refusal
     assert r.returncode == 1
-    out = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    out = output_lines(r)
     assert len(out) == 1 and "job[web].health.interval must be > 0" in out[0], out
-    assert running_pids(p, ["web"]) == before
-    assert ping(p)
+    assert p.running_pids(["web"]) == before
+    assert p.ping()
 
 
 def test_invalid_config_refused_by_the_server_is_returned_to_the_caller(pilot):
     """POST /v3/reload when the file became invalid: a 4xx/5xx answer carrying
     the error; the running jobs and the socket stay."""
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
+    before = wait_for(lambda: p.running_pids(["web"]), what="web running")
     p.rewrite_config('{jobs: [{name: "web", exec: "x", restart: "never"}]}')
     code, body = control_request(p.socket, "POST", "/v3/reload")
     assert 400 <= code < 600
     assert "invalid keys: restart" in body.decode()
-    assert running_pids(p, ["web"]) == before
+    assert p.running_pids(["web"]) == before
     assert p.lines("error initializing config: .*invalid keys: restart")
     assert p.proc.poll() is None
 
@@ -129,38 +80,38 @@ def test_a_client_that_sees_a_different_config_still_gets_the_servers_error(pilo
     started with. If only the server's file is broken, -reload still exits 1
     with the server's error."""
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
+    before = wait_for(lambda: p.running_pids(["web"]), what="web running")
     good = tmp_path / "client.json5"
     good.write_text(f'{{control: {{socket: "{p.socket}"}}}}')
     p.rewrite_config('{jobs: [{name: "web", exec: "x", restart: "never"}]}')
     r = run_cli("-config", str(good), "-reload")
     assert r.returncode == 1
-    out = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    out = output_lines(r)
     assert len(out) == 1 and "invalid keys: restart" in out[0], out
-    assert running_pids(p, ["web"]) == before
+    assert p.running_pids(["web"]) == before
 
 
 def test_twenty_reloads_in_a_row_do_not_deadlock(pilot):
     """20 -reload calls back to back, alternating a changed job: afterwards
     -ping answers and every job runs, the unchanged one on its first pid."""
     p = pilot(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'a')}]}}")
-    first = wait_for(lambda: running_pids(p, ["steady", "flip"]), what="jobs running")
+    first = wait_for(lambda: p.running_pids(["steady", "flip"]), what="jobs running")
     for i in range(20):
         p.rewrite_config(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'ab'[i % 2])}]}}")
         r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(p.cli("-reload")),
                      what=f"reload {i} accepted")
         assert r.stderr == ""
     assert wait_for(lambda: p.cli("-ping").stdout == "ok\n", what="-ping after 20 reloads")
-    now = wait_for(lambda: running_pids(p, ["steady", "flip"]), what="jobs running after 20 reloads")
+    now = wait_for(lambda: p.running_pids(["steady", "flip"]), what="jobs running after 20 reloads")
     assert now["steady"] == first["steady"]
-    assert alive(host_pid(p, now["flip"]))
+    assert alive(p.host_pid(now["flip"]))
 
 
 def test_concurrent_reloads_do_not_deadlock(pilot):
     """20 reload requests at once on the control socket: all are answered,
     then Pilot still answers and runs its jobs."""
     p = pilot(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'a')}]}}")
-    first = wait_for(lambda: running_pids(p, ["steady", "flip"]), what="jobs running")
+    first = wait_for(lambda: p.running_pids(["steady", "flip"]), what="jobs running")
     p.rewrite_config(f"{{jobs: [{sleeper('steady')}, {sleeper('flip', 'b')}]}}")
     codes, errors = [], []
 
@@ -173,11 +124,11 @@ def test_concurrent_reloads_do_not_deadlock(pilot):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(DEADLINE)
     assert not any(t.is_alive() for t in threads), "a reload request hung"
     assert codes and all(c == 200 for c in codes), codes
     assert wait_for(lambda: p.cli("-ping").stdout == "ok\n", what="-ping after concurrent reloads")
-    now = wait_for(lambda: running_pids(p, ["steady", "flip"]), what="jobs after concurrent reloads")
+    now = wait_for(lambda: p.running_pids(["steady", "flip"]), what="jobs after concurrent reloads")
     assert now["steady"] == first["steady"]
     p.wait_log("flip-b-up")
 
@@ -189,11 +140,11 @@ def test_reload_renders_the_template_with_putenv_values(pilot):
       {name: "greeter", exec: ["sh", "-c", 'echo greeting={{ .GREETING | default "none" }}; exec sleep 1000']},
       {name: "steady", exec: ["sh", "-c", "echo steady-up; exec sleep 1000"]}]}""")
     p.wait_log("greeting=none")
-    before = wait_for(lambda: running_pids(p, ["greeter", "steady"]), what="jobs running")
+    before = wait_for(lambda: p.running_pids(["greeter", "steady"]), what="jobs running")
     assert p.cli("-putenv", "GREETING=hello").returncode == 0
     assert p.cli("-reload").returncode == 0
     p.wait_log("greeting=hello")
-    after = wait_for(lambda: running_pids(p, ["greeter", "steady"]), what="jobs after reload")
+    after = wait_for(lambda: p.running_pids(["greeter", "steady"]), what="jobs after reload")
     assert after["steady"] == before["steady"]
     assert after["greeter"] != before["greeter"]
 
@@ -224,7 +175,7 @@ def test_reload_keeps_an_unchanged_service_registered(pilot, consul_agent):
             entries = json.load(r)
         return entries[0] if entries else None
     entry = wait_for(catalog, what="app in the catalog")
-    pid = wait_for(lambda: running_pids(p, ["app"]), what="app running")["app"]
+    pid = wait_for(lambda: p.running_pids(["app"]), what="app running")["app"]
     seen_gone = []
     stop = threading.Event()
 
@@ -239,13 +190,13 @@ def test_reload_keeps_an_unchanged_service_registered(pilot, consul_agent):
         p.rewrite_config(text.replace("SECOND", sleeper("other", "v2")))
         assert p.cli("-reload").returncode == 0
         p.wait_log("other-v2-up")
-        wait_for(lambda: running_pids(p, ["app", "other"]), what="jobs after reload")
+        wait_for(lambda: p.running_pids(["app", "other"]), what="jobs after reload")
     finally:
         stop.set()
         t.join()
     assert not seen_gone, "the unchanged service was deregistered during the reload"
     assert catalog()["CreateIndex"] == entry["CreateIndex"]
-    assert running_pids(p, ["app"])["app"] == pid
+    assert p.running_pids(["app"])["app"] == pid
 
 
 def test_reload_changed_service_is_reregistered(pilot, consul_agent):
@@ -269,11 +220,11 @@ def test_reload_changed_service_is_reregistered(pilot, consul_agent):
 def test_sigterm_after_reload_exits_0(pilot):
     """After a reload the usual shutdown still works: SIGTERM → exit 0, no process left."""
     p = pilot(f"{{jobs: [{sleeper('a')}]}}")
-    wait_for(lambda: running_pids(p, ["a"]), what="a running")
+    wait_for(lambda: p.running_pids(["a"]), what="a running")
     p.rewrite_config(f"{{jobs: [{sleeper('a', 'v2')}, {sleeper('b')}]}}")
     assert p.cli("-reload").returncode == 0
-    pids = wait_for(lambda: running_pids(p, ["a", "b"]), what="jobs after reload")
-    pids = {n: host_pid(p, x) for n, x in pids.items()}
+    pids = wait_for(lambda: p.running_pids(["a", "b"]), what="jobs after reload")
+    pids = {n: p.host_pid(x) for n, x in pids.items()}
     assert all(pids.values()), pids
     p.signal(signal.SIGTERM)
     assert p.wait() == 0
@@ -283,7 +234,7 @@ def test_sigterm_after_reload_exits_0(pilot):
 def test_reload_applies_new_logging_settings(pilot):
     """A reload re-applies `logging`: after switching to json, new lines are JSON."""
     p = pilot(f"{{jobs: [{sleeper('steady')}]}}")
-    wait_for(lambda: running_pids(p, ["steady"]), what="steady running")
+    wait_for(lambda: p.running_pids(["steady"]), what="steady running")
     p.rewrite_config(f'{{logging: {{format: "json"}}, jobs: [{sleeper("steady")}, {sleeper("fresh")}]}}')
     assert p.cli("-reload").returncode == 0
     line = p.wait_log("fresh-v1-up")[0]
@@ -295,13 +246,12 @@ def test_reload_moves_the_control_socket(pilot, tmp_path):
     """A new `control.socket` in the reloaded config: the server answers on
     the new path and the old socket file is gone."""
     p = pilot(f"{{jobs: [{sleeper('steady')}]}}")
-    wait_for(lambda: running_pids(p, ["steady"]), what="steady running")
+    wait_for(lambda: p.running_pids(["steady"]), what="steady running")
     new_sock = tmp_path / "moved.sock"
     p.config.write_text(f'{{control: {{socket: "{new_sock}"}}, jobs: [{sleeper("steady")}]}}')
     code, _ = control_request(p.socket, "POST", "/v3/reload")
     assert code == 200
-    wait_for(lambda: new_sock.exists() and control_request(new_sock, "GET", "/v3/ping")[0] == 200,
-             what="the new socket answering")
+    wait_for(lambda: answers_ping(new_sock), what="the new socket answering")
     wait_for(lambda: not p.socket.exists(), what="the old socket removed")
     assert p.cli("-ping").stdout == "ok\n"
 
@@ -324,12 +274,12 @@ def test_reload_of_an_unreadable_config_is_refused(pilot):
     """The config file vanished: the reload request gets the read error;
     Pilot keeps running."""
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), what="web running")
+    before = wait_for(lambda: p.running_pids(["web"]), what="web running")
     p.config.unlink()
     code, body = control_request(p.socket, "POST", "/v3/reload")
     assert 400 <= code < 600
     assert "could not read config file" in body.decode()
-    assert running_pids(p, ["web"]) == before and ping(p)
+    assert p.running_pids(["web"]) == before and p.ping()
 
 
 def test_reload_renders_ip_of_the_previous_load(pilot, consul_agent):

@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from tests.integration.pilot_proc import children, control_request, run_cli, wait_for
-from tests.integration.test_reload import jobs, ping, running_pids, sleeper, with_socket
+from tests.integration.pilot_proc import children, control_request, is_pilot, output_lines, run_cli, sleeper
+from tests.support import DEADLINE, wait_for
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -41,18 +41,12 @@ def reload_in_background(p):
 
 def loaders(p):
     """Pilot's children that are copies of Pilot: a config loading aside."""
-    def is_copy(pid):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return b"-config" in f.read()
-        except OSError:
-            return False
-    return [c for c in children(p.pid) if is_copy(c)]
+    return [c for c in children(p.pid) if is_pilot(c)]
 
 
 def start(pilot):
     p = pilot(f"{{jobs: [{sleeper('web')}]}}")
-    before = wait_for(lambda: running_pids(p, ["web"]), 20, "web running")
+    before = wait_for(lambda: p.running_pids(["web"]), what="web running")
     return p, before
 
 
@@ -60,15 +54,15 @@ def test_a_backtracking_regex_in_a_reloaded_template_renders_at_once(pilot):
     """`(a+)+$` over 40 a's and a `!` froze Pilot for ever (Python's `re`);
     now the reload applies, the socket answers, SIGTERM stops Pilot."""
     p, before = start(pilot)
-    with_socket(p, f'{{jobs: [{sleeper("web")}, {{name: "echo", exec: ["echo", "{BACKTRACKER}"]}}]}}')
+    p.rewrite_config(f'{{jobs: [{sleeper("web")}, {{name: "echo", exec: ["echo", "{BACKTRACKER}"]}}]}}')
     thread, outcome = reload_in_background(p)
-    thread.join(30)
+    thread.join(DEADLINE)
     assert outcome and not isinstance(outcome[0], Exception) and outcome[0][0] == 200, outcome
     p.wait_log("a" * 40 + "!")  # the echo job ran with the rendered (unchanged) text
-    assert ping(p)
-    assert running_pids(p, ["web"]) == before
+    assert p.ping()
+    assert p.running_pids(["web"]) == before
     p.signal(signal.SIGTERM)
-    assert p.wait(30) == 0  # a clean shutdown
+    assert p.wait() == 0  # a clean shutdown
 
 
 def test_a_template_that_renders_for_minutes_does_not_stop_supervision(pilot):
@@ -76,25 +70,25 @@ def test_a_template_that_renders_for_minutes_does_not_stop_supervision(pilot):
     limit would end it), the control socket answers, the job keeps its
     process, and SIGTERM stops Pilot at once."""
     p, before = start(pilot)
-    with_socket(p, f'{{jobs: [{sleeper("web")}]}}')
+    p.rewrite_config(f'{{jobs: [{sleeper("web")}]}}')
     p.config.write_text(LONG_RENDER + p.config.read_text())
     reload_in_background(p)
-    wait_for(lambda: loaders(p), 20, "the reload's loader to run")
+    wait_for(lambda: loaders(p), what="the reload's loader to run")
     for _ in range(5):
-        assert ping(p)
-    assert running_pids(p, ["web"]) == before and loaders(p)
+        assert p.ping()
+    assert p.running_pids(["web"]) == before and loaders(p)
     p.signal(signal.SIGTERM)
-    assert p.wait(30) == 0  # a clean shutdown, not a kill
+    assert p.wait() == 0  # a clean shutdown, not a kill
 
 
 def test_a_reload_over_the_size_limit_is_one_line_and_changes_nothing(pilot):
     p, before = start(pilot)
     body = f'{{jobs: [{sleeper("web")}]}}'
-    with_socket(p, body + " " * (1 << 20))
+    p.rewrite_config(body + " " * (1 << 20))
     code, answer = control_request(p.socket, "POST", "/v3/reload")
     assert code == 400
     assert f"{p.config}: config file is larger than the limit of 1048576 bytes (1 MiB)" in answer.decode()
-    assert running_pids(p, ["web"]) == before and "web" in jobs(p)
+    assert p.running_pids(["web"]) == before and "web" in p.jobs()
     errors = p.lines("config file is larger")
     assert len(errors) == 1, errors
 
@@ -104,5 +98,5 @@ def test_a_config_over_the_size_limit_is_refused_at_start_in_one_line(tmp_path):
     path.write_text('{jobs: [{name: "a", exec: "true"}]}' + " " * (1 << 20))
     done = run_cli("-config", str(path))
     assert done.returncode != 0
-    lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
+    lines = output_lines(done)
     assert len(lines) == 1 and f"{path}: config file is larger than the limit" in lines[0], lines

@@ -9,8 +9,7 @@ import urllib.request
 
 import pytest
 
-from tests.consul_agent import free_port
-from tests.integration.pilot_proc import run_cli, wait_for
+from tests.support import DEADLINE, free_port, wait_for
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -26,8 +25,8 @@ def start(pilot, consul_agent):
       jobs: [{{name: "app", exec: ["sleep", "3600"]}}],
       telemetry: {{port: {port}, interfaces: ["static:127.0.0.1"],
         metrics: [{{name: "hits", type: "counter", help: "hits"}}]}}}}""")
-    wait_for(lambda: run_cli("-config", str(p.config), "-ping").returncode == 0, 20, "the control socket")
-    wait_for(lambda: scrape(port), 20, "the telemetry port")
+    wait_for(lambda: p.cli("-ping").returncode == 0, what="the control socket")
+    wait_for(lambda: scrape(port), what="the telemetry port")
     return p, port
 
 
@@ -69,9 +68,9 @@ def test_idle_connections_do_not_lock_out_the_control_socket(pilot, consul_agent
     p, _ = start(pilot, consul_agent)
     held = hold_idle(socket.AF_UNIX, str(p.socket))
     try:
-        done = run_cli("-config", str(p.config), "-ping", timeout=CLIENT_TIMEOUT + 10)
+        done = p.cli("-ping", timeout=DEADLINE + CLIENT_TIMEOUT)  # the CLI gives up after its own 10 s
         assert done.returncode == 0, done.stderr
-        done = run_cli("-config", str(p.config), "-putmetric", "hits=1", timeout=CLIENT_TIMEOUT + 10)
+        done = p.cli("-putmetric", "hits=1", timeout=DEADLINE + CLIENT_TIMEOUT)  # the CLI gives up after its own 10 s
         assert done.returncode == 0, done.stderr
         wait_for(lambda: all(closed_by_peer(s) for s in held), 60, "Pilot to close the idle connections")
     finally:

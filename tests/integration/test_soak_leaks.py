@@ -5,19 +5,12 @@ A reload that changes the `consul` section replaces Pilot's Consul client;
 the old client's keep-alive connections to the agent used to stay open, one
 socket or more per such reload, for the container's life.
 """
-import os
-
 import pytest
 
 from tests.integration.pilot_proc import control_request
-from tests.support import wait_for
+from tests.support import open_fds, wait_for
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def open_fds(pid):
-    """How many file descriptors the process holds right now."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def consul_config(address):

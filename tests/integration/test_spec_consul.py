@@ -14,7 +14,7 @@ from tests.integration.pilot_proc import control_request
 from tests.support import DEADLINE, free_port, http_request, taken_port, wait_for
 
 pytestmark = [
-    pytest.mark.timeout(90),
+    pytest.mark.timeout(180),
     pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces need root"),
 ]
 HOSTNAME = socket.gethostname()
@@ -109,7 +109,7 @@ def test_registration_as_3_8_sends_it_and_deregistration_at_shutdown(pilot, cons
         interfaces: ["static:127.0.0.1"], health: {{exec: "false", interval: 60, ttl: 60}}}}]}}""")
     # (slow's first check is a minute away: a failing check now sets the TTL
     # check critical at once, which would race with reading `warning`)
-    web = wait_for(lambda: registered(consul_agent, f"web-{HOSTNAME}"), 15, "web registered")
+    web = wait_for(lambda: registered(consul_agent, f"web-{HOSTNAME}"), what="web registered")
     assert (web["Service"], web["Tags"], web["Port"], web["Address"], web["EnableTagOverride"]) == \
         ("web", ["a", "b"], 8000, "127.0.0.1", True)
     checks = wait_for(lambda: (lambda c: c if f"service:slow-{HOSTNAME}" in c else None)(

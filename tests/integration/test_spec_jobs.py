@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from tests.support import count_lines, wait_for
+from tests.support import DEADLINE, count_lines, wait_for
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -46,7 +46,9 @@ def test_interval_without_restarts_runs_until_shutdown(pilot, tmp_path):
     """§9.3: `interval` and no restarts: a run at startup and on every tick,
     for ever (failures do not stop the schedule)."""
     out = tmp_path / "runs"
-    p = pilot(f"""{{jobs: [{{name: "tick", when: {{interval: "100ms"}},
+    # `timeout`: on a busy machine a run may outlast the interval; killed
+    # then, it would not write its line.
+    p = pilot(f"""{{jobs: [{{name: "tick", when: {{interval: "100ms"}}, timeout: "{DEADLINE:g}s",
                    exec: {appender(out, "; exit 1")}}}]}}""")
     wait_for(lambda: count_lines(out) >= 8, what="8 periodic runs")
     assert p.proc.poll() is None

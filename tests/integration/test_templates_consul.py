@@ -6,37 +6,19 @@ import os
 import signal
 import socket
 import time
-import urllib.request
 from pathlib import Path
 
-import gevent
 import pytest
 
 from pilot.config.model import ConsulConfig
 from pilot.consul_reads import KEY, PREFIX, SERVICE, SERVICES, Follow, Query, read
 from pilot.discovery import Consul
-from tests.consul_agent import agent_get, agent_put
-from tests.integration.pilot_proc import run_cli, wait_for
+from tests.consul_agent import agent_get, agent_put, kv_delete, kv_put, register
+from tests.integration.pilot_proc import run_cli
+from tests.support import count_lines, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 HOSTNAME = socket.gethostname()
-
-
-def kv_put(agent, key, value):
-    req = urllib.request.Request(f"{agent.url}/v1/kv/{key}", data=value.encode(), method="PUT")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        assert r.read().strip() == b"true"
-
-
-def kv_delete(agent, key):
-    req = urllib.request.Request(f"{agent.url}/v1/kv/{key}", method="DELETE")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        r.read()
-
-
-def register(agent, id, address, port, tags=(), name="web"):
-    agent_put(agent, "/v1/agent/service/register",
-              {"ID": id, "Name": name, "Address": address, "Port": port, "Tags": list(tags)})
 
 
 def config(tmp_path, agent, **sections):
@@ -51,12 +33,13 @@ def recorder(name, source, path):
             "when": {"source": source, "each": "changed"}}
 
 
-def count(path):
-    return len(path.read_text().split()) if path.exists() else 0
-
-
 def text_of(path):
     return path.read_text() if path.exists() else None
+
+
+def renders(p, name):
+    """How many times Pilot `p` has rendered template `name` (GET /v3/status)."""
+    return next(t["renders"] for t in p.status()["templates"] if t["name"] == name)
 
 
 # --- KV watches -------------------------------------------------------------------------
@@ -79,11 +62,11 @@ def test_kv_watch_fires_on_put_and_delete_under_its_prefix_only(tmp_path, consul
         kv_put(consul_agent, "config/application", str(n))  # beside the prefix: nothing
         kv_put(consul_agent, "other/key", str(n))
         step()
-        wait_for(lambda: count(runs) >= n, 30, f"run {n} of the changed job")
+        wait_for(lambda: count_lines(runs) >= n, what=f"run {n} of the changed job")
     kv_put(consul_agent, "other/key", "last")
     kv_put(consul_agent, "config/app/sub/b", "y")  # a real change, to see that nothing came before it
-    wait_for(lambda: count(runs) >= 5, 30, "the last run")
-    assert count(runs) == 5
+    wait_for(lambda: count_lines(runs) >= 5, what="the last run")
+    assert count_lines(runs) == 5
 
 
 # --- templates ------------------------------------------------------------------------------
@@ -104,21 +87,21 @@ def test_template_renders_a_service_and_a_key_and_follows_them(tmp_path, consul_
                      templates=[{"name": "nginx", "source": str(tmp_path / "nginx.tmpl"),
                                  "destination": str(out), "perms": "0640"}],
                      jobs=[recorder("reload", "template.nginx", runs)]))
-    wait_for(lambda: count(runs) == 1, 30, "the first render's changed")
+    wait_for(lambda: count_lines(runs) == 1, what="the first render's changed")
     assert out.read_text() == "upstream web {\n}\nmax_conns 10;\n"
     assert oct(os.stat(out).st_mode & 0o777) == "0o640"
-    register(consul_agent, "web-1", "10.0.0.1", 8080)
-    wait_for(lambda: "10.0.0.1:8080" in out.read_text(), 30, "the instance in the file")
-    wait_for(lambda: count(runs) == 2, 10, "the second run")
-    register(consul_agent, "web-1", "10.0.0.1", 8080, tags=["new"])  # not rendered
+    register(consul_agent, "web", "web-1", "10.0.0.1", 8080)
+    wait_for(lambda: "10.0.0.1:8080" in out.read_text(), what="the instance in the file")
+    wait_for(lambda: count_lines(runs) == 2, what="the second run")
+    register(consul_agent, "web", "web-1", "10.0.0.1", 8080, tags=["new"])  # not rendered
     kv_put(consul_agent, "config/other", "1")
     kv_put(consul_agent, "config/max", "20")
-    wait_for(lambda: "max_conns 20;" in out.read_text(), 30, "the new key value")
-    wait_for(lambda: count(runs) >= 3, 10, "the third run")
+    wait_for(lambda: "max_conns 20;" in out.read_text(), what="the new key value")
+    wait_for(lambda: count_lines(runs) >= 3, what="the third run")
     agent_put(consul_agent, "/v1/agent/service/deregister/web-1")
-    wait_for(lambda: "10.0.0.1" not in out.read_text(), 30, "the instance to leave the file")
-    wait_for(lambda: count(runs) >= 4, 10, "the fourth run")
-    assert count(runs) == 4
+    wait_for(lambda: "10.0.0.1" not in out.read_text(), what="the instance to leave the file")
+    wait_for(lambda: count_lines(runs) >= 4, what="the fourth run")
+    assert count_lines(runs) == 4
     assert out.read_text() == "upstream web {\n}\nmax_conns 20;\n"
     assert sorted(os.listdir(tmp_path)) == sorted(
         ["nginx.conf", "nginx.tmpl", "pilot.json5", "pilot.log", "pilot.err", "pilot.sock", "runs"])
@@ -134,14 +117,15 @@ def test_a_missing_key_is_waited_for_then_rendered(tmp_path, consul_agent, pilot
                      templates=[{"name": "t", "source": str(tmp_path / "t.tmpl"), "destination": str(out)}],
                      jobs=[recorder("on-t", "template.t", runs)]))
     p.wait_log("template t: waiting for key config/max")
-    register(consul_agent, "web-1", "10.0.0.1", 8080)  # renders again, still without the key
+    rendered = renders(p, "t")
     kv_put(consul_agent, "config/unrelated", "x")
-    time.sleep(1)  # let both changes be seen: the file must still be absent
-    assert not out.exists() and count(runs) == 0
+    register(consul_agent, "web", "web-1", "10.0.0.1", 8080)  # renders again, still without the key
+    wait_for(lambda: renders(p, "t") > rendered, what="the render after the new instance")
+    assert not out.exists() and count_lines(runs) == 0
     kv_put(consul_agent, "config/max", "7")
-    wait_for(out.exists, 30, "the file once the key exists")
+    wait_for(out.exists, what="the file once the key exists")
     assert out.read_text() == "upstream web {\n  server 10.0.0.1:8080;\n}\nmax_conns 7;\n"
-    wait_for(lambda: count(runs) == 1, 10, "the changed job")
+    wait_for(lambda: count_lines(runs) == 1, what="the changed job")
     assert len(p.lines("waiting for key")) == 1
 
 
@@ -150,7 +134,7 @@ def test_a_template_that_does_not_parse_is_a_config_error(tmp_path, consul_agent
     (tmp_path / "bad.tmpl").write_text('ok\n{{range servce "web"}}{{end}}\nmore\n')
     p = pilot(config(tmp_path, consul_agent, templates=[
         {"name": "nginx", "source": str(tmp_path / "bad.tmpl"), "destination": str(tmp_path / "out")}]))
-    assert p.wait(30) == 1
+    assert p.wait() == 1
     assert p.err_path.read_text() == (
         f"pilot: {p.config}: template[nginx]: parse error in {tmp_path}/bad.tmpl at line 2: function \"servce\" not defined\n")
 
@@ -167,40 +151,45 @@ def test_an_unwritable_destination_is_one_line_and_retried(tmp_path, consul_agen
         jobs=[recorder("on-bad", "template.bad", runs)]))
     line = p.wait_log("template bad: cannot write")[0]
     assert line.endswith(f"template bad: cannot write {blocker}/bad.conf: not a directory (the previous file stays)")
-    wait_for(good.exists, 10, "the other template")
+    wait_for(good.exists, what="the other template")
     blocker.unlink()
     blocker.mkdir()
-    wait_for(lambda: text_of(blocker / "bad.conf") == "bad", 30, "the retried write")
-    wait_for(lambda: count(runs) == 1, 10, "its changed job")
+    wait_for(lambda: text_of(blocker / "bad.conf") == "bad", what="the retried write")
+    wait_for(lambda: count_lines(runs) == 1, what="its changed job")
     assert len(p.lines("template bad: cannot write")) == 1
 
 
 def test_reload_keeps_an_unchanged_template_quiet(tmp_path, consul_agent, pilot):
     """`-reload` with the template unchanged: the file is not rewritten and
     `changed` does not fire again; a job the reload adds that waits for it
-    starts all the same; the next real change still fires."""
+    starts all the same; the next real change still fires. (The job on
+    `changed` copies the file it sees, so a re-fire would show as a line.)"""
     kv_put(consul_agent, "config/max", "1")
     (tmp_path / "t.tmpl").write_text('max {{key "config/max"}}\n')
     out, runs, other = tmp_path / "out", tmp_path / "runs", tmp_path / "other"
     template = {"name": "t", "source": str(tmp_path / "t.tmpl"), "destination": str(out)}
-    p = pilot(config(tmp_path, consul_agent, templates=[template],
-                     jobs=[recorder("on-t", "template.t", runs)]))
-    wait_for(lambda: count(runs) == 1, 30, "the first render")
+    reader = {"name": "on-t", "exec": ["sh", "-c", f"cat {out} >> {runs}"],
+              "when": {"source": "template.t", "each": "changed"}}
+    p = pilot(config(tmp_path, consul_agent, templates=[template], jobs=[reader]))
+    wait_for(lambda: count_lines(runs) == 1, what="the first render")
     inode = os.stat(out).st_ino
+    rendered = renders(p, "t")
     p.config.write_text(config(tmp_path, consul_agent, templates=[template], jobs=[
-        recorder("on-t", "template.t", runs),
+        reader,
         {"name": "added", "exec": ["touch", str(other)],
          "when": {"source": "template.t", "once": "changed"}}]))
-    done = run_cli("-config", str(p.config), "-reload")
+    done = p.cli("-reload")
     assert done.returncode == 0, done.stderr
     # The added job waits for the template's changed, which stays quiet:
     # it is told at once, since the file is there.
-    wait_for(other.exists, 30, "the job the reload added")
-    time.sleep(1)  # a re-fire would come now
-    assert count(runs) == 1 and os.stat(out).st_ino == inode
+    wait_for(other.exists, what="the job the reload added")
+    wait_for(lambda: renders(p, "t") > rendered, what="the kept template's render after the reload")
+    assert count_lines(runs) == 1 and os.stat(out).st_ino == inode
     kv_put(consul_agent, "config/max", "2")
-    wait_for(lambda: count(runs) == 2, 30, "the run for the next change")
+    wait_for(lambda: count_lines(runs) == 2, what="the run for the next change")
     assert out.read_text() == "max 2\n"
+    wait_for(lambda: "max 2" in text_of(runs), what="the run that read the new file")
+    assert runs.read_text() == "max 1\nmax 2\n"  # no run between the two
 
 
 def test_render_flag_prints_a_template_against_consul(tmp_path, consul_agent):
@@ -212,7 +201,7 @@ def test_render_flag_prints_a_template_against_consul(tmp_path, consul_agent):
     done = run_cli("-config", str(cfg), "-render", "t")
     assert (done.returncode, done.stdout, done.stderr) == (
         1, "", "pilot: -render t: key config/max does not exist (the template waits for it)\n")
-    register(consul_agent, "web-1", "10.0.0.1", 8080)
+    register(consul_agent, "web", "web-1", "10.0.0.1", 8080)
     kv_put(consul_agent, "config/max", "3")
     done = run_cli("-config", str(cfg), "-render", "t")
     assert (done.returncode, done.stdout, done.stderr) == (
@@ -224,30 +213,39 @@ def test_render_flag_prints_a_template_against_consul(tmp_path, consul_agent):
 
 
 def test_drain_deregisters_before_the_job_gets_its_signal(tmp_path, consul_agent, pilot):
-    """`consul: {drain: "3s"}`: at SIGTERM the advertised job leaves Consul
+    """`consul: {drain: "10s"}`: at SIGTERM the advertised job leaves Consul
     first; its process gets its stop signal only after the drain; the log
-    says when the drain starts and ends."""
+    says when the drain starts and ends. The job itself asks Consul when
+    its signal comes; the test sees the service gone while the job still
+    runs unsignalled (the 10 s drain is the time it has to look)."""
     ready, term = tmp_path / "ready", tmp_path / "term"
+    service_id = f"app-{HOSTNAME}"
+    ask = tmp_path / "ask.py"
+    ask.write_text("import json, time, urllib.request\n"
+                   "print(repr(time.time()))\n"
+                   f"with urllib.request.urlopen('{consul_agent.url}/v1/agent/services', timeout=30) as r:\n"
+                   f"    print('registered' if '{service_id}' in json.load(r) else 'gone')\n")
     job = {"name": "app", "port": 8080, "interfaces": ["static:127.0.0.1"],
            "health": {"exec": "true", "interval": 1, "ttl": 10},
-           "exec": ["sh", "-c", f'trap "date +%s.%N > {term}; exit 0" TERM; touch {ready};'
-                                f" while :; do sleep 0.05; done"]}
+           "exec": ["sh", "-c", f'trap "python3 {ask} > {term}.tmp; mv {term}.tmp {term}; exit 0" TERM;'
+                                f" touch {ready}; while :; do sleep 0.05; done"]}
     doc = json.loads(config(tmp_path, consul_agent, jobs=[job]))
-    doc["consul"] = {"address": consul_agent.http_addr, "drain": "3s"}
-    doc["stopTimeout"] = 10
+    doc["consul"] = {"address": consul_agent.http_addr, "drain": "10s"}
+    doc["stopTimeout"] = 20
     p = pilot(json.dumps(doc))
-    service_id = f"app-{HOSTNAME}"
-    wait_for(lambda: service_id in agent_get(consul_agent, "/v1/agent/services"), 20, "registration")
-    wait_for(ready.exists, 10, "the job")
+    wait_for(lambda: service_id in agent_get(consul_agent, "/v1/agent/services"), what="registration")
+    wait_for(ready.exists, what="the job")
     p.signal(signal.SIGTERM)
-    wait_for(lambda: service_id not in agent_get(consul_agent, "/v1/agent/services"), 10,
-             "the service to leave Consul", interval=0.01)
+    wait_for(lambda: service_id not in agent_get(consul_agent, "/v1/agent/services"),
+             what="the service to leave Consul", interval=0.01)
     gone = time.time()
+    assert not p.lines("consul: drain done"), "the service left Consul only when the drain ended"
     assert not term.exists(), "the job got its signal before the service left Consul"
-    stamp = wait_for(lambda: text_of(term), 20, "the job's stop signal").strip()  # `>` creates it empty first
+    stamp, seen = wait_for(lambda: text_of(term), what="the job's stop signal").split()
+    assert seen == "gone", "the job got its signal while the service was still in Consul"
     assert float(stamp) > gone
-    assert p.wait(30) == 0
-    assert p.lines(r"consul: draining for 3s before stopping jobs \(deregistered app\)")
+    assert p.wait() == 0
+    assert p.lines(r"consul: draining for 10s before stopping jobs \(deregistered app\)")
     assert p.lines(r"consul: drain done after \d+\.\ds, stopping jobs")
 
 
@@ -258,8 +256,8 @@ def test_reads_of_each_kind(consul_agent):
     """read(): passing instances with their node, the catalog, a key (None
     when absent), every pair under a prefix."""
     consul = Consul(ConsulConfig(address=consul_agent.http_addr))
-    register(consul_agent, "web-2", "10.0.0.2", 81, tags=["b"])
-    register(consul_agent, "web-1", "", 80, tags=["a"])
+    register(consul_agent, "web", "web-2", "10.0.0.2", 81, tags=["b"])
+    register(consul_agent, "web", "web-1", "", 80, tags=["a"])
     kv_put(consul_agent, "cfg/a", "1")
     kv_put(consul_agent, "cfg/sub/b", "caf\u00e9")
     _, web = read(consul, Query(SERVICE, "web"))
@@ -281,13 +279,11 @@ def test_follow_answers_a_change_without_waiting_out_its_wait(consul_agent):
     follow.listeners.append(lambda f: heard.append(f.data))
     follow.start()
     try:
-        deadline = time.monotonic() + 20
-        while not heard and time.monotonic() < deadline:
-            gevent.sleep(0.02)
+        wait_for(lambda: heard, what="the first answer")
         assert heard == [()]
         kv_put(consul_agent, "cfg/x", "1")
-        while len(heard) < 2 and time.monotonic() < deadline + 20:
-            gevent.sleep(0.02)
+        # DEADLINE is well short of the 60 s wait: an answer by then came from the change
+        wait_for(lambda: len(heard) >= 2, what="the change, before the query's 60 s wait ran out")
         assert heard == [(), (("cfg/x", "1"),)]
     finally:
         follow.stop()
@@ -307,7 +303,7 @@ def test_the_readme_nginx_example_renders(tmp_path, consul_agent):
     done = run_cli("-config", str(cfg), "-render", "nginx")
     assert done.returncode == 0, done.stderr
     assert "    server 127.0.0.1:65535;  # no instance passing yet\n" in done.stdout
-    register(consul_agent, "app-1", "10.0.0.1", 8080, name="app")
+    register(consul_agent, "app", "app-1", "10.0.0.1", 8080)
     kv_put(consul_agent, "config/nginx/max-body", "8m")
     done = run_cli("-config", str(cfg), "-render", "nginx")
     assert done.returncode == 0, done.stderr
@@ -327,9 +323,9 @@ def test_a_job_waiting_for_an_environment_template_starts(tmp_path, pilot):
                           "jobs": [{"name": "show", "exec": ["sh", "-c", f"cat {out} >> {runs}"],
                                     "when": {"source": "template.motd", "once": "changed"}}]}),
               env={"GREETED": "world"})
-    wait_for(lambda: text_of(runs) == "hello world\n", 20, "the job to read the rendered file")
+    wait_for(lambda: text_of(runs) == "hello world\n", what="the job to read the rendered file")
     p.signal(signal.SIGTERM)
-    assert p.wait(20) == 0
+    assert p.wait() == 0
 
 
 def drain_config(tmp_path, agent, drain, advertised=True):
@@ -347,19 +343,19 @@ def test_a_second_sigterm_during_the_drain_kills_at_once(tmp_path, consul_agent,
     """The drain is part of the shutdown: a second SIGTERM (over a second
     after the first) ends it and kills every process, exit 128+15."""
     p = pilot(drain_config(tmp_path, consul_agent, "60s"))
-    wait_for(lambda: f"app-{HOSTNAME}" in agent_get(consul_agent, "/v1/agent/services"), 20, "registration")
+    wait_for(lambda: f"app-{HOSTNAME}" in agent_get(consul_agent, "/v1/agent/services"), what="registration")
     p.signal(signal.SIGTERM)
     p.wait_log("consul: draining for 20s before stopping jobs")  # cut to stopTimeout
     time.sleep(1.2)  # a repeat within 1 s is the same request delivered twice
     p.signal(signal.SIGTERM)
-    assert p.wait(15) == 128 + signal.SIGTERM
+    assert p.wait() == 128 + signal.SIGTERM  # a drain run to its end would exit 0
     assert not p.lines("drain done")
 
 
 def test_no_drain_without_an_advertised_job(tmp_path, consul_agent, pilot):
     """Nothing registered, nothing to drain: SIGTERM stops the jobs at once."""
     p = pilot(drain_config(tmp_path, consul_agent, "60s", advertised=False))
-    wait_for((tmp_path / "ready").exists, 10, "the job")
+    wait_for((tmp_path / "ready").exists, what="the job")
     p.signal(signal.SIGTERM)
-    assert p.wait(15) == 0  # far less than the 20 s a drain would take
-    assert not p.lines("draining")
+    assert p.wait() == 0
+    assert not p.lines("draining")  # a drain, were there one, says so

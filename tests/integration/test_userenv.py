@@ -16,7 +16,8 @@ import tempfile
 
 import pytest
 
-from tests.integration.pilot_proc import ENTRY, PYTHON, ROOT, Pilot, control_request, run_cli, wait_for
+from tests.integration.pilot_proc import ENTRY, PYTHON, ROOT, Pilot, control_request
+from tests.support import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 
@@ -68,21 +69,10 @@ def test_jobs_and_health_checks_run_as_their_user_in_their_directory(pilot_in_im
     assert p.wait_log(r"as-root \d+ ")[0].endswith(" uid=0(root) gid=0(root) groups=0(root)")
     assert p.wait_log(r"where \d+ ")[0].endswith(" dir=/usr/share home=/home/app user=app logname=app")
     p.wait_log(r" check-as-nobody:65534:/usr$")
-    status = json.loads(control_request(p.socket, "GET", "/v3/status")[1])
-    checked = next(job for job in status["jobs"] if job["name"] == "checked")
-    with open(f"/proc/{_host_pid(p, checked['pid'])}/status") as f:
+    checked = p.jobs()["checked"]
+    with open(f"/proc/{p.host_pid(checked['pid'])}/status") as f:
         ids = dict(line.split(":", 1) for line in f.read().splitlines())
     assert ids["Uid"].split() == ["65534"] * 4 and ids["Gid"].split() == ["65534"] * 4
-
-
-def _host_pid(p, namespace_pid):
-    """The host pid of a process Pilot (PID 1 of its namespace) shows as `namespace_pid`."""
-    for pid in p.descendants():
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:") and int(line.split()[-1]) == namespace_pid:
-                    return pid
-    raise AssertionError(f"no process {namespace_pid} below Pilot")
 
 
 def test_environment_precedence(pilot_in_image, tmp_path):
@@ -98,7 +88,7 @@ def test_environment_precedence(pilot_in_image, tmp_path):
         exec: ["sh", "-c", "echo %s"]}]}""" % (env_file, show),
         env={"LEVEL": "pilot", "FROM_FILE": "pilot", "ONLY_PILOT": "p", "PUT": "0"})
     wait_for(p.socket.exists, what="control socket")
-    put = run_cli("-config", str(p.config), "-putenv", "PUT=1")
+    put = p.cli("-putenv", "PUT=1")
     assert put.returncode == 0, put.stderr
     p.signal(signal.SIGHUP)
     line = p.wait_log(r"show \d+ ")[0]
@@ -148,8 +138,8 @@ def test_secrets_are_read_at_each_start_and_never_shown(pilot_in_image, tmp_path
                for line in failures)
     p.wait_log(r"saw-failure \d+ saw-exitFailed", count=3)
 
-    status = run_cli("-config", str(p.config), "-status")
-    template = run_cli("-config", str(p.config), "-template")
+    status = p.cli("-status")
+    template = p.cli("-template")
     assert status.returncode == 0 and template.returncode == 0
     assert "needs-key" in status.stdout and "loaded config:" in p.log
     api = control_request(p.socket, "GET", "/v3/status")[1].decode()
@@ -170,7 +160,7 @@ def test_a_missing_directory_is_a_failed_start_and_the_restart_policy_applies(pi
     lines = p.wait_log(r"unable to start nodir", count=2)
     assert all(line.endswith("unable to start nodir: chdir /no/such/dir: no such file or directory")
                for line in lines)
-    status = run_cli("-config", str(p.config), "-status")
+    status = p.cli("-status")
     assert status.returncode == 0 and "alive" in status.stdout
 
 
