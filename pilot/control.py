@@ -255,7 +255,7 @@ def write_record(directory: str, socket_path: str, inode: Tuple[int, int],
     record that cannot be written only costs client calls their speed."""
     target = os.path.join(directory, RECORD)
     try:
-        if source is None or source.env is None:
+        if source is None or source.env is None or "\0" in socket_path + source.path:
             os.unlink(target)
             return
         temporary = target + ".new"
