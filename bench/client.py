@@ -12,8 +12,8 @@ namespace, Pilot and ContainerPilot on the same config file (bench/peers.py).
    --tmpfs /tmp:exec` makes it), before and after the client calls (the
    first request loads Pilot's HTTP stack).
 3. Client calls from outside, as a job, `docker exec` or a HEALTHCHECK
-   makes them: `-ping`, `-putmetric`, `-putenv`, `-status` (ContainerPilot
-   has no `-status`), `python pilot.py` and `dist/pilot` (which reuses the
+   makes them: `-ping`, `-putmetric`, `-putenv`, `-status`, `-health`
+   (ContainerPilot has neither `-status` nor `-health`), `python pilot.py` and `dist/pilot` (which reuses the
    running copy: same TMPDIR), --calls times each, interleaved. Wall time
    p50/p99 and peak RSS (the largest process of the call, from wait4).
 4. Restart storm: 50 jobs that exit 1 at once, restarted for ever; the
@@ -55,6 +55,7 @@ CALLS = {  # flag -> its arguments
     "-putmetric": [f"{METRIC}=1"],
     "-putenv": ["BENCH_CLIENT=1"],
     "-status": [],
+    "-health": [],
 }
 CP_CALLS = ("-ping", "-putmetric", "-putenv")
 

@@ -34,7 +34,8 @@ need_apt zstd command -v zstd
     "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check 'pyinstaller>=6,<7'
 
 mkdir -p "$CACHE" "$ROOT/dist"
-gcc -static -Os -s -Wall -Wextra -Wno-format-truncation -o "$CACHE/launcher" build/launcher.c -lzstd -pthread
+gcc -static -Os -s -Wall -Wextra -Wno-format-truncation -o "$CACHE/launcher" build/launcher.c \
+    build/fastcall.c -lzstd -pthread
 
 # PyInstaller only analyses imports; build/pilot.spec lays out the tree (see its header).
 "$PY" -m PyInstaller --noconfirm --clean --log-level ERROR \

@@ -50,6 +50,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "fastcall.h"
+
 #define MAGIC "PILOTBUNDLE3"
 #define MAX_FRAMES 16
 #define TRAILER_SIZE 64
@@ -223,8 +225,10 @@ static void reuse(const char *dir, const struct trailer *t, char **argv)
     if (fd < 0)
         return;
     /* Locked, the copy is complete only if its removal had not begun: check again. */
-    if (flock(fd, LOCK_SH | LOCK_NB) == 0 && holds_build(fd, t) && fcntl(fd, F_SETFD, 0) == 0)
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0 && holds_build(fd, t) && fcntl(fd, F_SETFD, 0) == 0) {
+        fast_call(fd, argv);  /* returns when Python must answer (fastcall.c) */
         exec_app(fd, dir, argv);
+    }
     close(fd);
 }
 
@@ -786,14 +790,17 @@ static int supervise(const char *dir, char **argv, const sigset_t *waited, const
         dprintf(2, "pilot: cannot start the unpacked program: %s\n", strerror(errno));
         _exit(127);
     }
+    /* No tick: sigwaitinfo sleeps until a signal comes, so an idle container never wakes
+     * this process. Every child's exit raises SIGCHLD (blocked, so it stays pending until
+     * taken here, even one that came before the first wait), and a reap takes every child
+     * that has exited, so signals that merged into one still leave no zombie. */
     int status = 0;
     for (;;) {
         siginfo_t info;
-        struct timespec tick = {1, 0};
-        int sig = sigtimedwait(waited, &info, &tick);
+        int sig = sigwaitinfo(waited, &info);
         if (sig > 0 && sig != SIGCHLD)
             kill(app, sig);
-        if (reap(app, &status))
+        if (sig == SIGCHLD && reap(app, &status))
             break;
     }
     withdraw_shared(t, dir);

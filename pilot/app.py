@@ -114,7 +114,7 @@ class App:
     def _control_server(self, cfg: Config):
         from pilot.control import ControlServer
         return ControlServer(self, cfg.control.socket, metrics=lambda: self.telemetry,
-                             timeline=self.timeline)
+                             timeline=self.timeline, source=cfg.source)
 
     def _optional_components(self, cfg: Config) -> list:
         """Telemetry first (watches report to it), then watches."""
@@ -401,6 +401,8 @@ class App:
             self.control.stop()
             self.control = self._control_server(new)
             self.control.start()
+        elif self.control is not None:
+            self.control.serves(new.source)  # what dist/pilot's client calls rely on
         self.components = self._optional_components(new)
         if self.telemetry is not None and previous is not None:
             self.telemetry.adopt(previous)  # Pilot's own counters keep counting

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from pilot import GIT_HASH, __version__, client, config, views
+from pilot import GIT_HASH, __version__, client, config, tables, views
 from pilot.errors import ControlError, PilotError, UsageError
 
 STRING_FLAGS = {"config", "out", "maintenance", "stop", "start", "restart", "signal", "render",
@@ -370,10 +370,10 @@ def _client(opts: Options, socket_path: str) -> int:
         elif opts.status and opts.follow:
             return views.follow_status(socket_path)
         elif opts.status:
-            views.writable(sys.stdout).write(views.status_table(client.status(socket_path)) + "\n")
+            views.writable(sys.stdout).write(tables.status_text(client.status(socket_path)))
         elif opts.health:
             healthy, doc = client.health(socket_path)
-            sys.stdout.write("healthy\n" if healthy else client.health_lines(doc) + "\n")
+            sys.stdout.write(tables.health_text(healthy, doc))
             return 0 if healthy else 1
         elif opts.signal:
             name, _, sig = opts.signal.partition("=")

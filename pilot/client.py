@@ -28,6 +28,7 @@ import time
 from typing import Dict, Optional, Tuple
 
 from pilot.errors import ControlError
+from pilot.tables import health_lines  # noqa: F401 - `-health` prints them (pilot.cli)
 
 TIMEOUT = 10.0  # seconds for each socket operation, and to wait for a free slot
 MAX_BACKOFF = 0.05  # seconds between connection attempts while the server is full
@@ -248,15 +249,6 @@ def health(path: str) -> Tuple[bool, dict]:
     except ValueError:
         raise ControlError("control server sent a health answer that is not JSON") from None
     return status == 200, doc
-
-
-def health_lines(doc: dict) -> str:
-    """One line per job that is not healthy: name, state, what is wrong."""
-    rows = [(name, str(j.get("state", "")), str(j.get("output", "")).splitlines()[0]
-             if j.get("output") else str(j.get("status", "")))
-            for name, j in sorted((doc.get("jobs") or {}).items()) if not j.get("healthy")]
-    widths = [max((len(r[i]) for r in rows), default=0) for i in range(2)]
-    return "\n".join(f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2]}".rstrip() for r in rows)
 
 
 def job(path: str, name: str) -> dict:

@@ -7,7 +7,8 @@ every answer a client can provoke is a 4xx with a JSON `{"error": ...}` body:
 bad input never costs the server its life.
 
 This module holds the socket's life (bind 0600, replace a stale file, remove
-our own file on stop) and the two small interfaces the endpoints use:
+our own file on stop; in dist/pilot, the record of where it is: see
+`write_record`) and the two small interfaces the endpoints use:
 `Supervisor` (what the socket may ask of the running Pilot) and `MetricSink`
 (telemetry, when configured). The endpoints and the validation of request
 bodies are in `pilot.control_api`, imported with bottle on the first request. It
@@ -24,6 +25,8 @@ from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple
 
 import gevent.lock
 
+from pilot.config.model import ConfigSource
+from pilot.frozen import bundle
 from pilot.httpserver import BIND_ATTEMPTS, BIND_DELAY, HTTPServer, bind_unix, guarded
 
 log = logging.getLogger("pilot")
@@ -154,8 +157,11 @@ class ControlServer:
     def __init__(self, supervisor: Supervisor, path: str,
                  metrics: Callable[[], Optional[MetricSink]] = lambda: None,
                  attempts: int = BIND_ATTEMPTS, delay: float = BIND_DELAY,
-                 timeline: Optional[EventLog] = None):
+                 timeline: Optional[EventLog] = None, source: Optional[ConfigSource] = None,
+                 record_in: Optional[str] = None):
         self.supervisor = supervisor
+        self.source = source  # the config this socket serves (None: not known)
+        self._record_dir = record_in if record_in is not None else bundle()
         self.metrics = metrics
         self.streams = Streams(timeline)
         self.path = path
@@ -184,12 +190,24 @@ class ControlServer:
         self.streams.close()  # event streams end now, not at the server's stop timeout
         self.server.stop()
         self._remove_socket()
+        self._write_record(None)
+
+    def serves(self, source: Optional[ConfigSource]) -> None:
+        """A reload kept this socket for a config loaded anew (maybe edited)."""
+        self.source = source
+        if self._inode is not None and self.server.running:
+            self._write_record(source)
 
     def _bind(self) -> socket.socket:
         sock = bind_unix(self.path)
         st = os.lstat(self.path)
         self._inode = (st.st_dev, st.st_ino)
+        self._write_record(self.source)
         return sock
+
+    def _write_record(self, source: Optional[ConfigSource]) -> None:
+        if self._record_dir is not None and self._inode is not None:
+            write_record(self._record_dir, self.path, self._inode, source)
 
     def _remove_socket(self) -> None:
         """Remove our socket file, not one a newer server bound since."""
@@ -206,3 +224,51 @@ class ControlServer:
         sink = self.metrics()
         if sink is not None:
             sink.count_control_request(code, endpoint_label(path))
+
+
+# --- the record dist/pilot's launcher answers client calls from -------------------------
+
+RECORD = ".pilot-control"  # in the unpacked copy, beside the launcher's .pilot-bundle-id
+RECORD_MAGIC = "pilot-control-record-1"
+
+
+def record_bytes(socket_path: str, inode: Tuple[int, int], source: ConfigSource) -> bytes:
+    """The record's fields, each ended by NUL: magic, socket path, the
+    socket file's device and inode, the config's canonical path, device,
+    inode, size, mtime_ns, ctime_ns, the environment digest, the number of
+    variables, then each variable's name (build/fastcall.c reads it)."""
+    fields = [RECORD_MAGIC, socket_path, *map(str, inode), source.path,
+              *map(str, (source.device, source.inode, source.size, source.mtime_ns,
+                         source.ctime_ns)),
+              source.digest, str(len(source.env or ())), *(source.env or ())]
+    return b"".join(os.fsencode(field) + b"\0" for field in fields)
+
+
+def write_record(directory: str, socket_path: str, inode: Tuple[int, int],
+                 source: Optional[ConfigSource]) -> None:
+    """Tell dist/pilot's launcher where the control socket is and which config
+    it serves, so that `pilot -ping` & co. can be answered without starting
+    Python (build/README.md): `$PILOT_BUNDLE/.pilot-control`, mode 0600,
+    replaced whole (rename). With no source, or a config whose template may
+    read any variable (so a caller's environment could render it otherwise),
+    there is no record and every call runs as Python does. Never fatal: a
+    record that cannot be written only costs client calls their speed."""
+    target = os.path.join(directory, RECORD)
+    try:
+        if source is None or source.env is None or "\0" in socket_path + source.path:
+            os.unlink(target)
+            return
+        temporary = target + ".new"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            data = record_bytes(socket_path, inode, source)
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.rename(temporary, target)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.debug("control: no record for client calls in %s: %s", directory, exc)

@@ -112,14 +112,26 @@ class ControlAPI:
         self.supervisor.set_maintenance(enabled)
         return "\n"
 
-    def _status(self) -> str:
+    def _status(self):
+        """The status as JSON, or with `format=text` what `pilot -status` prints."""
+        text = _text_format()
+        doc = self.supervisor.status()
+        if text:
+            from pilot.tables import status_text  # for dist/pilot's launcher (see _text_format)
+            return _text(status_text(json.loads(json.dumps(doc, default=str))), "replace")
         bottle.response.content_type = "application/json"
-        return json.dumps(self.supervisor.status(), default=str) + "\n"
+        return json.dumps(doc, default=str) + "\n"
 
-    def _health(self) -> str:
-        """200 when healthy, 503 otherwise; the same JSON either way."""
+    def _health(self):
+        """200 when healthy, 503 otherwise; the same JSON either way, or with
+        `format=text` what `pilot -health` prints."""
+        text = _text_format()
         doc = self.supervisor.health()
         bottle.response.status = 200 if doc["healthy"] else 503
+        if text:
+            from pilot.tables import health_text
+            return _text(health_text(doc["healthy"], json.loads(json.dumps(doc, default=str))),
+                         "surrogateescape")
         bottle.response.content_type = "application/json"
         return json.dumps(doc, default=str) + "\n"
 
@@ -206,6 +218,27 @@ class ControlAPI:
             raise bottle.HTTPError(exc.status, exc.message) from None
         log.info("control: signal %s %s", name, signal_name(sig))
         return _done(lambda: self.supervisor.signal_job(name, sig))
+
+
+def _text_format() -> bool:
+    """True for `?format=text`: the answer is the text the CLI prints for it,
+    made here by the CLI's own code (pilot.tables), so that dist/pilot's
+    launcher, which answers `-status` and `-health` without starting Python,
+    prints the same bytes. `format=json` (or none) is the JSON; anything else
+    is 400."""
+    value = bottle.request.query.get("format", "json")
+    if value not in ("json", "text"):
+        raise bottle.HTTPError(400, f"format must be json or text (got {short(value)})")
+    return value == "text"
+
+
+def _text(text: str, errors: str) -> bytes:
+    """UTF-8, with what cannot be encoded (a surrogate from a name that was not
+    UTF-8) handled as the client's stdout would: `-status` writes through an
+    `errors="replace"` stream, `-health` through the interpreter's own (UTF-8
+    mode: surrogateescape)."""
+    bottle.response.content_type = "text/plain; charset=utf-8"
+    return text.encode("utf-8", errors)
 
 
 def _ndjson(entries) -> bytes:

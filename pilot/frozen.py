@@ -10,8 +10,9 @@ A PyInstaller-built executable (sys.frozen set) does add variables so that Pytho
 finds its bundled libraries; jobs must see the environment the user gave, or a job's
 /bin/sh would load Pilot's bundled glibc. clean_environ undoes those.
 """
+import os
 import sys
-from typing import Mapping
+from typing import Mapping, Optional
 
 BUNDLE_VARIABLE = "PILOT_BUNDLE"
 
@@ -23,6 +24,17 @@ _BOOTLOADER_PREFIXES = ("_PYI_", "_MEI", "STATICX_")
 def is_frozen() -> bool:
     """True when running from the bundled executable rather than a Python checkout."""
     return bool(getattr(sys, "frozen", False))
+
+
+def bundle() -> Optional[str]:
+    """The unpacked copy this interpreter runs from (PILOT_BUNDLE, set by the
+    launcher), or None: run from a checkout, or given a PILOT_BUNDLE that is
+    another process's copy (a job of a dist/pilot running `python pilot.py`)."""
+    path = os.environ.get(BUNDLE_VARIABLE)
+    if not path or not os.path.isabs(path):
+        return None
+    inside = os.path.realpath(sys.executable).startswith(os.path.realpath(path) + os.sep)
+    return path if inside else None
 
 
 def clean_environ(env: Mapping[str, str]) -> dict:

@@ -47,6 +47,7 @@ LAYERS = [
     "templates",    # files rendered from Consul
     "telemetry",    # metrics and their HTTP server
     "timeline",     # the event timeline: the bus and job moments in the user's words
+    "tables",       # the text of -status and -health (the CLI and the control server print it)
     "control_api",  # the control socket's endpoints (bottle)
     "control",      # the control socket's life
     "client",       # the control socket's client (one-shot actions)

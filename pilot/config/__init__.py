@@ -11,16 +11,19 @@ supervision goes on meanwhile.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from pilot import __version__, template
 from pilot.config import syntax
 from pilot.config.decode import fail
 from pilot.config.jobs import Built, build_jobs
-from pilot.config.model import Config, JobConfig, TemplateConfig, WatchConfig
-from pilot.config.sections import build_consul, build_control, build_logging, build_stop_timeout
+from pilot.config.model import Config, ConfigSource, JobConfig, TemplateConfig, WatchConfig
+from pilot.config.sections import (
+    ENV_NAMES, build_consul, build_control, build_logging, build_stop_timeout,
+)
 from pilot.config.templates import build_templates
 from pilot.config.watches import TELEMETRY_JOB, build_telemetry, build_watches, telemetry_job
 from pilot.datatypes import go_value
@@ -54,8 +57,12 @@ def resolve_path(flag_value: Optional[str], env: Mapping[str, str]) -> str:
 
 
 def load(path: str, env: Mapping[str, str]) -> Config:
-    """The config at `path`, rendered against `env` and fully validated."""
-    return parse_text(read_and_render(path, env), path, env)
+    """The config at `path`, rendered against `env` and fully validated; its
+    `source` says what it was made from."""
+    text, identity = _read(path)
+    rendered, names = _render(text, path, env)
+    cfg = parse_text(rendered, path, env)
+    return dataclasses.replace(cfg, source=_source(path, identity, names, env))
 
 
 def load_in_child(path: str, env: Mapping[str, str]) -> Config:
@@ -68,8 +75,14 @@ def load_in_child(path: str, env: Mapping[str, str]) -> Config:
 
 def read_and_render(path: str, env: Mapping[str, str]) -> str:
     """The file's text after template rendering (what `-template` prints)."""
+    return _render(_read(path)[0], path, env)[0]
+
+
+def _read(path: str) -> Tuple[str, os.stat_result]:
+    """The file's text, and the identity of what was read (fstat)."""
     try:
         with open(path, "rb") as file:
+            identity = os.fstat(file.fileno())
             data = file.read(MAX_CONFIG_BYTES + 1)  # never all of /dev/zero
     except OSError as error:
         raise ConfigError(f"could not read config file: {_os_error(path, error)}", file=path) from None
@@ -77,9 +90,13 @@ def read_and_render(path: str, env: Mapping[str, str]) -> str:
         raise ConfigError(f"config file is larger than {_size_limit()}", file=path)
     # Bytes that are not UTF-8 survive as surrogates, so `-template` writes
     # the file back byte for byte, as Go's template does.
-    text = data.decode("utf-8", "surrogateescape")
+    return data.decode("utf-8", "surrogateescape"), identity
+
+
+def _render(text: str, path: str, env: Mapping[str, str]) -> Tuple[str, Optional[FrozenSet[str]]]:
+    """The rendered text and the variables it may have read (None: any)."""
     try:
-        rendered = template.render(text, env)
+        rendered, names = template.render_with_names(text, env)
     except TemplateError as error:
         raise ConfigError(
             f"could not apply template to config: {_template_detail(error)}", file=path, line=error.line
@@ -88,7 +105,33 @@ def read_and_render(path: str, env: Mapping[str, str]) -> str:
         raise ConfigError("could not apply template to config: template nested too deeply", file=path) from None
     if len(rendered) > MAX_CONFIG_BYTES and len(_utf8(rendered)) > MAX_CONFIG_BYTES:
         raise ConfigError(f"config is larger than {_size_limit()} after template rendering", file=path)
-    return rendered
+    return rendered, names
+
+
+def _source(path: str, identity: os.stat_result, names: Optional[FrozenSet[str]],
+            env: Mapping[str, str]) -> ConfigSource:
+    if names is not None and any(not name or "=" in name or "\0" in name for name in names):
+        names = None  # no variable has such a name: count it as reading any
+    read = None if names is None else tuple(sorted(set(names) | set(ENV_NAMES), key=os.fsencode))
+    return ConfigSource(path=os.path.realpath(path), device=identity.st_dev, inode=identity.st_ino,
+                        size=identity.st_size, mtime_ns=identity.st_mtime_ns,
+                        ctime_ns=identity.st_ctime_ns, env=read,
+                        digest=env_digest(read or (), env))
+
+
+def env_digest(names: Sequence[str], env: Mapping[str, str]) -> str:
+    """64-bit FNV-1a, in hex, over each name and its value in order, as bytes
+    (os.fsencode): the name, NUL, then `=` and the value, or `!` when the
+    variable is not set, then NUL. Values are never written down, only this
+    digest; dist/pilot's launcher (build/fastcall.c) computes the same from a
+    client call's environment."""
+    digest = 0xCBF29CE484222325
+    for name in names:
+        value = env.get(name)
+        entry = os.fsencode(name) + (b"\0!\0" if value is None else b"\0=" + os.fsencode(value) + b"\0")
+        for byte in entry:
+            digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{digest:016x}"
 
 
 def _utf8(text: str) -> bytes:

@@ -262,6 +262,25 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True)
+class ConfigSource:
+    """What a loaded config was made from: the file (canonical path and
+    identity, as read) and the environment variables the load read (`env`,
+    sorted; None when its template may read any) with a digest of their
+    values. A file with this identity rendered against variables with these
+    values loads into the same Config: dist/pilot's launcher answers a client
+    call from that fact without loading the config (pilot.control)."""
+
+    path: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    env: Optional[Tuple[str, ...]]
+    digest: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     consul: Optional[ConsulConfig] = None
@@ -275,6 +294,8 @@ class Config:
     # Problems 3.8 accepts silently and Pilot only reports (one line each), so a
     # working 3.8 config keeps loading; the caller logs them once logging is set up.
     warnings: Tuple[str, ...] = ()
+    # Where it came from; not part of equality (the same settings are the same config).
+    source: Optional[ConfigSource] = field(default=None, compare=False)
 
     def job(self, name: str) -> Optional[JobConfig]:
         for j in self.jobs:

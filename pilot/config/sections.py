@@ -23,6 +23,10 @@ _FORMATS = ("default", "text", "json")
 _TLS_ENV = (("CONSUL_CACERT", "cafile"), ("CONSUL_CAPATH", "capath"),
             ("CONSUL_CLIENT_CERT", "clientcert"), ("CONSUL_CLIENT_KEY", "clientkey"),
             ("CONSUL_TLS_SERVER_NAME", "servername"))
+# Every variable building a config reads besides its template's (a loaded
+# config records their values: pilot.config.model.ConfigSource).
+ENV_NAMES = ("CONSUL_HTTP_TOKEN", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL",
+             "CONSUL_HTTP_AUTH") + tuple(variable for variable, _ in _TLS_ENV)
 
 
 # --- logging ------------------------------------------------------------------

@@ -17,17 +17,25 @@ included, so importing this package costs next to nothing: the machinery is
 imported only when a text has an action to render.
 """
 from collections.abc import Mapping
+from typing import FrozenSet, Optional, Tuple
 
 from pilot.errors import TemplateError
 from pilot.template.limits import MAX_DEPTH, MAX_LOOP, MAX_OUTPUT, MAX_STEPS
 
-__all__ = ["MAX_DEPTH", "MAX_LOOP", "MAX_OUTPUT", "MAX_STEPS", "TemplateError", "render"]
+__all__ = ["MAX_DEPTH", "MAX_LOOP", "MAX_OUTPUT", "MAX_STEPS", "TemplateError", "render",
+           "render_with_names"]
 
 
 def render(text: str, env: Mapping[str, str]) -> str:
     """Render `text` with dot = the environment `env` (full values, §4.1)."""
+    return render_with_names(text, env)[0]
+
+
+def render_with_names(text: str, env: Mapping[str, str]) -> Tuple[str, Optional[FrozenSet[str]]]:
+    """`render`, and the names of the variables the text may read from `env`
+    (None: it may read any; see `pilot.template.names`)."""
     if "{{" not in text and len(text) <= MAX_OUTPUT:
-        return text  # no action: Go writes the text as it is
+        return text, frozenset()  # no action: Go writes the text as it is
     env = dict(env)
     try:
         return _render(text, env)
@@ -39,13 +47,14 @@ def render(text: str, env: Mapping[str, str]) -> str:
         raise TemplateError(f"template: internal error: {type(exc).__name__}: {exc}") from None
 
 
-def _render(text: str, env: dict) -> str:
+def _render(text: str, env: dict) -> Tuple[str, Optional[FrozenSet[str]]]:
     # The engine loads for a text with an action only (see above).
     from pilot.template.exec import Exec
     from pilot.template.funcs import functions
     from pilot.template.lexer import Lexer
+    from pilot.template.names import env_names
     from pilot.template.parser import Parser
 
     funcs = functions(env)
     trees = Parser(Lexer(text).run(), funcs).parse()
-    return Exec(text, trees, funcs).run(env)
+    return Exec(text, trees, funcs).run(env), env_names(trees)

@@ -180,10 +180,11 @@ class Container:
         """Exit status as `docker run` reports it."""
         return self.process.wait(timeout)
 
-    def run(self, *argv, timeout=DEADLINE, user=None):
-        """Run a command inside the running container, as `docker exec [--user]` does."""
-        return subprocess.run(self._exec(argv, user), env=dict(self.env), capture_output=True,
-                              text=True, timeout=timeout, check=False)
+    def run(self, *argv, timeout=DEADLINE, user=None, env=None):
+        """Run a command inside the running container, as `docker exec [--user] [-e ...]`
+        does."""
+        return subprocess.run(self._exec(argv, user), env=dict(self.env, **(env or {})),
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
     def start_exec(self, *argv, user=None):
         """Start a long-running command inside the container (`docker exec`

@@ -8,14 +8,17 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.consul_agent import agent_get
-from tests.integration.pilot_proc import ORPHAN_JOBS, Pilot, orphan_storm_is_reaped
+from tests.integration.pilot_proc import ENTRY, ORPHAN_JOBS, PYTHON, Pilot, orphan_storm_is_reaped
 from tests.integration.scratch import REPO, Container, Image
 from tests.support import DEADLINE, free_port, http_request, wait_for
 
@@ -814,3 +817,433 @@ def test_events_from_docker_exec_show_the_past_then_follow(container):
         if events.poll() is None:
             events.kill()
             events.wait()
+
+
+# --- client calls the launcher answers itself (build/fastcall.c) -------------------------
+
+# The bundled interpreter's loader honours LD_PRELOAD and says so on stderr when the
+# library is missing; the launcher, static, never reads it. So a call that printed this
+# ran Python, and one that did not was answered by the launcher.
+PRELOAD = {"LD_PRELOAD": "/nonexistent/pilot-test-marker.so"}
+PYTHON_RAN = "pilot-test-marker.so"
+AGE = re.compile(r"\b\d+[smhd]$", re.M)  # -status's SINCE column moves with the clock
+
+FAST_CONFIG = """{
+  consul: "127.0.0.1:1",
+  control: {socket: "{{ .SOCK_DIR }}/cp.sock"},
+  telemetry: {port: %(port)d, interfaces: ["static:127.0.0.1"],
+    metrics: [{namespace: "fast", name: "calls", help: "calls", type: "counter"},
+              {namespace: "fast", name: "level", help: "level", type: "gauge"}]},
+  jobs: [
+    {name: "app", exec: ["sleep", "600"]},
+    {name: "checked", exec: ["sleep", "600"], port: 8080, interfaces: ["static:127.0.0.1"],
+     health: {exec: ["sh", "-c", "test -e %(flag)s || { echo refused; exit 1; }"],
+              interval: 1, ttl: 30}},
+  ],
+}"""
+
+
+class FastPilot:
+    """dist/pilot on the host with FAST_CONFIG (its socket path comes from
+    $SOCK_DIR, which its template reads), unpacked into its own TMPDIR."""
+
+    def __init__(self, executable, tmp_path):
+        self.executable, self.tmp = executable, tmp_path
+        self.port, self.flag = free_port(), tmp_path / "healthy"
+        self.config = tmp_path / "pilot.json5"
+        self.config.write_text(FAST_CONFIG % {"port": self.port, "flag": self.flag})
+        self.socket = tmp_path / "cp.sock"
+        self.env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "SOCK_DIR": str(tmp_path)}
+        self.process = subprocess.Popen([executable, "-config", str(self.config)], env=self.env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.record.exists(), what="the control socket's record")
+        wait_for(lambda: self.python("-ping").returncode == 0, what="Pilot's control socket")
+
+    @property
+    def bundle(self):
+        (found,) = glob.glob(str(self.tmp / "pilot-*"))
+        return found
+
+    @property
+    def record(self):
+        copies = glob.glob(str(self.tmp / "pilot-*"))
+        return Path(copies[0] if copies else self.tmp / "none") / ".pilot-control"
+
+    def call(self, *args, config=None, env=None):
+        """dist/pilot ARGS reusing the running copy (as a job or docker exec does)."""
+        full = dict(self.env, **PRELOAD, **(env or {}))
+        return subprocess.run([self.executable, "-config", str(config or self.config), *args],
+                              env={k: v for k, v in full.items() if v is not None},
+                              capture_output=True, timeout=2 * DEADLINE, check=False)
+
+    def python(self, *args, config=None, env=None):
+        """The same call through Python (`python pilot.py`): the reference."""
+        full = dict(self.env, **(env or {}))
+        return subprocess.run([PYTHON, ENTRY, "-config", str(config or self.config), *args],
+                              env={k: v for k, v in full.items() if v is not None},
+                              capture_output=True, timeout=2 * DEADLINE, check=False)
+
+    def counter(self):
+        exposed = http_request(f"http://127.0.0.1:{self.port}/metrics")
+        found = re.search(r"^fast_calls(?:_total)? (\S+)$", exposed[2], re.M) if exposed else None
+        return float(found.group(1)) if found else 0.0
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(DEADLINE)
+
+
+@pytest.fixture
+def fast_pilot(executable, tmp_path):
+    pilot = FastPilot(executable, tmp_path)
+    yield pilot
+    pilot.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_fast_pilot(executable, tmp_path_factory):
+    """One FastPilot for calls that leave it as they found it."""
+    pilot = FastPilot(executable, tmp_path_factory.mktemp("fast"))
+    yield pilot
+    pilot.stop()
+
+
+def _same(fast, python, normalize=lambda text: text):
+    """The launcher answered (no trace of Python) with Python's output and status."""
+    assert PYTHON_RAN.encode() not in fast.stderr, fast.stderr
+    assert (fast.returncode, normalize(fast.stdout.decode()), fast.stderr.decode()) == (
+        python.returncode, normalize(python.stdout.decode()), python.stderr.decode())
+
+
+def _went_to_python(result):
+    return PYTHON_RAN.encode() in result.stderr
+
+
+def _without_marker(result):
+    """stderr as Python printed it, the loader's line about LD_PRELOAD left out."""
+    return "".join(line for line in result.stderr.decode().splitlines(True) if PYTHON_RAN not in line)
+
+
+CALLS = [  # (flags, exit status) each answered by the launcher exactly as Python answers it
+    (["-ping"], 0),
+    (["-putmetric", "fast_level=3"], 0),
+    (["-putmetric", "fast_level=3", "-putmetric", "fast_calls=0"], 0),
+    (["-putmetric", "nope=1"], 1),  # 400: no such metric
+    (["-putmetric", "fast_level=high"], 1),  # 400: not a number
+    (["--putenv=LEVEL=3", "-putenv", "OTHER=caf\u00e9 \u2192 \U0001F600"], 0),
+    (["-putenv", "1BAD=x"], 1),  # 400: not a variable name
+    (["-putenv", "A=x", "-ping"], 0),  # -putenv comes first, as in pilot/cli.py
+    (["-stop", "no/such job"], 1),  # 404, the name quoted in the URL
+    (["-start=nojob"], 1),
+    (["-restart", "nojob"], 1),
+    (["-signal", "app=SIGWINCH"], 0),
+    (["-signal", "app= 28 "], 0),  # a number, as `int()` reads it
+    (["-signal", "app=SIGNOPE"], 1),  # 400: no such signal
+    (["-signal", "nojob=HUP"], 1),  # 404
+    (["-maintenance", "disable"], 0),
+    (["-ping=true", "-out", "x"], 0),
+]
+
+
+@pytest.mark.parametrize("flags, status", CALLS, ids=[" ".join(c[0]) for c in CALLS])
+def test_the_launcher_answers_client_calls_as_python_does(shared_fast_pilot, flags, status):
+    """A call reusing the running copy, for the config that copy serves, is
+    answered by the launcher without Python, and prints what `python pilot.py`
+    prints (stdout, stderr, exit status), errors of the server included."""
+    fast = shared_fast_pilot.call(*flags)
+    _same(fast, shared_fast_pilot.python(*flags))
+    assert fast.returncode == status, fast.stderr
+
+
+def test_status_and_health_print_as_python_prints_them(fast_pilot):
+    """-status (the table) and -health (healthy, or one line per job that is not,
+    exit 1) answered by the launcher: the server renders them with the CLI's code."""
+    failing = b"checked  running  refused\n"
+    wait_for(lambda: fast_pilot.python("-health").stdout == failing, what="the check to fail")
+    _same(fast_pilot.call("-health"), fast_pilot.python("-health"))
+    assert fast_pilot.call("-health").stdout == failing
+    _same(fast_pilot.call("-status"), fast_pilot.python("-status"), lambda t: AGE.sub("<age>", t))
+    fast_pilot.flag.touch()
+    wait_for(lambda: fast_pilot.python("-health").returncode == 0, what="the check to pass")
+    healthy = fast_pilot.call("-health")
+    _same(healthy, fast_pilot.python("-health"))
+    assert (healthy.returncode, healthy.stdout) == (0, b"healthy\n")
+    status = fast_pilot.call("-status")
+    assert re.search(rb"^checked +running +\d+ +0 +healthy ", status.stdout, re.M), status.stdout
+    _same(status, fast_pilot.python("-status"), lambda t: AGE.sub("<age>", t))
+
+
+def test_a_counter_is_counted_once_per_putmetric(fast_pilot):
+    """Every -putmetric the launcher answers reaches Pilot exactly once, and one
+    it refuses (a config it may not answer for) is sent once, by Python."""
+    before = fast_pilot.counter()
+    for _ in range(10):
+        assert fast_pilot.call("-putmetric", "fast_calls=1").returncode == 0
+    other = fast_pilot.tmp / "other.json5"
+    shutil.copy(fast_pilot.config, other)
+    refused = fast_pilot.call("-putmetric", "fast_calls=1", config=other)
+    assert refused.returncode == 0 and _went_to_python(refused)
+    assert fast_pilot.call("-putmetric", "fast_calls=x").returncode == 1
+    assert fast_pilot.counter() == before + 11
+
+
+def test_calls_the_launcher_cannot_answer_exactly_go_to_python(fast_pilot):
+    """Another config file (even a copy), the config edited since Pilot read it,
+    a different value of a variable the config's template reads, arguments or a
+    locale that are not UTF-8, a usage error, no socket at the recorded path:
+    the launcher sends nothing and Python answers, with its own words."""
+    other = fast_pilot.tmp / "other.json5"
+    shutil.copy(fast_pilot.config, other)
+    cases = [
+        (["-ping"], {"config": other}),
+        (["-ping"], {"env": {"SOCK_DIR": str(fast_pilot.tmp / "elsewhere")}}),
+        (["-ping"], {"env": {"SOCK_DIR": None}}),
+        (["-ping"], {"env": {"CONSUL_HTTP_ADDR": "127.0.0.1:2"}}),  # the consul section reads it
+        ([b"-putenv", b"A=\xff"], {}),  # Python carries the byte as a surrogate
+        (["-status"], {"env": {"LC_ALL": "fr_FR.ISO-8859-1"}}),
+        (["-putmetric", "novalue"], {}),  # usage: exit 2, Python prints the usage
+        (["-ping", "-follow"], {}),
+        (["-health", "-graph"], {}),
+    ]
+    for flags, how in cases:
+        fast = fast_pilot.call(*flags, **how)
+        python = fast_pilot.python(*flags, **how)
+        assert _went_to_python(fast), (flags, how, fast)
+        assert (fast.returncode, fast.stdout, _without_marker(fast)) == (
+            python.returncode, python.stdout, python.stderr.decode()), (flags, how)
+    os.utime(fast_pilot.config)  # the same text, touched: Python reads it again
+    assert _went_to_python(fast_pilot.call("-ping"))
+    assert fast_pilot.call("-reload").returncode == 0  # Pilot reads it again and says so
+    wait_for(lambda: not _went_to_python(fast_pilot.call("-ping")), what="the record to be renewed")
+    os.rename(fast_pilot.socket, fast_pilot.tmp / "moved.sock")
+    try:
+        gone = fast_pilot.call("-ping")
+        assert _went_to_python(gone) and gone.returncode == 1
+        assert _without_marker(gone) == f"pilot: -ping: failed: pilot is not running: no socket at {fast_pilot.socket}\n"
+    finally:
+        os.rename(fast_pilot.tmp / "moved.sock", fast_pilot.socket)
+
+
+def test_the_launcher_keeps_the_clients_socket_checks(fast_pilot):
+    """A socket file that is not the caller's or root's, a listener of another
+    user, a record that is not the caller's or is readable by others: the
+    launcher sends nothing, and Python refuses with its own words."""
+    before = fast_pilot.counter()
+    os.chown(fast_pilot.socket, 65534, 65534)
+    try:
+        fast = fast_pilot.call("-putmetric", "fast_calls=1")
+        assert _went_to_python(fast) and fast.returncode == 1
+        assert _without_marker(fast) == (
+            f"pilot: -putmetric: failed to run subcommand: control socket {fast_pilot.socket} is "
+            "owned by uid 65534, not by you (0) or root; refusing to send\n")
+    finally:
+        os.chown(fast_pilot.socket, 0, 0)
+    assert fast_pilot.counter() == before
+    for change in (lambda r: os.chown(r, 65534, 65534), lambda r: os.chmod(r, 0o644)):
+        saved = fast_pilot.record.read_bytes()
+        change(fast_pilot.record)
+        try:
+            assert _went_to_python(fast_pilot.call("-ping"))
+        finally:
+            fast_pilot.record.unlink()
+            fast_pilot.record.write_bytes(saved)
+            os.chmod(fast_pilot.record, 0o600)
+        assert not _went_to_python(fast_pilot.call("-ping"))
+
+
+FOREIGN_LISTENER = """
+import os, select, socket, sys
+path = sys.argv[1]
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)  # as root: the file is root's
+os.setgid(65534)
+os.setuid(65534)
+server.listen(8)  # the listener's credentials (SO_PEERCRED) are 65534's
+print("listening", flush=True)
+while True:
+    ready, _, _ = select.select([server, sys.stdin], [], [])
+    if sys.stdin in ready:
+        break  # the test closed stdin: done
+    conn, _ = server.accept()
+    conn.settimeout(5)
+    try:
+        print(repr(conn.recv(65536)), flush=True)
+    except OSError:
+        print("nothing", flush=True)
+    conn.close()
+"""
+
+
+def _impersonate(fast_pilot, socket_path, name):
+    """A config naming `socket_path`, and Pilot's record made to say that the
+    running copy serves it there (as a record another process could not write,
+    but the launcher must not trust blindly either)."""
+    from pilot import config
+    from pilot.control import record_bytes
+    other = fast_pilot.tmp / name
+    other.write_text('{control: {socket: "%s"}, jobs: []}' % socket_path)
+    st = os.stat(socket_path)
+    source = config.load(str(other), {}).source
+    fast_pilot.record.write_bytes(record_bytes(str(socket_path), (st.st_dev, st.st_ino), source))
+    return other
+
+
+def test_a_listener_of_another_user_gets_nothing(fast_pilot):
+    """The socket file is root's but the process listening on it is user
+    65534's (SO_PEERCRED): the launcher connects, sees that, sends nothing and
+    leaves the call to Python, which refuses with its own words."""
+    path = fast_pilot.tmp / "foreign.sock"
+    listener = subprocess.Popen([sys.executable, "-c", FOREIGN_LISTENER, str(path)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline() == "listening\n"
+        other = _impersonate(fast_pilot, path, "foreign.json5")
+        fast = fast_pilot.call("-putenv", "DB_PASSWORD=hunter2", config=other)
+        assert _went_to_python(fast) and fast.returncode == 1
+        assert _without_marker(fast) == (
+            f"pilot: -putenv: failed to run subcommand: control socket {path} is served by uid "
+            "65534, not by you (0) or root; refusing to send\n")
+    finally:
+        received, _ = listener.communicate("", timeout=DEADLINE)
+    assert "hunter2" not in received
+    assert set(received.split()) <= {"b''", "nothing"}  # two connections, not a byte
+
+
+def test_a_full_backlog_is_waited_out_then_reported_as_python_does(fast_pilot):
+    """Every connection slot taken and none freed: the launcher retries for the
+    client's 10 s, sends nothing, and says what Python says."""
+    import socket
+    path = fast_pilot.tmp / "busy.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(0)
+    waiting = socket.socket(socket.AF_UNIX)
+    waiting.connect(str(path))  # takes the only slot: it is never accepted
+    try:
+        other = _impersonate(fast_pilot, path, "busy.json5")
+        fast, python = fast_pilot.call("-ping", config=other), fast_pilot.python("-ping", config=other)
+        assert not _went_to_python(fast)
+        assert (fast.returncode, fast.stderr) == (python.returncode, python.stderr) == (
+            1, f"pilot: -ping: failed: control socket {path}: no free connection slot within 10 s "
+               "(Pilot is busy)\n".encode())
+    finally:
+        waiting.close()
+        server.close()
+
+
+LOAD_DRIVER = r"""
+import os, sys
+count, argv = int(sys.argv[1]), sys.argv[2:]
+env = dict(os.environ, LD_PRELOAD=os.environ.pop("CHILD_PRELOAD"))  # the children's, not ours
+go_read, go_write = os.pipe()
+children = []
+for _ in range(count):
+    pid = os.fork()
+    if pid == 0:
+        os.close(go_write)
+        os.read(go_read, 1)  # returns when the driver closes its end: all start at once
+        os.execve(argv[0], argv, env)
+    children.append(pid)
+os.close(go_read)
+print("ready", flush=True)
+sys.stdin.read()
+os.close(go_write)
+failed = 0
+for pid in children:
+    _, status = os.waitpid(pid, 0)
+    failed += os.waitstatus_to_exitcode(status) != 0
+print(failed, flush=True)
+"""
+
+
+def test_a_thousand_simultaneous_calls_are_each_answered_once(fast_pilot):
+    """1,000 `-putmetric` processes started at the same moment (more than the
+    control server serves at once): every one is answered by the launcher,
+    succeeds, and the counter reads 1,000 more."""
+    before = fast_pilot.counter()
+    errors = fast_pilot.tmp / "errors"
+    with open(errors, "wb") as err:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", LOAD_DRIVER, "1000", fast_pilot.executable, "-config",
+             str(fast_pilot.config), "-putmetric", "fast_calls=1"],
+            env=dict(fast_pilot.env, CHILD_PRELOAD=PRELOAD["LD_PRELOAD"]), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err, text=True)
+        try:
+            assert driver.stdout.readline() == "ready\n"
+            out, _ = driver.communicate("", timeout=240)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+    assert (driver.returncode, out.strip()) == (0, "0"), errors.read_text()
+    assert errors.read_text() == ""  # not one went to Python (see PRELOAD)
+    assert fast_pilot.counter() == before + 1000
+
+
+def test_the_launcher_does_not_wake_while_pilot_idles(executable, tmp_path):
+    """PID 1 of dist/pilot sleeps until a signal comes: no tick. Over a quiet
+    spell (one job, no health check) its count of voluntary context switches
+    (each a wake-up) does not move; signals and exits still reach it (the
+    tests above: SIGHUP, SIGUSR2, SIGTERM, orphans)."""
+    config = tmp_path / "pilot.json5"
+    config.write_text('{control: {socket: "%s"}, jobs: [{name: "app", exec: ["sleep", "600"]}]}'
+                      % (tmp_path / "cp.sock"))
+    pilot = subprocess.Popen([executable, "-config", str(config)],
+                             env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (tmp_path / "cp.sock").exists(), what="control socket")
+
+        def wake_ups():
+            with open(f"/proc/{pilot.pid}/status") as f:
+                return next(int(line.split()[1]) for line in f
+                            if line.startswith("voluntary_ctxt_switches"))
+        before = wake_ups()
+        time.sleep(3.5)  # not a wait for something: the span that saw 3 ticks before
+        assert wake_ups() == before
+    finally:
+        pilot.send_signal(signal.SIGTERM)
+        assert pilot.wait(DEADLINE) == 0
+
+
+SCRATCH_CALLS = """{
+  consul: "127.0.0.1:1",
+  telemetry: {port: %d, interfaces: ["static:127.0.0.1"],
+    metrics: [{namespace: "scratch", name: "calls", help: "calls", type: "counter"}]},
+  jobs: [{name: "web", port: 80, interfaces: ["static:127.0.0.1"],
+          health: {exec: ["/pilot", "-putmetric", "nope=1"], interval: 1, ttl: 30}}],
+}"""
+
+
+def test_docker_exec_calls_in_the_image_are_answered_by_the_launcher(executable, tmp_path):
+    """In the scratch image, `docker exec CONTAINER /pilot -ping|-putmetric|-status|-health`
+    (and the health check's own `/pilot -putmetric`) are answered by the launcher
+    with what Python prints for the same call (asked here with another path to
+    the same config, which the launcher leaves to Python)."""
+    image = Image()
+    root = tmp_path / "root"
+    root.mkdir()
+    text = SCRATCH_CALLS % free_port()
+    image.build(str(root), {image.env["CONTAINERPILOT"]: text, "/etc/copy.json5": text})
+    box = Container(image, str(root), name="calls").start()
+    try:
+        box.wait_for_output(r"control: serving at /var/run/containerpilot.socket")
+        wait_for(lambda: box.run("/pilot", "-health").stdout.startswith("web "),
+                 what=lambda: f"the check to fail:\n{box.output()}")
+        for flags in (["-ping"], ["-putmetric", "scratch_calls=1"], ["-putmetric", "nope=1"],
+                      ["-health"], ["-status"]):
+            # nsenter (docker exec's stand-in, a dynamic program) says its own line first.
+            fast = box.run("/pilot", *flags, env=PRELOAD)
+            python = box.run("/pilot", "-config", "/etc/copy.json5", *flags, env=PRELOAD)
+            fast_lines, python_lines = fast.stderr.splitlines(True), python.stderr.splitlines(True)
+            assert PYTHON_RAN in fast_lines[0] and PYTHON_RAN in python_lines[0]
+            assert PYTHON_RAN not in "".join(fast_lines[1:]), flags
+            assert PYTHON_RAN in "".join(python_lines[1:]), flags
+            python_stderr = "".join(line for line in python_lines if PYTHON_RAN not in line)
+            assert (fast.returncode, AGE.sub("<age>", fast.stdout), "".join(fast_lines[1:])) == (
+                python.returncode, AGE.sub("<age>", python.stdout), python_stderr), flags
+        assert box.run("/pilot", "-health").returncode == 1
+        assert len(box.unpacked_copies()) == 1, box.leftovers()
+    finally:
+        box.stop()
