@@ -9,7 +9,8 @@ import pytest
 
 from pilot import config, tables
 from pilot.control import RECORD, RECORD_MAGIC, ControlServer, record_bytes
-from tests.test_control import FakeApp, call
+from tests.support import FakeSupervisor
+from tests.test_control import call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -21,7 +22,7 @@ STATUS = {"jobs": [{"name": "web", "state": "running", "pid": 12, "restarts": 1,
           "maintenance": True, "watches": [{"name": "db", "tag": "primary", "instances": 2}]}
 
 
-class HealthyApp(FakeApp):
+class HealthyApp(FakeSupervisor):
     def __init__(self, healthy=True):
         super().__init__()
         self.healthy = healthy
