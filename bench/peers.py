@@ -168,6 +168,10 @@ class Workload:
     jobs: int
     checks: bool = False
     crash: bool = False  # jobs exit 1 at once and are restarted for ever
+    # What a check is: "exec" (scale-check), "http" (Pilot's own GET of
+    # check_url) or "curl" (an exec of curl on check_url, as 3.8 users write it).
+    check: str = "exec"
+    check_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -242,8 +246,8 @@ class Files:
         for i in range(workload.jobs):
             job = {"name": f"job{i}", "exec": self.job_exec(workload), "restarts": "unlimited"}
             if workload.checks:
-                job["health"] = {"exec": [self.probe["check"], "check", str(self.checks)],
-                                 "interval": CHECK_INTERVAL, "ttl": 5 * CHECK_INTERVAL}
+                job["health"] = {**self.check(workload), "interval": CHECK_INTERVAL,
+                                 "ttl": 5 * CHECK_INTERVAL}
             jobs.append(job)
         body = {"consul": consul, "control": {"socket": str(self.socket)},
                 "logging": {"level": "INFO"}, "jobs": jobs}
@@ -252,6 +256,14 @@ class Files:
         path = self.tmp / "containerpilot.json5"
         path.write_text(json.dumps(body, indent=1))
         return path
+
+    def check(self, workload: Workload) -> dict:
+        """The `health` fields that say what a check runs."""
+        if workload.check == "http":
+            return {"http": workload.check_url}
+        if workload.check == "curl":
+            return {"exec": ["curl", "-fsS", "-o", "/dev/null", workload.check_url]}
+        return {"exec": [self.probe["check"], "check", str(self.checks)]}
 
     def supervisord_config(self, workload: Workload) -> Path:
         lines = ["[supervisord]", "nodaemon=true", f"logfile={self.tmp / 'supervisord.log'}",

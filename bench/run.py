@@ -31,6 +31,7 @@ BENCHES = {
     "config_load": ["--repeat", "1"],
     "timeline": ["--events", "100000", "--seconds", "15"],
     "scale": ["--jobs", "10,100", "--window", "5"],
+    "health": ["--jobs", "100", "--window", "5"],
     "client": ["--calls", "20", "--idle-seconds", "20", "--pings", "100"],
 }
 
