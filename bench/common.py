@@ -146,6 +146,23 @@ def mib(kib: float) -> str:
 
 # -- processes ------------------------------------------------------------------
 
+def compile_static(name: str, source: str) -> Path:
+    """A static build of `source` under .cache/bench/ (rebuilt when the text
+    changes): no loader work in what is measured."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    src, exe = CACHE / f"{name}.c", CACHE / name
+    if not exe.exists() or not src.exists() or src.read_text() != source:
+        src.write_text(source)
+        for flags in (["-static"], []):
+            done = subprocess.run(["gcc", "-O2", *flags, "-o", str(exe), str(src)],
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+        else:
+            raise SystemExit(f"bench: gcc could not build {name}: {done.stderr.strip()}")
+    return exe
+
+
 def become_subreaper() -> None:
     """Orphans of what this bench starts come back to it, so clean-up can
     find and kill them even after their supervisor is gone."""

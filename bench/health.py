@@ -94,7 +94,7 @@ class Server:
     """http-count, for the whole bench: answers every peer's checks."""
 
     def __init__(self, tmp: Path):
-        exe = peers._compile("http-count", SERVER_SOURCE)
+        exe = common.compile_static("http-count", SERVER_SOURCE)
         self.count = tmp / "http-requests"
         self.proc = subprocess.Popen([str(exe), str(self.count)], stdout=subprocess.PIPE, text=True)
         self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}/health"

@@ -99,32 +99,15 @@ NOT_SUPERVISOR = (JOB, CHECK, "curl")  # what a supervisor runs (curl: bench/hea
 CHECK_INTERVAL = 1  # seconds
 
 
-def _compile(name: str, source: str) -> Path:
-    """A static build of `source` under .cache/bench/ (rebuilt when the text
-    changes): no loader work in what is measured."""
-    common.CACHE.mkdir(parents=True, exist_ok=True)
-    src, exe = common.CACHE / f"{name}.c", common.CACHE / name
-    if not exe.exists() or not src.exists() or src.read_text() != source:
-        src.write_text(source)
-        for flags in (["-static"], []):
-            done = subprocess.run(["gcc", "-O2", *flags, "-o", str(exe), str(src)],
-                                  capture_output=True, text=True)
-            if done.returncode == 0:
-                break
-        else:
-            raise SystemExit(f"bench: gcc could not build {name}: {done.stderr.strip()}")
-    return exe
-
-
 def build_probe() -> Dict[str, str]:
     """{"job": path, "check": path, "meter": path}: the probe under its two
     names, and call-meter."""
-    exe = _compile(JOB, PROBE_SOURCE)
+    exe = common.compile_static(JOB, PROBE_SOURCE)
     check = common.CACHE / CHECK
     if check.exists():
         check.unlink()
     os.link(exe, check)
-    return {"job": str(exe), "check": str(check), "meter": str(_compile("call-meter", METER_SOURCE))}
+    return {"job": str(exe), "check": str(check), "meter": str(common.compile_static("call-meter", METER_SOURCE))}
 
 
 def containerpilot_binary() -> Optional[str]:

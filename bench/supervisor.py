@@ -76,20 +76,8 @@ WARMUP = 5  # restarts discarded while the supervisor warms up
 # -- the probe ----------------------------------------------------------------
 
 def build_probe() -> str:
-    """Compile the probe once per source text (static: no dynamic loader
-    work in the measured gap)."""
-    common.CACHE.mkdir(parents=True, exist_ok=True)
-    src, exe = common.CACHE / "restart-probe.c", common.CACHE / "restart-probe"
-    if not exe.exists() or not src.exists() or src.read_text() != PROBE_SOURCE:
-        src.write_text(PROBE_SOURCE)
-        for flags in (["-static"], []):
-            done = subprocess.run(["gcc", "-O2", *flags, "-o", str(exe), str(src)],
-                                  capture_output=True, text=True)
-            if done.returncode == 0:
-                break
-        else:
-            raise SystemExit(f"bench: gcc could not build the probe: {done.stderr.strip()}")
-    return str(exe)
+    """The probe, static: no dynamic loader work in the measured gap."""
+    return str(common.compile_static("restart-probe", PROBE_SOURCE))
 
 
 def read_stamps(path: Path):
