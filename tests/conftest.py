@@ -22,6 +22,22 @@ settings.register_profile("pilot", deadline=None, suppress_health_check=[HealthC
 settings.load_profile("pilot")
 
 
+def _signals_as_a_terminal_gives_them() -> None:
+    """A shell without job control starts a background command with SIGINT
+    and SIGQUIT ignored (`nohup` adds SIGHUP), and every process the tests
+    start would inherit that: a Ctrl-C sent to a client would do nothing.
+    The suite runs as if started from a terminal, however it was started."""
+    import signal
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGQUIT, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
+
+
+_signals_as_a_terminal_gives_them()
+
+
 @pytest.fixture
 def bus():
     """A fresh event bus."""
