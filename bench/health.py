@@ -29,13 +29,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (bench/ is not a package)
 import peers  # noqa: E402
-from peers import Run, Workload  # noqa: E402
-from scale import SETTLE, cell  # noqa: E402
+from peers import Workload  # noqa: E402
+import scale  # noqa: E402
+from scale import cell  # noqa: E402
 
 SERVER_SOURCE = r"""
 /* http-count COUNTFILE: listen on 127.0.0.1 (a free port, printed on
@@ -111,26 +112,13 @@ class Server:
 
 
 def measure(peer, workload: Workload, probe, window: float, server: Server) -> Dict[str, float]:
-    """One start, window and stop of one peer on one workload."""
-    checks_run = (lambda run: run.files.checks_run()) if workload.check == "exec" \
+    """scale.py's measure, counting the requests http-count answered for
+    the kinds that go through it."""
+    counted = (lambda run: run.files.checks_run()) if workload.check == "exec" \
         else (lambda run: server.answered())
-    with Run(peer, workload, probe) as run:
-        run.wait_jobs(timeout=60 + workload.jobs * 0.3)
-        time.sleep(SETTLE[True])
-        pids = run.supervisor_pids()
-        cpu0, reaped0, checks0 = peers.cpu(pids), peers.reaped_cpu(pids), checks_run(run)
-        t0 = time.monotonic()
-        time.sleep(window)
-        cpu1, reaped1, checks1 = peers.cpu(pids), peers.reaped_cpu(pids), checks_run(run)
-        took = time.monotonic() - t0
-        ran = checks1 - checks0
-        out = {"checks_s": ran / took,
-               "checks_pct": ran / (workload.jobs * took / peers.CHECK_INTERVAL) * 100,
-               "cpu_k": (cpu1 - cpu0) / ran * 1000 if ran else None,
-               "cpu_all_k": ((cpu1 - cpu0) + (reaped1 - reaped0)) / ran * 1000 if ran else None,
-               "rss": peers.rss_kib(pids) / 1024}
-        run.stop(30)
-        return out
+    out = scale.measure(peer, workload, probe, window, 30, checks_run=counted)
+    return {"checks_s": out["checks_s"], "checks_pct": out["checks_pct"], "rss": out["rss"],
+            "cpu_k": out["cpu_check"], "cpu_all_k": out["cpu_check_all"]}
 
 
 def runs_kind(peer, kind: str) -> bool:

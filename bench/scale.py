@@ -44,17 +44,19 @@ from peers import Run, Workload  # noqa: E402
 SETTLE = {False: 1.0, True: 3.0}  # seconds after all run: checks start one interval in
 
 
-def measure(peer, workload: Workload, probe, window: float, stop_cap: float) -> Dict[str, object]:
-    """One start, window and stop of one peer on one workload."""
+def measure(peer, workload: Workload, probe, window: float, stop_cap: float,
+            checks_run=lambda run: run.files.checks_run()) -> Dict[str, object]:
+    """One start, window and stop of one peer on one workload; `checks_run`
+    counts the checks run so far (by default, the bytes scale-check wrote)."""
     with Run(peer, workload, probe) as run:
         started = run.wait_jobs(timeout=60 + workload.jobs * 0.3)
         out: Dict[str, object] = {"first": started[0], "all": started[-1]}
         time.sleep(SETTLE[workload.checks])
         pids = run.supervisor_pids()
-        cpu0, reaped0, checks0 = peers.cpu(pids), peers.reaped_cpu(pids), run.files.checks_run()
+        cpu0, reaped0, checks0 = peers.cpu(pids), peers.reaped_cpu(pids), checks_run(run)
         t0 = time.monotonic()
         time.sleep(window)
-        cpu1, reaped1, checks1 = peers.cpu(pids), peers.reaped_cpu(pids), run.files.checks_run()
+        cpu1, reaped1, checks1 = peers.cpu(pids), peers.reaped_cpu(pids), checks_run(run)
         took = time.monotonic() - t0
         out["rss"] = peers.rss_kib(pids) / 1024
         out["cpu_pct"] = (cpu1 - cpu0) / took * 100
